@@ -1,0 +1,34 @@
+package cloudtrail
+
+import (
+	"reflect"
+	"testing"
+)
+
+func TestParseFlattened(t *testing.T) {
+	cases := map[string]map[string]any{
+		"{userName=bob, policyArn=arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV2}": {"userName": "bob", "policyArn": "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV2"},
+		"{}": {},
+		// A policy document holds ", " and "=" of its own.
+		`{policyDocument={"Statement": [{"Effect": "Deny", "Action": "a=b, c"}]}, policyName=AWSExposedCredentialPolicy_DO_NOT_REMOVE, userName=x}`: {
+			"policyDocument": `{"Statement": [{"Effect": "Deny", "Action": "a=b, c"}]}`, "policyName": "AWSExposedCredentialPolicy_DO_NOT_REMOVE", "userName": "x"},
+		"not flattened":  nil,
+		"{no equals}":    nil,
+		"{a=1, =2}":      {"a": "1, =2"},
+		"{a=1, a=2}":     {"a": "1"},
+		"{bad key=1}":    nil,
+		"{k=v, k2=}":     {"k": "v", "k2": ""},
+		"{k={x=1, y=2}}": {"k": "{x=1, y=2}"},
+	}
+	for in, want := range cases {
+		if got := ParseFlattened(in); !reflect.DeepEqual(got, want) {
+			t.Errorf("%q: got %#v, want %#v", in, got, want)
+		}
+	}
+}
+
+func FuzzParseFlattened(f *testing.F) {
+	f.Add("{userName=bob, policyArn=arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV2}")
+	f.Add("{a={b=[c, d=e]}, f=g}")
+	f.Fuzz(func(t *testing.T, s string) { ParseFlattened(s) })
+}

@@ -1,0 +1,295 @@
+package detect_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tinylib/msgp/msgp"
+
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/value"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/fbchunk"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/paths"
+)
+
+var t0 = time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
+
+func fixture(t testing.TB, rule, name string) map[string]any {
+	t.Helper()
+	raw, err := os.ReadFile(paths.Repo("test", "fixtures", "rules", rule, "positive", name+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := value.FromJSON(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v.(map[string]any)
+}
+
+func applied(t testing.TB) map[string]any {
+	return fixture(t, "aws.iam.quarantine_applied", "attach_user_v2")
+}
+
+func scan(t testing.TB, chunk []byte, keys ...string) ([]detect.Alert, detect.Stats) {
+	t.Helper()
+	if len(keys) == 0 {
+		keys = []string{"log", "message"}
+	}
+	d := detect.New(detect.Options{EventKeys: keys, IncludeEvent: true})
+	return d.Scan(chunk, nil)
+}
+
+func rulesOf(as []detect.Alert) []string {
+	var ids []string
+	for _, a := range as {
+		ids = append(ids, a.Rule.ID)
+	}
+	return ids
+}
+
+func TestEveryShapeYieldsTheEvent(t *testing.T) {
+	ev := applied(t)
+	js, _ := value.ToJSON(ev)
+	noise := map[string]any{"eventName": "GetObject", "eventSource": "s3.amazonaws.com"}
+	ecsNested := map[string]any{
+		"@timestamp": "2026-11-20T08:15:42Z",
+		"event":      map[string]any{"action": "AttachUserPolicy", "outcome": "success", "provider": "iam.amazonaws.com", "id": "ecs-1"},
+		"aws": map[string]any{"cloudtrail": map[string]any{
+			"request_parameters": "{userName=ci-deployer, policyArn=arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV2}",
+			"user_identity":      map[string]any{"type": "AssumedRole", "access_key_id": "ASIAX"},
+		}},
+		"user":   map[string]any{"name": "quarantine"},
+		"cloud":  map[string]any{"account": map[string]any{"id": "111122223333"}, "region": "us-east-1"},
+		"source": map[string]any{"ip": "AWS Internal"},
+	}
+	ecsFlat := map[string]any{
+		"@timestamp": "2026-11-20T08:15:42Z", "event.action": "AttachUserPolicy", "event.outcome": "success", "event.id": "ecs-2",
+		"aws.cloudtrail.request_parameters": "{userName=ci-deployer, policyArn=arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV3}",
+		"user.name": "quarantine", "cloud.account.id": "111122223333", "cloud.region": "eu-west-1", "source.ip": "AWS Internal",
+	}
+	lower := map[string]any{}
+	for k, v := range ev {
+		lower[strings.ToLower(k)] = v
+	}
+	cases := []struct {
+		name  string
+		body  any
+		shape string
+		n     int
+	}{
+		{"plain", ev, "event", 1},
+		{"log file", map[string]any{"Records": []any{noise, ev, noise, ev}}, "log_file", 2},
+		{"eventbridge", map[string]any{"detail-type": "AWS API Call via CloudTrail", "source": "aws.iam", "detail": ev}, "eventbridge", 1},
+		{"json under log", map[string]any{"log": string(js), "stream": "stdout"}, "event", 1},
+		{"json under message", map[string]any{"message": string(js)}, "event", 1},
+		{"log file as json string", map[string]any{"log": `{"Records":[` + string(js) + `]}`}, "log_file", 1},
+		{"ecs nested", ecsNested, "ecs", 1},
+		{"ecs flattened keys", ecsFlat, "ecs", 1},
+		{"lower-case keys", lower, "event", 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			chunk := fbchunk.AppendV2(nil, t0, nil, noise)
+			chunk = fbchunk.AppendV2(chunk, t0, nil, c.body)
+			chunk = fbchunk.AppendV2(chunk, t0, nil, noise)
+			alerts, st := scan(t, chunk)
+			if len(alerts) != c.n {
+				t.Fatalf("want %d alerts, got %d (%+v)", c.n, len(alerts), st)
+			}
+			for _, a := range alerts {
+				if a.Rule.ID != "aws.iam.quarantine_applied" || a.Shape != c.shape || a.Target.Name != "ci-deployer" {
+					t.Fatalf("bad alert %+v", a)
+				}
+			}
+			if st.Records != 3 || st.Candidates != 1 {
+				t.Fatalf("stats %+v", st)
+			}
+		})
+	}
+}
+
+func TestECSFailureOutcomeIsAFailedAttempt(t *testing.T) {
+	body := map[string]any{
+		"event.action": "AttachUserPolicy", "event.outcome": "failure", "event.id": "e-1",
+		"aws.cloudtrail.request_parameters": "{userName=bob, policyArn=arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV2}",
+	}
+	alerts, _ := scan(t, fbchunk.AppendV2(nil, t0, nil, body))
+	if !slices.Equal(rulesOf(alerts), []string{"aws.iam.quarantine_attempt_failed"}) {
+		t.Fatalf("got %v", rulesOf(alerts))
+	}
+}
+
+func TestEventKeysAreConfigurable(t *testing.T) {
+	js, _ := value.ToJSON(applied(t))
+	chunk := fbchunk.AppendV2(nil, t0, nil, map[string]any{"payload": string(js)})
+	if alerts, _ := scan(t, chunk); len(alerts) != 0 {
+		t.Fatal("payload is not a default event key")
+	}
+	if alerts, _ := scan(t, chunk, "payload"); len(alerts) != 1 {
+		t.Fatal("payload configured as event key: want 1 alert")
+	}
+}
+
+func TestNotJSONTextIsNoEvent(t *testing.T) {
+	chunk := fbchunk.AppendV2(nil, t0, nil, map[string]any{"log": "AWSCompromisedKeyQuarantineV2 was mentioned in a chat"})
+	chunk = fbchunk.AppendV2(chunk, t0, nil, map[string]any{"log": `{"eventName": "AttachUserPolicy", "policyArn": "AWSCompromisedKeyQuarantineV2"`})
+	alerts, st := scan(t, chunk)
+	if len(alerts) != 0 || st.Candidates != 2 || st.Events != 0 {
+		t.Fatalf("alerts %v stats %+v", alerts, st)
+	}
+}
+
+func TestRecordFormatsAndMarkers(t *testing.T) {
+	ev := applied(t)
+	var chunk []byte
+	chunk = fbchunk.AppendGroupStart(chunk)
+	chunk = fbchunk.AppendV2(chunk, t0, map[string]any{"otlp": map[string]any{}}, ev)
+	chunk = fbchunk.AppendGroupEnd(chunk)
+	chunk = fbchunk.AppendLegacy(chunk, t0, ev)
+	chunk = fbchunk.AppendLegacy(chunk, int64(t0.Unix()), ev)
+	chunk = fbchunk.AppendLegacy(chunk, float64(t0.Unix())+0.5, ev)
+	alerts, st := scan(t, chunk)
+	if len(alerts) != 4 || st.Records != 4 || st.Skipped.Group != 2 {
+		t.Fatalf("alerts %d stats %+v", len(alerts), st)
+	}
+}
+
+func TestStringsAsBin(t *testing.T) {
+	// Re-encode the event with every string as msgpack bin.
+	var enc func(b []byte, v any) []byte
+	enc = func(b []byte, v any) []byte {
+		switch v := v.(type) {
+		case map[string]any:
+			b = msgp.AppendMapHeader(b, uint32(len(v)))
+			for k, e := range v {
+				b = enc(msgp.AppendBytes(b, []byte(k)), e)
+			}
+			return b
+		case string:
+			return msgp.AppendBytes(b, []byte(v))
+		}
+		b, _ = value.AppendMsgpack(b, v)
+		return b
+	}
+	chunk := msgp.AppendArrayHeader(nil, 2)
+	chunk = fbchunk.AppendEventTime(chunk, t0)
+	chunk = enc(chunk, applied(t))
+	alerts, _ := scan(t, chunk)
+	if len(alerts) != 1 || alerts[0].Policy.Name != "AWSCompromisedKeyQuarantineV2" {
+		t.Fatalf("got %+v", alerts)
+	}
+}
+
+func TestMalformedRecordsAreSkippedAndCounted(t *testing.T) {
+	ev := applied(t)
+	var chunk []byte
+	chunk = fbchunk.AppendV2(chunk, t0, nil, ev)
+	chunk = msgp.AppendString(chunk, "not a record")                             // not an array
+	chunk = fbchunk.AppendLegacy(chunk, int64(1), "body is a string")            // not a map
+	chunk = append(msgp.AppendArrayHeader(chunk, 2), msgp.AppendString(nil, "x")...) // bad time
+	chunk = msgp.AppendMapHeader(chunk, 0)
+	chunk = msgp.AppendArrayHeader(chunk, 3) // wrong arity
+	chunk = msgp.AppendNil(chunk)
+	chunk = msgp.AppendNil(chunk)
+	chunk = msgp.AppendNil(chunk)
+	chunk = fbchunk.AppendV2(chunk, t0, nil, ev)
+	chunk = fbchunk.AppendV2(chunk, t0, nil, ev)
+	chunk = chunk[:len(chunk)-5] // truncated last record
+	alerts, st := scan(t, chunk)
+	if len(alerts) != 2 || st.Records != 2 {
+		t.Fatalf("alerts %d stats %+v", len(alerts), st)
+	}
+	if st.Skipped.Malformed != 3 || st.Skipped.NotMap != 1 || st.Skipped.Truncated != 1 {
+		t.Fatalf("skipped %+v", st.Skipped)
+	}
+}
+
+func TestAlertContent(t *testing.T) {
+	alerts, _ := scan(t, fbchunk.AppendV2(nil, t0, nil, fixture(t, "aws.iam.quarantine_applied", "put_user_legacy_inline")))
+	if len(alerts) != 1 {
+		t.Fatalf("got %d alerts", len(alerts))
+	}
+	a := alerts[0]
+	if !a.Time.Equal(time.Date(2026, 11, 20, 8, 15, 42, 0, time.UTC)) {
+		t.Errorf("alert time %v is not the eventTime", a.Time)
+	}
+	if a.Title != "AWS quarantined exposed access key AKIAEXAMPLEEXPOSED01 of IAM user ci-deployer in account 111122223333 (AWSExposedCredentialPolicy_DO_NOT_REMOVE)" {
+		t.Errorf("title %q", a.Title)
+	}
+	if a.Policy.Version != "legacy" || a.Policy.ARN != "" || a.Target.Type != "user" || a.Actor.AccessKeyID != "AKIAEXAMPLEEXPOSED01" {
+		t.Errorf("alert %+v", a)
+	}
+	js, err := a.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(js, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"rule", "title", "event_id", "event_time", "account_id", "region", "event_name", "event_source", "source_ip", "user_agent", "actor", "target", "policy", "event"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("alert JSON lacks %q", k)
+		}
+	}
+	mp, err := a.Msgpack(js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back bytes.Buffer
+	if _, err := msgp.UnmarshalAsJSON(&back, mp); err != nil {
+		t.Fatal(err)
+	}
+	var m2 map[string]any
+	if err := json.Unmarshal(back.Bytes(), &m2); err != nil {
+		t.Fatal(err)
+	}
+	if m2["title"] != m["title"] || len(m2) != len(m) {
+		t.Error("msgpack and JSON forms differ")
+	}
+}
+
+// The false-positive test: of the 475 corpus events exactly lines 182 and
+// 225 are quarantines.
+func TestCorpusFalsePositives(t *testing.T) {
+	f, err := os.Open(paths.Corpus("panther_cloudtrail_tests.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	events, err := fbchunk.Lines(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 475 {
+		t.Fatalf("corpus has %d events", len(events))
+	}
+	var firing []int
+	d := detect.New(detect.Options{EventKeys: []string{"log", "message"}})
+	for i, ev := range events {
+		alerts, st := d.Scan(fbchunk.AppendV2(nil, t0, nil, ev), nil)
+		if st.Records != 1 {
+			t.Fatalf("line %d: %+v", i+1, st)
+		}
+		for _, a := range alerts {
+			if a.Rule.ID != "aws.iam.quarantine_applied" {
+				t.Errorf("line %d fired %s", i+1, a.Rule.ID)
+			}
+			firing = append(firing, i+1)
+		}
+	}
+	if !slices.Equal(firing, []int{182, 225}) {
+		t.Fatalf("alerting lines %v, want [182 225]", firing)
+	}
+	// The whole corpus as one chunk gives the same two.
+	alerts, st := d.Scan(fbchunk.FromValues(t0, events), nil)
+	if len(alerts) != 2 || st.Records != 475 {
+		t.Fatalf("one chunk: %d alerts, %+v", len(alerts), st)
+	}
+}

@@ -1,0 +1,209 @@
+// Package value converts between msgpack, JSON and one small set of Go
+// values: map[string]any, []any, string, int64, uint64, float64, bool and
+// nil. Only candidate records (the rare ones that might be quarantine events)
+// are decoded this way, so clarity wins over speed here; the hot path never
+// gets this far.
+package value
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	jsoniter "github.com/json-iterator/go"
+	"github.com/tinylib/msgp/msgp"
+)
+
+// MaxDepth bounds nesting, so hostile input cannot exhaust the stack or
+// build unbounded trees. CloudTrail events nest fewer than ten levels.
+const MaxDepth = 64
+
+// ErrTooDeep is returned for input nested deeper than MaxDepth.
+var ErrTooDeep = errors.New("nested deeper than 64 levels")
+
+// FromMsgpack decodes one msgpack object. Strings may be str or bin (Fluent
+// Bit emits both); map keys that are not strings are written as text;
+// extensions become nil.
+func FromMsgpack(b []byte) (any, error) {
+	v, _, err := fromMsgpack(b, 0)
+	return v, err
+}
+
+func fromMsgpack(b []byte, depth int) (any, []byte, error) {
+	if depth > MaxDepth {
+		return nil, b, ErrTooDeep
+	}
+	switch msgp.NextType(b) {
+	case msgp.MapType:
+		n, rest, err := msgp.ReadMapHeaderBytes(b)
+		if err != nil {
+			return nil, b, err
+		}
+		m := make(map[string]any, min(n, 64))
+		for range n {
+			var k any
+			if k, rest, err = fromMsgpack(rest, depth+1); err != nil {
+				return nil, rest, err
+			}
+			var v any
+			if v, rest, err = fromMsgpack(rest, depth+1); err != nil {
+				return nil, rest, err
+			}
+			key, isStr := k.(string)
+			if !isStr {
+				key = fmt.Sprint(k)
+			}
+			if _, dup := m[key]; !dup { // first wins, as for config keys
+				m[key] = v
+			}
+		}
+		return m, rest, nil
+	case msgp.ArrayType:
+		n, rest, err := msgp.ReadArrayHeaderBytes(b)
+		if err != nil {
+			return nil, b, err
+		}
+		a := make([]any, 0, min(n, 64))
+		for range n {
+			var v any
+			if v, rest, err = fromMsgpack(rest, depth+1); err != nil {
+				return nil, rest, err
+			}
+			a = append(a, v)
+		}
+		return a, rest, nil
+	case msgp.StrType:
+		s, rest, err := msgp.ReadStringZC(b)
+		return string(s), rest, err
+	case msgp.BinType:
+		s, rest, err := msgp.ReadBytesZC(b)
+		return string(s), rest, err
+	case msgp.IntType:
+		return wrap(msgp.ReadInt64Bytes(b))
+	case msgp.UintType:
+		return wrap(msgp.ReadUint64Bytes(b))
+	case msgp.Float32Type, msgp.Float64Type:
+		return wrap(msgp.ReadFloat64Bytes(b))
+	case msgp.BoolType:
+		return wrap(msgp.ReadBoolBytes(b))
+	case msgp.NilType:
+		rest, err := msgp.ReadNilBytes(b)
+		return nil, rest, err
+	default: // extensions and anything else: keep the framing, drop the value
+		rest, err := msgp.Skip(b)
+		return nil, rest, err
+	}
+}
+
+func wrap[T any](v T, rest []byte, err error) (any, []byte, error) { return v, rest, err }
+
+var jsonAPI = jsoniter.ConfigCompatibleWithStandardLibrary
+
+// FromJSON decodes one JSON value with jsoniter's iterator. Numbers become
+// int64 when they are integers that fit, else float64.
+func FromJSON(b []byte) (any, error) {
+	it := jsonAPI.BorrowIterator(b)
+	defer jsonAPI.ReturnIterator(it)
+	v := fromJSON(it, 0)
+	if it.Error != nil {
+		return nil, it.Error
+	}
+	if it.WhatIsNext() != jsoniter.InvalidValue { // trailing garbage
+		return nil, errors.New("trailing data after JSON value")
+	}
+	it.Error = nil
+	return v, nil
+}
+
+func fromJSON(it *jsoniter.Iterator, depth int) any {
+	if depth > MaxDepth {
+		it.ReportError("decode", ErrTooDeep.Error())
+		return nil
+	}
+	switch it.WhatIsNext() {
+	case jsoniter.ObjectValue:
+		m := map[string]any{}
+		it.ReadMapCB(func(it *jsoniter.Iterator, key string) bool {
+			v := fromJSON(it, depth+1)
+			if _, dup := m[key]; !dup {
+				m[key] = v
+			}
+			return it.Error == nil
+		})
+		return m
+	case jsoniter.ArrayValue:
+		a := []any{}
+		it.ReadArrayCB(func(it *jsoniter.Iterator) bool {
+			a = append(a, fromJSON(it, depth+1))
+			return it.Error == nil
+		})
+		return a
+	case jsoniter.StringValue:
+		return it.ReadString()
+	case jsoniter.NumberValue:
+		n := string(it.ReadNumber())
+		if i, err := strconv.ParseInt(n, 10, 64); err == nil {
+			return i
+		}
+		f, err := strconv.ParseFloat(n, 64)
+		if err != nil {
+			it.ReportError("decode", "bad number "+n)
+		}
+		return f
+	case jsoniter.BoolValue:
+		return it.ReadBool()
+	case jsoniter.NilValue:
+		it.ReadNil()
+		return nil
+	default:
+		it.ReportError("decode", "not a JSON value")
+		return nil
+	}
+}
+
+// AppendMsgpack appends v, which must be built from the types this package
+// produces (or []byte, written as bin, and int, written as int).
+func AppendMsgpack(b []byte, v any) ([]byte, error) {
+	switch v := v.(type) {
+	case map[string]any:
+		b = msgp.AppendMapHeader(b, uint32(len(v)))
+		for k, e := range v {
+			b = msgp.AppendString(b, k)
+			var err error
+			if b, err = AppendMsgpack(b, e); err != nil {
+				return b, err
+			}
+		}
+		return b, nil
+	case []any:
+		b = msgp.AppendArrayHeader(b, uint32(len(v)))
+		for _, e := range v {
+			var err error
+			if b, err = AppendMsgpack(b, e); err != nil {
+				return b, err
+			}
+		}
+		return b, nil
+	case string:
+		return msgp.AppendString(b, v), nil
+	case []byte:
+		return msgp.AppendBytes(b, v), nil
+	case int64:
+		return msgp.AppendInt64(b, v), nil
+	case int:
+		return msgp.AppendInt(b, v), nil
+	case uint64:
+		return msgp.AppendUint64(b, v), nil
+	case float64:
+		return msgp.AppendFloat64(b, v), nil
+	case bool:
+		return msgp.AppendBool(b, v), nil
+	case nil:
+		return msgp.AppendNil(b), nil
+	}
+	return b, fmt.Errorf("value: cannot encode %T", v)
+}
+
+// ToJSON encodes v as compact JSON with sorted map keys, so the same value
+// always gives the same bytes.
+func ToJSON(v any) ([]byte, error) { return jsonAPI.Marshal(v) }

@@ -1,0 +1,230 @@
+// Package config declares the plugin's options once, as a table, the way
+// Fluent Bit's C plugins declare a config_map. The table drives parsing,
+// validation, the effective-configuration line logged at Init and the
+// README's reference, so the four cannot drift apart. It reads keys through
+// a Getter, so it is tested without cgo or Fluent Bit.
+package config
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Getter looks a key up the way Fluent Bit does for Go plugins:
+// case-insensitively, "" when unset. Fluent Bit cannot list the keys a user
+// set, so unknown (misspelt) keys cannot be detected here.
+type Getter interface {
+	Get(key string) string
+}
+
+// Config is the parsed configuration of one plugin instance.
+type Config struct {
+	AlertOutput     string
+	AlertTag        string
+	FilePath        string
+	ForwardHost     string
+	ForwardPort     int
+	ForwardUnixPath string
+	ForwardTimeout  time.Duration
+	EventKey        []string
+	IncludeEvent    bool
+	DedupCacheSize  int
+}
+
+// Kind is how an option's text is parsed.
+type Kind string
+
+const (
+	String   Kind = "string"
+	Enum     Kind = "enum"
+	Bool     Kind = "bool"
+	Int      Kind = "int"
+	List     Kind = "list"
+	Duration Kind = "duration"
+)
+
+// Option is one row of the table.
+type Option struct {
+	Name        string
+	Kind        Kind
+	Default     string
+	Values      []string // for Enum
+	Min, Max    int      // for Int
+	Description string
+	// field points at where the parsed value goes; its type matches Kind.
+	field func(*Config) any
+}
+
+// Options is the table, in the order the README and the log show it.
+var Options = []Option{
+	{Name: "Alert_Output", Kind: Enum, Default: "stdout", Values: []string{"stdout", "file", "forward"},
+		Description: "Where alerts go: JSON lines on Fluent Bit's stdout, JSON lines appended to `File_Path`, or the Fluent forward protocol to an `in_forward` input.",
+		field:       func(c *Config) any { return &c.AlertOutput }},
+	{Name: "Alert_Tag", Kind: String, Default: "aws.cloudtrail.quarantine",
+		Description: "Tag of the alert records sent with `forward`; route it with `Match` in Fluent Bit (an `in_forward` that sets `tag` overrides it).",
+		field:       func(c *Config) any { return &c.AlertTag }},
+	{Name: "File_Path", Kind: String,
+		Description: "File alerts are appended to, one JSON object per line, fsync'd per batch. Required with `Alert_Output file`.",
+		field:       func(c *Config) any { return &c.FilePath }},
+	{Name: "Forward_Host", Kind: String, Default: "127.0.0.1",
+		Description: "Host of the `in_forward` input that receives alerts. (Fluent Bit keeps `Host` for itself, hence the prefix.)",
+		field:       func(c *Config) any { return &c.ForwardHost }},
+	{Name: "Forward_Port", Kind: Int, Default: "24224", Min: 1, Max: 65535,
+		Description: "TCP port of that `in_forward` input.",
+		field:       func(c *Config) any { return &c.ForwardPort }},
+	{Name: "Forward_Unix_Path", Kind: String,
+		Description: "Unix socket of an `in_forward` input (its `unix_path`); when set, used instead of host and port.",
+		field:       func(c *Config) any { return &c.ForwardUnixPath }},
+	{Name: "Forward_Timeout", Kind: Duration, Default: "10s",
+		Description: "Longest a delivery may take, connect, write and ack together; past it the flush returns RETRY instead of hanging. Go duration (`500ms`, `10s`) or seconds.",
+		field:       func(c *Config) any { return &c.ForwardTimeout }},
+	{Name: "Event_Key", Kind: List, Default: "log,message",
+		Description: "Comma-separated record keys that may hold a CloudTrail event (or log file, or EventBridge event) as a JSON string.",
+		field:       func(c *Config) any { return &c.EventKey }},
+	{Name: "Include_Event", Kind: Bool, Default: "on",
+		Description: "Copy the original CloudTrail event into each alert under `event`.",
+		field:       func(c *Config) any { return &c.IncludeEvent }},
+	{Name: "Dedup_Cache_Size", Kind: Int, Default: "100000", Min: 1, Max: 10000000,
+		Description: "How many delivered alert keys (rule + eventID) each instance remembers to drop duplicates from re-delivered chunks; the oldest are forgotten first. About 100 bytes each.",
+		field:       func(c *Config) any { return &c.DedupCacheSize }},
+}
+
+// Load reads, parses and validates every option. The error is one line
+// naming the key and what it accepts.
+func Load(g Getter) (*Config, error) {
+	c := &Config{}
+	for i := range Options {
+		o := &Options[i]
+		raw := strings.TrimSpace(g.Get(o.Name))
+		if raw == "" {
+			raw = o.Default
+		}
+		if err := o.set(c, raw); err != nil {
+			return nil, fmt.Errorf("%s: %q %s", o.Name, raw, err.Error())
+		}
+	}
+	return c, c.validate()
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.AlertOutput == "file" && c.FilePath == "":
+		return fmt.Errorf("File_Path: required when Alert_Output is file")
+	case c.AlertOutput == "forward" && c.ForwardUnixPath == "" && c.ForwardHost == "":
+		return fmt.Errorf("Forward_Host: required when Alert_Output is forward and Forward_Unix_Path is not set")
+	case c.AlertTag == "":
+		return fmt.Errorf("Alert_Tag: must not be empty")
+	case len(c.EventKey) == 0:
+		return fmt.Errorf("Event_Key: needs at least one key")
+	}
+	return nil
+}
+
+func (o *Option) set(c *Config, raw string) error {
+	switch p := o.field(c).(type) {
+	case *string:
+		if o.Kind == Enum {
+			for _, v := range o.Values {
+				if strings.EqualFold(raw, v) {
+					*p = v
+					return nil
+				}
+			}
+			return fmt.Errorf("is not one of %s", strings.Join(o.Values, ", "))
+		}
+		*p = raw
+	case *bool:
+		switch strings.ToLower(raw) {
+		case "on", "true", "yes":
+			*p = true
+		case "off", "false", "no":
+			*p = false
+		default:
+			return fmt.Errorf("is not a boolean: use on/off, true/false or yes/no")
+		}
+	case *int:
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < o.Min || n > o.Max {
+			return fmt.Errorf("is not a whole number from %d to %d", o.Min, o.Max)
+		}
+		*p = n
+	case *time.Duration:
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			var secs float64
+			secs, err = strconv.ParseFloat(raw, 64)
+			d = time.Duration(secs * float64(time.Second))
+		}
+		if err != nil || d <= 0 {
+			return fmt.Errorf("is not a positive duration such as 500ms, 10s or 10")
+		}
+		*p = d
+	case *[]string:
+		var keys []string
+		for _, k := range strings.Split(raw, ",") {
+			if k = strings.TrimSpace(k); k != "" {
+				keys = append(keys, k)
+			}
+		}
+		*p = keys
+	default:
+		panic(fmt.Sprintf("config: option %s has no parser for %T", o.Name, p))
+	}
+	return nil
+}
+
+// Effective renders the parsed configuration as one log line, every option
+// in table order, so a misspelt key shows up as its default.
+func (c *Config) Effective() string {
+	parts := make([]string, 0, len(Options))
+	for i := range Options {
+		o := &Options[i]
+		var s string
+		switch p := o.field(c).(type) {
+		case *string:
+			s = strconv.Quote(*p)
+		case *bool:
+			s = map[bool]string{true: "on", false: "off"}[*p]
+		case *int:
+			s = strconv.Itoa(*p)
+		case *time.Duration:
+			s = p.String()
+		case *[]string:
+			s = strconv.Quote(strings.Join(*p, ","))
+		}
+		parts = append(parts, o.Name+"="+s)
+	}
+	return strings.Join(parts, " ")
+}
+
+// Markdown renders the table for the README's configuration reference.
+func Markdown() string {
+	var b strings.Builder
+	b.WriteString("| Key | Default | Accepted | Description |\n|---|---|---|---|\n")
+	for _, o := range Options {
+		def := "(none)"
+		if o.Default != "" {
+			def = "`" + o.Default + "`"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", o.Name, def, o.accepted(), o.Description)
+	}
+	return b.String()
+}
+
+func (o *Option) accepted() string {
+	switch o.Kind {
+	case Enum:
+		return "`" + strings.Join(o.Values, "` \\| `") + "`"
+	case Bool:
+		return "`on`/`off`, `true`/`false`, `yes`/`no`"
+	case Int:
+		return fmt.Sprintf("%d to %d", o.Min, o.Max)
+	case List:
+		return "comma-separated names"
+	case Duration:
+		return "duration"
+	}
+	return "text"
+}

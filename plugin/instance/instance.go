@@ -1,0 +1,194 @@
+// Package instance is one configured output instance: it scans each chunk,
+// drops alerts already delivered, hands the rest to the sink and says
+// whether Fluent Bit should retry the chunk. Pure Go, so it is tested
+// without cgo; the plugin's exports only translate its Result.
+package instance
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/config"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/dedup"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/logx"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/sink"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/sink/forward"
+)
+
+// Result is the outcome of a flush, in Fluent Bit's terms.
+type Result int
+
+const (
+	OK    Result = iota // chunk done
+	Retry               // deliver the same chunk again later
+	Error               // drop the chunk
+)
+
+// Instance is safe for concurrent flushes (Fluent Bit's `workers`).
+type Instance struct {
+	Name string
+	cfg  *config.Config
+	det  *detect.Detector
+	sink sink.Sink
+	log  *logx.Logger
+
+	// deliverMu makes "not yet delivered? send, then remember" one step, so
+	// two workers flushing the same event cannot both send it.
+	deliverMu sync.Mutex
+	delivered *dedup.Set
+
+	ownAlertsOnce sync.Once
+
+	Counters Counters
+}
+
+// Counters are cumulative per instance.
+type Counters struct {
+	Flushes, Records, Candidates, Events   atomic.Int64
+	Alerts, Delivered, Duplicates, Retries atomic.Int64
+	SkippedMalformed, SkippedNotMap        atomic.Int64
+	SkippedTruncated, SkippedUndecodable   atomic.Int64
+	GroupMarkers, EncodeErrors             atomic.Int64
+	OwnAlerts                              atomic.Int64 // chunks tagged Alert_Tag, passed over
+}
+
+// New builds the instance and its sink.
+func New(name string, cfg *config.Config, log *logx.Logger) (*Instance, error) {
+	s, err := newSink(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Instance{
+		Name:      name,
+		cfg:       cfg,
+		det:       detect.New(detect.Options{EventKeys: cfg.EventKey, IncludeEvent: cfg.IncludeEvent}),
+		sink:      s,
+		log:       log,
+		delivered: dedup.New(cfg.DedupCacheSize),
+	}, nil
+}
+
+func newSink(cfg *config.Config) (sink.Sink, error) {
+	switch cfg.AlertOutput {
+	case "file":
+		s, err := sink.File(cfg.FilePath)
+		if err != nil {
+			return nil, fmt.Errorf("File_Path: %v", err)
+		}
+		return s, nil
+	case "forward":
+		o := forward.Options{Network: "tcp", Address: net.JoinHostPort(cfg.ForwardHost, strconv.Itoa(cfg.ForwardPort)), Tag: cfg.AlertTag, Timeout: cfg.ForwardTimeout}
+		if cfg.ForwardUnixPath != "" {
+			o.Network, o.Address = "unix", cfg.ForwardUnixPath
+		}
+		s, err := forward.New(o)
+		if err != nil {
+			return nil, fmt.Errorf("Forward_Host: %v", err)
+		}
+		return s, nil
+	default:
+		return sink.Stdout(), nil
+	}
+}
+
+// Flush processes one chunk carrying tag.
+func (in *Instance) Flush(data []byte, tag string) Result {
+	if tag == in.cfg.AlertTag {
+		// Our own alerts came back: `Match aws.cloudtrail*` also matches the
+		// default alert tag. Scanning them is pointless and, were an alert
+		// ever to look like an event, a loop.
+		in.Counters.OwnAlerts.Add(1)
+		in.ownAlertsOnce.Do(func() {
+			in.log.Warnf("this output's Match also matches Alert_Tag %q: those chunks are passed over; narrow Match to silence this", tag)
+		})
+		return OK
+	}
+	alerts, st := in.det.Scan(data, nil)
+	in.count(st)
+	if n := st.Skipped.Malformed + st.Skipped.NotMap + st.Skipped.Truncated + st.Undecodable; n > 0 {
+		in.log.Warnf("skipped %d bad records in a chunk of %d bytes (malformed=%d not_map=%d truncated=%d undecodable=%d)",
+			n, len(data), st.Skipped.Malformed, st.Skipped.NotMap, st.Skipped.Truncated, st.Undecodable)
+	}
+	if len(alerts) == 0 {
+		return OK
+	}
+	in.deliverMu.Lock()
+	defer in.deliverMu.Unlock()
+	batch := in.pending(alerts)
+	if len(batch) == 0 {
+		return OK
+	}
+	if err := in.sink.Deliver(batch); err != nil {
+		in.Counters.Retries.Add(1)
+		in.log.Warnf("could not deliver %d alert(s), asking Fluent Bit to retry the chunk: %v", len(batch), err)
+		return Retry
+	}
+	for _, a := range batch {
+		in.delivered.Add(a.Key)
+		in.log.Infof("alert delivered: %s", a.Key)
+	}
+	in.Counters.Delivered.Add(int64(len(batch)))
+	return OK
+}
+
+// pending encodes the alerts not delivered before, each once.
+func (in *Instance) pending(alerts []detect.Alert) []sink.Alert {
+	var batch []sink.Alert
+	inBatch := map[string]bool{}
+	for i := range alerts {
+		a := &alerts[i]
+		if inBatch[a.Key] || in.delivered.Has(a.Key) {
+			in.Counters.Duplicates.Add(1)
+			continue
+		}
+		js, err := a.JSON()
+		var mp []byte
+		if err == nil {
+			mp, err = a.Msgpack(js)
+		}
+		if err != nil {
+			// Retrying cannot fix an alert that does not encode.
+			in.Counters.EncodeErrors.Add(1)
+			in.log.Errorf("cannot encode alert %s: %v", a.Key, err)
+			continue
+		}
+		inBatch[a.Key] = true
+		batch = append(batch, sink.Alert{Time: a.Time, Key: a.Key, JSON: js, Msgpack: mp})
+	}
+	return batch
+}
+
+func (in *Instance) count(st detect.Stats) {
+	c := &in.Counters
+	c.Flushes.Add(1)
+	c.Records.Add(int64(st.Records))
+	c.Candidates.Add(int64(st.Candidates))
+	c.Events.Add(int64(st.Events))
+	c.Alerts.Add(int64(st.Alerts))
+	c.SkippedMalformed.Add(int64(st.Skipped.Malformed))
+	c.SkippedNotMap.Add(int64(st.Skipped.NotMap))
+	c.SkippedTruncated.Add(int64(st.Skipped.Truncated))
+	c.SkippedUndecodable.Add(int64(st.Undecodable))
+	c.GroupMarkers.Add(int64(st.Skipped.Group))
+}
+
+// Summary renders the counters as one log line.
+func (c *Counters) Summary() string {
+	return fmt.Sprintf("flushes=%d records=%d candidates=%d events=%d alerts=%d delivered=%d duplicates_dropped=%d retries=%d skipped_malformed=%d skipped_not_map=%d skipped_truncated=%d skipped_undecodable=%d group_markers=%d encode_errors=%d own_alert_chunks=%d",
+		c.Flushes.Load(), c.Records.Load(), c.Candidates.Load(), c.Events.Load(), c.Alerts.Load(), c.Delivered.Load(),
+		c.Duplicates.Load(), c.Retries.Load(), c.SkippedMalformed.Load(), c.SkippedNotMap.Load(), c.SkippedTruncated.Load(),
+		c.SkippedUndecodable.Load(), c.GroupMarkers.Load(), c.EncodeErrors.Load(), c.OwnAlerts.Load())
+}
+
+// Log is the instance's logger.
+func (in *Instance) Log() *logx.Logger { return in.log }
+
+// Close releases the sink and logs the counters.
+func (in *Instance) Close() error {
+	in.log.Infof("exit: %s", in.Counters.Summary())
+	return in.sink.Close()
+}

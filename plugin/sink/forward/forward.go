@@ -1,0 +1,206 @@
+// Package forward sends alerts with the Fluent forward protocol to an
+// in_forward input (Fluent Bit or Fluentd), so they re-enter Fluent Bit's
+// pipeline under the alert tag. Only the receiver's ack proves delivery:
+// a write that succeeded may still be lost when the receiver shuts down.
+package forward
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/tinylib/msgp/msgp"
+
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/sink"
+)
+
+// Options configure a Sink.
+type Options struct {
+	Network string // "tcp" or "unix"
+	Address string // host:port or socket path
+	Tag     string
+	// Timeout bounds one Deliver as a whole: connect, write and the ack.
+	Timeout time.Duration
+}
+
+// Sink is a forward-protocol client. It keeps one connection and re-opens
+// it when it breaks.
+type Sink struct {
+	o Options
+	// mu serialises deliveries: acks come back in order on one connection,
+	// and one outstanding chunk at a time keeps matching them trivial.
+	mu   sync.Mutex
+	conn net.Conn
+	buf  []byte
+	ack  []byte
+}
+
+// New validates o; it connects on first use, so Fluent Bit can start
+// before the receiver does.
+func New(o Options) (*Sink, error) {
+	switch {
+	case o.Network != "tcp" && o.Network != "unix":
+		return nil, fmt.Errorf("network %q is not tcp or unix", o.Network)
+	case o.Address == "":
+		return nil, errors.New("no address")
+	case o.Tag == "":
+		return nil, errors.New("no tag")
+	case o.Timeout <= 0:
+		return nil, errors.New("timeout must be positive")
+	}
+	return &Sink{o: o}, nil
+}
+
+// Deliver sends the batch as one Forward-mode message and waits for its ack.
+func (s *Sink) Deliver(alerts []sink.Alert) error {
+	if len(alerts) == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	deadline := time.Now().Add(s.o.Timeout)
+	chunkID := newChunkID()
+	s.buf = appendMessage(s.buf[:0], s.o.Tag, alerts, chunkID)
+
+	reused := s.conn != nil
+	err := s.send(deadline, chunkID)
+	if err != nil && reused && time.Now().Before(deadline) {
+		// A kept connection may have died while idle (receiver restarted):
+		// that says nothing about the receiver now, so try once afresh.
+		err = s.send(deadline, chunkID)
+	}
+	if err != nil {
+		return fmt.Errorf("forward %s %s: %w", s.o.Network, s.o.Address, err)
+	}
+	return nil
+}
+
+func (s *Sink) send(deadline time.Time, chunkID string) error {
+	if s.conn == nil {
+		d := net.Dialer{Deadline: deadline}
+		c, err := d.Dial(s.o.Network, s.o.Address)
+		if err != nil {
+			return err
+		}
+		s.conn = c
+	}
+	err := s.roundTrip(deadline, chunkID)
+	if err != nil {
+		s.conn.Close()
+		s.conn = nil
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return fmt.Errorf("no ack within %v", s.o.Timeout)
+		}
+	}
+	return err
+}
+
+func (s *Sink) roundTrip(deadline time.Time, chunkID string) error {
+	if err := s.conn.SetDeadline(deadline); err != nil {
+		return err
+	}
+	if _, err := s.conn.Write(s.buf); err != nil {
+		return err
+	}
+	ack, err := s.readAck()
+	if err != nil {
+		return err
+	}
+	if ack != chunkID {
+		return fmt.Errorf("ack %q does not match chunk %q", ack, chunkID)
+	}
+	return nil
+}
+
+// readAck reads one msgpack object, {"ack": id}, from the connection.
+func (s *Sink) readAck() (string, error) {
+	s.ack = s.ack[:0]
+	tmp := make([]byte, 512)
+	for {
+		if len(s.ack) > 0 {
+			if _, err := msgp.Skip(s.ack); err == nil {
+				break
+			} else if !errors.Is(err, msgp.ErrShortBytes) {
+				return "", fmt.Errorf("bad ack: %w", err)
+			}
+		}
+		if len(s.ack) > 64<<10 {
+			return "", errors.New("bad ack: oversized")
+		}
+		n, err := s.conn.Read(tmp)
+		s.ack = append(s.ack, tmp[:n]...)
+		if err != nil && n == 0 {
+			return "", err
+		}
+	}
+	n, b, err := msgp.ReadMapHeaderBytes(s.ack)
+	if err != nil {
+		return "", fmt.Errorf("bad ack: %w", err)
+	}
+	for range n {
+		var k []byte
+		if k, b, err = msgp.ReadMapKeyZC(b); err != nil {
+			return "", fmt.Errorf("bad ack: %w", err)
+		}
+		if string(k) == "ack" {
+			v, _, err := msgp.ReadStringBytes(b)
+			if err != nil {
+				return "", fmt.Errorf("bad ack: %w", err)
+			}
+			return v, nil
+		}
+		if b, err = msgp.Skip(b); err != nil {
+			return "", fmt.Errorf("bad ack: %w", err)
+		}
+	}
+	return "", errors.New("bad ack: no ack key")
+}
+
+// Close drops the connection.
+func (s *Sink) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn == nil {
+		return nil
+	}
+	err := s.conn.Close()
+	s.conn = nil
+	return err
+}
+
+// appendMessage encodes Forward mode: [tag, [[time, record], ...], option].
+// Time is EventTime: in_forward rejects float times.
+func appendMessage(b []byte, tag string, alerts []sink.Alert, chunkID string) []byte {
+	b = msgp.AppendArrayHeader(b, 3)
+	b = msgp.AppendString(b, tag)
+	b = msgp.AppendArrayHeader(b, uint32(len(alerts)))
+	for _, a := range alerts {
+		b = msgp.AppendArrayHeader(b, 2)
+		b = appendEventTime(b, a.Time)
+		b = append(b, a.Msgpack...)
+	}
+	b = msgp.AppendMapHeader(b, 2)
+	b = msgp.AppendString(b, "chunk")
+	b = msgp.AppendString(b, chunkID)
+	b = msgp.AppendString(b, "size")
+	return msgp.AppendInt(b, len(alerts))
+}
+
+func appendEventTime(b []byte, t time.Time) []byte {
+	b = append(b, 0xd7, 0x00)
+	b = binary.BigEndian.AppendUint32(b, uint32(t.Unix()))
+	return binary.BigEndian.AppendUint32(b, uint32(t.Nanosecond()))
+}
+
+// newChunkID is random, as Fluentd's: ids must not repeat across restarts.
+func newChunkID() string {
+	var id [16]byte
+	rand.Read(id[:])
+	return base64.StdEncoding.EncodeToString(id[:])
+}

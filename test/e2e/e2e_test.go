@@ -1,0 +1,407 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"reflect"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tinylib/msgp/msgp"
+
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/value"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/fbchunk"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/forwardrecv"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/harness"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/paths"
+)
+
+func TestEveryShapeThroughThePlugin(t *testing.T) {
+	ev := quarantineApplied(t)
+	js, _ := value.ToJSON(ev)
+	noise := map[string]any{"eventName": "GetObject", "eventSource": "s3.amazonaws.com", "eventID": "n-1"}
+	ecs := map[string]any{
+		"@timestamp": "2026-11-20T08:15:42Z", "event.action": "DetachUserPolicy", "event.outcome": "success", "event.id": "ecs-1",
+		"event.provider":                    "iam.amazonaws.com",
+		"aws.cloudtrail.request_parameters": "{userName=ci-deployer, policyArn=arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV2}",
+		"user.name":                         "alice", "cloud.account.id": "111122223333", "cloud.region": "us-east-1", "source.ip": "203.0.113.10",
+	}
+	bodies := []any{
+		noise,
+		ev,
+		map[string]any{"Records": []any{noise, fixtures(t, "aws.iam.quarantine_attempt_failed", "positive")[0]}},
+		map[string]any{"detail-type": "AWS API Call via CloudTrail", "detail": fixtures(t, "aws.iam.quarantine_removed", "positive")[0]},
+		map[string]any{"log": string(js), "stream": "stdout"},
+		map[string]any{"message": "not json at all, mentions AWSCompromisedKeyQuarantineV2"},
+		ecs,
+	}
+	alerts, res := runStdout(t, nil, chunkOf(bodies...))
+	want := []string{"aws.iam.quarantine_applied", "aws.iam.quarantine_attempt_failed", "aws.iam.quarantine_removed", "aws.iam.quarantine_removed"}
+	if got := ruleIDs(alerts); !slices.Equal(got, want) {
+		t.Fatalf("rules %v, want %v\n%s", got, want, res.Stderr)
+	}
+	// The JSON-string copy of the first event is the same event: one alert.
+	if shapes := []string{alerts[0].Shape, alerts[1].Shape, alerts[2].Shape, alerts[3].Shape}; !slices.Equal(shapes, []string{"event", "log_file", "eventbridge", "ecs"}) {
+		t.Fatalf("shapes %v", shapes)
+	}
+	if !strings.Contains(res.Stderr, "alert delivered") {
+		t.Fatalf("no delivery logged:\n%s", res.Stderr)
+	}
+}
+
+func TestRecordFormatsMarkersAndBadRecords(t *testing.T) {
+	ev := quarantineApplied(t)
+	var c []byte
+	c = fbchunk.AppendGroupStart(c)
+	c = fbchunk.AppendV2(c, t0, map[string]any{"otlp": map[string]any{}}, ev)
+	c = fbchunk.AppendGroupEnd(c)
+	c = msgp.AppendString(c, "garbage between records")
+	c = fbchunk.AppendLegacy(c, int64(t0.Unix()), "body is not a map")
+	failed := fixtures(t, "aws.iam.quarantine_attempt_failed", "positive")
+	c = fbchunk.AppendLegacy(c, float64(t0.Unix())+0.25, failed[0])
+	c = fbchunk.AppendLegacy(c, t0, failed[1])
+	c = fbchunk.AppendLegacy(c, int64(t0.Unix()), failed[2])
+	alerts, res := runStdout(t, nil, c)
+	if got := ruleIDs(alerts); len(got) != 4 {
+		t.Fatalf("want 4 alerts, got %v\n%s", got, res.Stderr)
+	}
+	if !regexp.MustCompile(`\[ warn\] \[output:cloudtrail_quarantine:cloudtrail_quarantine\.0\] skipped 2 bad records .*malformed=1 not_map=1`).MatchString(res.Stderr) {
+		t.Fatalf("skipped records not reported:\n%s", res.Stderr)
+	}
+	if !strings.Contains(res.Stderr, "group_markers=2") {
+		t.Fatalf("exit counters lack group markers:\n%s", res.Stderr)
+	}
+}
+
+// The examples are the tests, through the real .so as well.
+func TestRuleExamplesThroughThePlugin(t *testing.T) {
+	for _, rule := range []string{"aws.iam.quarantine_applied", "aws.iam.quarantine_attempt_failed", "aws.iam.quarantine_removed"} {
+		pos, neg := fixtures(t, rule, "positive"), fixtures(t, rule, "negative")
+		var bodies []any
+		var wantIDs []string
+		for _, e := range pos {
+			bodies = append(bodies, e)
+			wantIDs = append(wantIDs, e["eventID"].(string))
+		}
+		var negBodies []any
+		for _, e := range neg {
+			negBodies = append(negBodies, e)
+		}
+		alerts, res := runStdout(t, nil, chunkOf(bodies...), chunkOf(negBodies...))
+		var gotIDs []string
+		for _, a := range alerts {
+			if a.Rule.ID == rule {
+				gotIDs = append(gotIDs, a.EventID)
+			}
+		}
+		if !slices.Equal(gotIDs, wantIDs) {
+			t.Errorf("%s: alerts for %v, want %v\n%s", rule, gotIDs, wantIDs, res.Stderr)
+		}
+	}
+}
+
+// False positives: every corpus event goes through the .so; exactly lines
+// 182 and 225 alert.
+func TestCorpusThroughThePlugin(t *testing.T) {
+	f, err := os.Open(paths.Corpus("panther_cloudtrail_tests.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	events, err := fbchunk.Lines(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Several chunks, as Fluent Bit would cut them.
+	var chunks [][]byte
+	for i := 0; i < len(events); i += 100 {
+		chunks = append(chunks, fbchunk.FromValues(t0, events[i:min(i+100, len(events))]))
+	}
+	alerts, res := runStdout(t, nil, chunks...)
+	// Lines 225 and 226 share an eventID, so alerts are matched to lines by
+	// their whole original event. (Delivery de-duplicates by eventID, which
+	// could hide a false positive on 226; detect's own corpus test scans
+	// every line alone and would catch it.)
+	var lines []int
+	for _, a := range alerts {
+		for i, e := range events {
+			if reflect.DeepEqual(normalize(t, e), a.Event) {
+				lines = append(lines, i+1)
+			}
+		}
+		if a.Rule.ID != "aws.iam.quarantine_applied" {
+			t.Errorf("corpus fired %s", a.Rule.ID)
+		}
+	}
+	if !slices.Equal(lines, []int{182, 225}) {
+		t.Fatalf("alerting corpus lines %v, want [182 225]\n%s", lines, res.Stderr)
+	}
+	if !strings.Contains(res.Stderr, "records=475 ") {
+		t.Fatalf("the plugin did not see 475 records:\n%s", res.Stderr)
+	}
+}
+
+func TestSampleStream(t *testing.T) {
+	f, err := os.Open(paths.Repo("conf", "sample", "cloudtrail.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	vals, err := fbchunk.Lines(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alerts, _ := runStdout(t, nil, fbchunk.FromValues(t0, vals))
+	want := []string{"aws.iam.quarantine_applied", "aws.iam.quarantine_attempt_failed", "aws.iam.quarantine_applied", "aws.iam.quarantine_removed"}
+	if got := ruleIDs(alerts); !slices.Equal(got, want) {
+		t.Fatalf("sample alerts %v, want %v", got, want)
+	}
+}
+
+func TestAlertSchema(t *testing.T) {
+	alerts, _ := runStdout(t, nil, chunkOf(quarantineApplied(t)))
+	if len(alerts) != 1 {
+		t.Fatalf("got %d alerts", len(alerts))
+	}
+	a := alerts[0]
+	if a.Rule.Severity != "high" || a.Rule.RiskScore != 73 || len(a.Rule.Equivalents) != 3 || a.AccountID != "111122223333" ||
+		a.Target.Type != "user" || a.Target.Name != "ci-deployer" || a.Policy.Version != "V2" ||
+		a.Policy.ARN != "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV2" || a.Event["eventName"] != "AttachUserPolicy" {
+		t.Fatalf("alert %+v", a)
+	}
+	if !strings.Contains(a.Title, "ci-deployer") || !strings.Contains(a.Title, "111122223333") {
+		t.Fatalf("title %q", a.Title)
+	}
+}
+
+// Two instances of the .so in one process, configured differently, each
+// with its own context: one prints with the event, one writes a file
+// without it.
+func TestTwoInstancesFileAndStdout(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "alerts.jsonl")
+	c := chunkOf(quarantineApplied(t))
+	res := harness.Run(t, harness.Options{
+		Instances: [][]harness.KV{
+			kv("Include_Event", "on"),
+			kv("alert_output", "file", "FILE_PATH", path, "Include_Event", "off"),
+		},
+		Flushes: []harness.Flush{{Instance: 0, Tag: tag, Data: c}, {Instance: 1, Tag: tag, Data: c}},
+	})
+	if res.ExitCode != 0 {
+		t.Fatalf("exit %d\n%s", res.ExitCode, res.Stderr)
+	}
+	out := parseLines(t, res.Stdout)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := parseLines(t, string(raw))
+	if len(out) != 1 || len(file) != 1 || out[0].Event == nil || file[0].Event != nil {
+		t.Fatalf("stdout %d alerts (event %v), file %d alerts (event %v)", len(out), out[0].Event != nil, len(file), file)
+	}
+	for _, inst := range []string{"cloudtrail_quarantine.0", "cloudtrail_quarantine.1"} {
+		if !strings.Contains(res.Stderr, "[ info] [output:cloudtrail_quarantine:"+inst+"] effective configuration: Alert_Output=") {
+			t.Fatalf("no effective configuration for %s:\n%s", inst, res.Stderr)
+		}
+	}
+	if !strings.Contains(res.Stderr, `Alert_Output="file"`) || !strings.Contains(res.Stderr, "Include_Event=off") {
+		t.Fatalf("effective configuration does not show instance 1's keys:\n%s", res.Stderr)
+	}
+}
+
+// A chunk re-delivered by Fluent Bit, or one holding an event twice, does
+// not alert twice.
+func TestRedeliveredChunkDoesNotDuplicate(t *testing.T) {
+	ev := quarantineApplied(t)
+	c := chunkOf(ev, ev)
+	alerts, res := runStdout(t, nil, c, c)
+	if len(alerts) != 1 {
+		t.Fatalf("want 1 alert, got %d\n%s", len(alerts), res.Stderr)
+	}
+	if !strings.Contains(res.Stderr, "duplicates_dropped=3") {
+		t.Fatalf("duplicates not counted:\n%s", res.Stderr)
+	}
+}
+
+func TestOwnAlertTagIsPassedOver(t *testing.T) {
+	o := harness.Options{Instances: [][]harness.KV{nil}, Flushes: []harness.Flush{{Tag: "aws.cloudtrail.quarantine", Data: chunkOf(quarantineApplied(t))}}}
+	res := harness.Run(t, o)
+	if res.Stdout != "" || !strings.Contains(res.Stderr, "Match also matches Alert_Tag") {
+		t.Fatalf("stdout %q\n%s", res.Stdout, res.Stderr)
+	}
+}
+
+func TestBadConfigFailsInit(t *testing.T) {
+	cases := []struct {
+		props []harness.KV
+		want  string
+	}{
+		{kv("Alert_Output", "kafka"), `Alert_Output: "kafka" is not one of stdout, file, forward`},
+		{kv("Include_Event", "perhaps"), `Include_Event: "perhaps" is not a boolean: use on/off, true/false or yes/no`},
+		{kv("Forward_Port", "99999"), `Forward_Port: "99999" is not a whole number from 1 to 65535`},
+		{kv("Alert_Output", "file"), "File_Path: required when Alert_Output is file"},
+		{kv("Alert_Output", "file", "File_Path", "/nonexistent-dir/alerts.jsonl"), "File_Path: open /nonexistent-dir/alerts.jsonl: no such file or directory"},
+	}
+	for _, c := range cases {
+		res := harness.Run(t, harness.Options{Instances: [][]harness.KV{c.props}})
+		if res.ExitCode != 1 {
+			t.Errorf("%v: exit %d, want 1 (init failed)\n%s", c.props, res.ExitCode, res.Stderr)
+		}
+		var lines []string
+		for _, l := range strings.Split(res.Stderr, "\n") {
+			if strings.Contains(l, "[error]") {
+				lines = append(lines, l)
+			}
+		}
+		if len(lines) != 1 || !strings.HasSuffix(lines[0], "] invalid configuration: "+c.want) {
+			t.Errorf("%v: error lines %q, want one ending %q", c.props, lines, c.want)
+		}
+	}
+}
+
+func TestForwardDelivery(t *testing.T) {
+	for _, network := range []string{"tcp", "unix"} {
+		t.Run(network, func(t *testing.T) {
+			o := forwardrecv.Options{Network: network}
+			if network == "unix" {
+				o.Address = filepath.Join(t.TempDir(), "in_forward.sock")
+			}
+			srv := forwardrecv.Start(t, o)
+			props := kv("Alert_Output", "forward", "Forward_Port", strconv.Itoa(srv.Port()), "Alert_Tag", "sec.alerts")
+			if network == "unix" {
+				props = kv("Alert_Output", "forward", "Forward_Unix_Path", srv.Addr(), "Alert_Tag", "sec.alerts")
+			}
+			removed := fixtures(t, "aws.iam.quarantine_removed", "positive")
+			res := harness.Run(t, harness.Options{
+				Instances: [][]harness.KV{props},
+				Flushes: []harness.Flush{
+					{Tag: tag, Data: chunkOf(quarantineApplied(t))},
+					{Tag: tag, Data: chunkOf(removed[0], removed[1])},
+				},
+			})
+			if got := rcs(res); !slices.Equal(got, []int{1, 1}) {
+				t.Fatalf("rcs %v\n%s", got, res.Stderr)
+			}
+			entries := srv.WaitEntries(t, 3, 5*time.Second)
+			if len(entries) != 3 {
+				t.Fatalf("receiver got %d entries", len(entries))
+			}
+			for _, e := range entries {
+				if e.Tag != "sec.alerts" {
+					t.Errorf("tag %q", e.Tag)
+				}
+				want, _ := time.Parse(time.RFC3339, e.Record["event_time"].(string))
+				if !e.Time.Equal(want) {
+					t.Errorf("record time %v, want the eventTime %v", e.Time, want)
+				}
+			}
+			if id := entries[0].Record["rule"].(map[string]any)["id"]; id != "aws.iam.quarantine_applied" {
+				t.Errorf("first alert rule %v", id)
+			}
+		})
+	}
+}
+
+// Receiver drops the first message without an ack: the flush asks for a
+// retry, the re-delivered chunk is sent again, and the receiver ends with
+// each alert exactly once.
+func TestForwardRetryDeliversOnce(t *testing.T) {
+	srv := forwardrecv.Start(t, forwardrecv.Options{DropFirst: 1})
+	removed := fixtures(t, "aws.iam.quarantine_removed", "positive")
+	res := harness.Run(t, harness.Options{
+		Instances: [][]harness.KV{kv("Alert_Output", "forward", "Forward_Port", strconv.Itoa(srv.Port()), "Forward_Timeout", "2s")},
+		Flushes:   []harness.Flush{{Tag: tag, Data: chunkOf(removed[0], removed[1], removed[2])}},
+		Retries:   3,
+	})
+	if got := rcs(res); !slices.Equal(got, []int{2, 1}) {
+		t.Fatalf("rcs %v, want [2 1]\n%s", got, res.Stderr)
+	}
+	entries := srv.WaitEntries(t, 3, 5*time.Second)
+	seen := map[string]int{}
+	for _, e := range srv.Entries() {
+		seen[e.Record["event_id"].(string)]++
+	}
+	if len(entries) != 3 || len(seen) != 3 {
+		t.Fatalf("receiver holds %d entries for %d events: %v", len(entries), len(seen), seen)
+	}
+}
+
+// Nothing listening and a receiver that never acks: the flush returns
+// RETRY (never OK, never hangs), and the chunk is dropped only after the
+// retry limit, as Fluent Bit would.
+func TestForwardUndeliverableRetries(t *testing.T) {
+	noAck := forwardrecv.Start(t, forwardrecv.Options{NoAck: true})
+	closed := forwardrecv.Start(t, forwardrecv.Options{})
+	deadPort := closed.Port()
+	closed.Close()
+	for name, port := range map[string]int{"no listener": deadPort, "no ack": noAck.Port()} {
+		t.Run(name, func(t *testing.T) {
+			res := harness.Run(t, harness.Options{
+				Instances: [][]harness.KV{kv("Alert_Output", "forward", "Forward_Port", strconv.Itoa(port), "Forward_Timeout", "300ms")},
+				Flushes:   []harness.Flush{{Tag: tag, Data: chunkOf(quarantineApplied(t))}},
+				Retries:   2,
+			})
+			if got := rcs(res); !slices.Equal(got, []int{2, 2, 2}) {
+				t.Fatalf("rcs %v\n%s", got, res.Stderr)
+			}
+			if res.Summary["dropped"] != 1 || !strings.Contains(res.Stderr, "asking Fluent Bit to retry the chunk") {
+				t.Fatalf("summary %v\n%s", res.Summary, res.Stderr)
+			}
+		})
+	}
+}
+
+// Fluent Bit's workers: flushes of one instance run concurrently on two
+// threads; every alert still arrives exactly once.
+func TestWorkersDeliverEachAlertOnce(t *testing.T) {
+	srv := forwardrecv.Start(t, forwardrecv.Options{})
+	var flushes []harness.Flush
+	var want int
+	for _, rule := range []string{"aws.iam.quarantine_applied", "aws.iam.quarantine_attempt_failed", "aws.iam.quarantine_removed"} {
+		for _, e := range fixtures(t, rule, "positive") {
+			c := chunkOf(e)
+			// Each event in two chunks: the workers race to deliver it.
+			flushes = append(flushes, harness.Flush{Tag: tag, Data: c}, harness.Flush{Tag: tag, Data: c})
+			want++
+		}
+	}
+	res := harness.Run(t, harness.Options{
+		Instances: [][]harness.KV{kv("Alert_Output", "forward", "Forward_Port", strconv.Itoa(srv.Port()))},
+		Flushes:   flushes,
+		Workers:   2,
+	})
+	if res.Summary["ok"] != int64(len(flushes)) {
+		t.Fatalf("summary %v\n%s", res.Summary, res.Stderr)
+	}
+	srv.WaitEntries(t, want, 5*time.Second)
+	seen := map[string]int{}
+	for _, e := range srv.Entries() {
+		seen[e.Record["rule"].(map[string]any)["id"].(string)+"/"+e.Record["event_id"].(string)]++
+	}
+	for k, n := range seen {
+		if n != 1 {
+			t.Errorf("%s delivered %d times", k, n)
+		}
+	}
+	if len(seen) != want {
+		t.Fatalf("%d distinct alerts, want %d", len(seen), want)
+	}
+}
+
+// normalize gives v the types encoding/json decodes alerts into.
+func normalize(t *testing.T, v any) any {
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out any
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}

@@ -1,0 +1,360 @@
+// Package forwardrecv is an in_forward-like receiver for tests: it accepts
+// the forward protocol's Message, Forward, PackedForward and
+// CompressedPackedForward modes as Fluent Bit's in_forward does, answers
+// acks, records what arrived, and can misbehave on purpose.
+package forwardrecv
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tinylib/msgp/msgp"
+
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/value"
+)
+
+// Entry is one record received.
+type Entry struct {
+	Tag    string
+	Time   time.Time
+	Record map[string]any
+	Raw    []byte // the record's msgpack bytes
+}
+
+// Options choose the listener and the faults.
+type Options struct {
+	Network string // "tcp" (default, 127.0.0.1:0) or "unix"
+	Address string
+	// NoAck stores messages but never acks them.
+	NoAck bool
+	// DropFirst reads the first N messages whole, then closes the
+	// connection without storing or acking them: a crash before commit.
+	DropFirst int
+	// CloseAfterEach closes the connection after each acked message.
+	CloseAfterEach bool
+}
+
+// Server is a running receiver.
+type Server struct {
+	o        Options
+	ln       net.Listener
+	mu       sync.Mutex
+	entries  []Entry
+	messages int
+	dropped  int
+	conns    map[net.Conn]bool
+	wg       sync.WaitGroup
+	closed   bool
+}
+
+// Start listens and serves until the test ends (or Close).
+func Start(t testing.TB, o Options) *Server {
+	t.Helper()
+	if o.Network == "" {
+		o.Network = "tcp"
+	}
+	if o.Address == "" {
+		if o.Network == "unix" {
+			o.Address = filepath.Join(t.TempDir(), "forward.sock")
+		} else {
+			o.Address = "127.0.0.1:0"
+		}
+	}
+	ln, err := net.Listen(o.Network, o.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{o: o, ln: ln, conns: map[net.Conn]bool{}}
+	s.wg.Add(1)
+	go s.accept()
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Addr is host:port or the socket path.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Port is the TCP port (0 for unix sockets).
+func (s *Server) Port() int {
+	if a, ok := s.ln.Addr().(*net.TCPAddr); ok {
+		return a.Port
+	}
+	return 0
+}
+
+// Entries returns a snapshot of what was stored.
+func (s *Server) Entries() []Entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Entry(nil), s.entries...)
+}
+
+// Messages is the number of protocol messages read (stored or not).
+func (s *Server) Messages() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.messages
+}
+
+// WaitEntries waits until at least n entries arrived.
+func (s *Server) WaitEntries(t testing.TB, n int, timeout time.Duration) []Entry {
+	t.Helper()
+	end := time.Now().Add(timeout)
+	for {
+		e := s.Entries()
+		if len(e) >= n {
+			return e
+		}
+		if time.Now().After(end) {
+			t.Fatalf("forwardrecv: %d entries after %v, want %d", len(e), timeout, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Close stops listening and drops every connection.
+func (s *Server) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.ln.Close()
+	s.wg.Wait()
+}
+
+func (s *Server) accept() {
+	defer s.wg.Done()
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			c.Close()
+			return
+		}
+		s.conns[c] = true
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serve(c)
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+			c.Close()
+		}()
+	}
+}
+
+// serve reads whole msgpack objects from a stream that may split or join
+// them arbitrarily.
+func (s *Server) serve(c net.Conn) {
+	var buf []byte
+	tmp := make([]byte, 64<<10)
+	for {
+		for len(buf) > 0 {
+			rest, err := msgp.Skip(buf)
+			if errors.Is(err, msgp.ErrShortBytes) {
+				break
+			}
+			if err != nil {
+				return // not msgpack: in_forward drops the connection
+			}
+			msg := buf[:len(buf)-len(rest)]
+			if !s.handle(c, msg) {
+				return
+			}
+			buf = rest
+		}
+		n, err := c.Read(tmp)
+		if n > 0 {
+			buf = append(buf, tmp[:n]...)
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// handle processes one message; false closes the connection.
+func (s *Server) handle(c net.Conn, msg []byte) bool {
+	s.mu.Lock()
+	s.messages++
+	drop := s.dropped < s.o.DropFirst
+	if drop {
+		s.dropped++
+	}
+	s.mu.Unlock()
+	if drop {
+		return false
+	}
+	entries, option, err := decode(msg)
+	if err != nil {
+		return false
+	}
+	s.mu.Lock()
+	s.entries = append(s.entries, entries...)
+	s.mu.Unlock()
+	if chunk, ok := option["chunk"].(string); ok && !s.o.NoAck {
+		ack := msgp.AppendMapHeader(nil, 1)
+		ack = msgp.AppendString(ack, "ack")
+		ack = msgp.AppendString(ack, chunk)
+		if _, err := c.Write(ack); err != nil {
+			return false
+		}
+	}
+	return !s.o.CloseAfterEach
+}
+
+// decode reads any of the forward protocol's modes.
+func decode(msg []byte) ([]Entry, map[string]any, error) {
+	n, b, err := msgp.ReadArrayHeaderBytes(msg)
+	if err != nil || n < 2 || n > 4 {
+		return nil, nil, fmt.Errorf("not a forward message")
+	}
+	tag, b, err := readString(b)
+	if err != nil {
+		return nil, nil, err
+	}
+	var entries []Entry
+	var option map[string]any
+	switch msgp.NextType(b) {
+	case msgp.ArrayType: // Forward: [tag, [[time, record], ...], option?]
+		cnt, rest, err := msgp.ReadArrayHeaderBytes(b)
+		if err != nil {
+			return nil, nil, err
+		}
+		for range cnt {
+			var e Entry
+			if e, rest, err = readEntry(tag, rest); err != nil {
+				return nil, nil, err
+			}
+			entries = append(entries, e)
+		}
+		b = rest
+		if n == 3 {
+			option, err = readOption(b)
+		}
+	case msgp.StrType, msgp.BinType: // PackedForward: [tag, packed entries, option?]
+		packed, rest, err := msgp.ReadBytesZC(b)
+		if err != nil {
+			packed, rest, err = msgp.ReadStringZC(b)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if n == 3 {
+			if option, err = readOption(rest); err != nil {
+				return nil, nil, err
+			}
+		}
+		if option["compressed"] == "gzip" {
+			zr, err := gzip.NewReader(bytes.NewReader(packed))
+			if err != nil {
+				return nil, nil, err
+			}
+			if packed, err = io.ReadAll(zr); err != nil {
+				return nil, nil, err
+			}
+		}
+		for len(packed) > 0 {
+			var e Entry
+			if e, packed, err = readEntry(tag, packed); err != nil {
+				return nil, nil, err
+			}
+			entries = append(entries, e)
+		}
+	default: // Message: [tag, time, record, option?]
+		var t time.Time
+		if t, b, err = readTime(b); err != nil {
+			return nil, nil, err
+		}
+		e, rest, err := readRecord(tag, t, b)
+		if err != nil {
+			return nil, nil, err
+		}
+		entries = append(entries, e)
+		if n == 4 {
+			option, err = readOption(rest)
+		}
+	}
+	return entries, option, err
+}
+
+func readEntry(tag string, b []byte) (Entry, []byte, error) {
+	n, b, err := msgp.ReadArrayHeaderBytes(b)
+	if err != nil || n != 2 {
+		return Entry{}, nil, fmt.Errorf("bad entry")
+	}
+	t, b, err := readTime(b)
+	if err != nil {
+		return Entry{}, nil, err
+	}
+	return readRecord(tag, t, b)
+}
+
+func readRecord(tag string, t time.Time, b []byte) (Entry, []byte, error) {
+	rest, err := msgp.Skip(b)
+	if err != nil {
+		return Entry{}, nil, err
+	}
+	raw := b[:len(b)-len(rest)]
+	v, err := value.FromMsgpack(raw)
+	if err != nil {
+		return Entry{}, nil, err
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return Entry{}, nil, fmt.Errorf("record is not a map")
+	}
+	return Entry{Tag: tag, Time: t, Record: m, Raw: append([]byte(nil), raw...)}, rest, nil
+}
+
+// readTime accepts EventTime and integers; like in_forward it refuses floats.
+func readTime(b []byte) (time.Time, []byte, error) {
+	switch msgp.NextType(b) {
+	case msgp.ExtensionType:
+		if len(b) >= 10 && b[0] == 0xd7 && b[1] == 0 {
+			return time.Unix(int64(binary.BigEndian.Uint32(b[2:])), int64(binary.BigEndian.Uint32(b[6:]))), b[10:], nil
+		}
+	case msgp.IntType, msgp.UintType:
+		i, rest, err := msgp.ReadInt64Bytes(b)
+		return time.Unix(i, 0), rest, err
+	}
+	return time.Time{}, nil, fmt.Errorf("time is not EventTime or integer")
+}
+
+func readString(b []byte) (string, []byte, error) {
+	if msgp.NextType(b) == msgp.BinType {
+		s, rest, err := msgp.ReadBytesZC(b)
+		return string(s), rest, err
+	}
+	return msgp.ReadStringBytes(b)
+}
+
+func readOption(b []byte) (map[string]any, error) {
+	v, err := value.FromMsgpack(b)
+	if err != nil {
+		return nil, err
+	}
+	m, _ := v.(map[string]any)
+	return m, nil
+}

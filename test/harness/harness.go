@@ -1,0 +1,178 @@
+// Package harness runs the C harness (host/harness.c), which loads the plugin
+// .so the way Fluent Bit does, and parses what it reports. End-to-end tests
+// use it to drive the real .so.
+package harness
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/paths"
+)
+
+var (
+	buildOnce sync.Once
+	buildErr  error
+)
+
+// Build runs `make` for the .so and the harness, once per test binary, and
+// returns their absolute paths.
+func Build(t testing.TB) (so, harnessBin string) {
+	t.Helper()
+	root := paths.Root()
+	buildOnce.Do(func() {
+		out, err := exec.Command("make", "-C", root, "build/out_cloudtrail_quarantine.so", "build/harness").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("make: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(root, "build", "out_cloudtrail_quarantine.so"), filepath.Join(root, "build", "harness")
+}
+
+// KV is one config property.
+type KV struct{ Key, Value string }
+
+// Flush is one chunk for one instance.
+type Flush struct {
+	Instance int
+	Tag      string
+	Data     []byte
+}
+
+// Options describe one harness run.
+type Options struct {
+	// Plugin is the .so to load; empty means the one Build makes.
+	Plugin    string
+	Instances [][]KV // one entry per instance
+	Flushes   []Flush
+	Loops     int // 0: once
+	// Retries is Fluent Bit's retry_limit: 0 means the harness default (1),
+	// a negative value means no retry at all.
+	Retries     int
+	RetryWaitMS int
+	Workers     int // per instance; 0: flushes on the engine thread
+	StackSize   int // 0: 24 KiB
+	Quiet       bool
+	Env         []string
+	Timeout     time.Duration // 0: 60s
+}
+
+// Attempt is one reported flush call.
+type Attempt struct {
+	Instance, Bytes, Attempt, RC int
+	Tag                          string
+}
+
+// Result is what a run reported.
+type Result struct {
+	Stdout, Stderr string
+	ExitCode       int
+	Attempts       []Attempt
+	// Summary holds the summary line's numbers and maxrss_kb.
+	Summary map[string]int64
+}
+
+var (
+	attemptRe = regexp.MustCompile(`(?m)^harness: flush instance=(\d+) tag=(\S*) bytes=(\d+) attempt=(\d+) rc=(-?\d+)$`)
+	numbersRe = regexp.MustCompile(`(\w+)=(-?\d+)`)
+)
+
+// Args builds the harness command line for o, writing chunk files to dir.
+func Args(o Options, so, dir string) ([]string, error) {
+	n := max(len(o.Instances), 1)
+	args := []string{"-i", strconv.Itoa(n)}
+	for i, props := range o.Instances {
+		for _, p := range props {
+			args = append(args, "-s", fmt.Sprintf("%d:%s=%s", i, p.Key, p.Value))
+		}
+	}
+	for i, f := range o.Flushes {
+		path := filepath.Join(dir, fmt.Sprintf("chunk-%03d.bin", i))
+		if err := os.WriteFile(path, f.Data, 0o600); err != nil {
+			return nil, err
+		}
+		args = append(args, "-f", fmt.Sprintf("%d:%s:%s", f.Instance, f.Tag, path))
+	}
+	switch {
+	case o.Retries < 0:
+		args = append(args, "-r", "0")
+	case o.Retries > 0:
+		args = append(args, "-r", strconv.Itoa(o.Retries))
+	}
+	for flag, v := range map[string]int{"-l": o.Loops, "-d": o.RetryWaitMS, "-w": o.Workers, "-k": o.StackSize} {
+		if v > 0 {
+			args = append(args, flag, strconv.Itoa(v))
+		}
+	}
+	if o.Quiet {
+		args = append(args, "-q")
+	}
+	return append(args, so), nil
+}
+
+// Run runs the harness to completion and fails the test if it cannot be
+// started or overruns its timeout. A non-zero exit is reported, not fatal.
+func Run(t testing.TB, o Options) Result {
+	t.Helper()
+	so, bin := Build(t)
+	if o.Plugin != "" {
+		so = o.Plugin
+	}
+	args, err := Args(o, so, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	timeout := o.Timeout
+	if timeout == 0 {
+		timeout = 60 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), o.Env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	res := Result{Stdout: stdout.String(), Stderr: stderr.String()}
+	if ctx.Err() != nil {
+		t.Fatalf("harness overran %v\n%s", timeout, res.Stderr)
+	}
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		res.ExitCode = exit.ExitCode()
+	case err != nil:
+		t.Fatal(err)
+	}
+	res.parse()
+	return res
+}
+
+func (r *Result) parse() {
+	for _, m := range attemptRe.FindAllStringSubmatch(r.Stderr, -1) {
+		n := func(i int) int { v, _ := strconv.Atoi(m[i]); return v }
+		r.Attempts = append(r.Attempts, Attempt{Instance: n(1), Tag: m[2], Bytes: n(3), Attempt: n(4), RC: n(5)})
+	}
+	r.Summary = map[string]int64{}
+	for _, line := range strings.Split(r.Stderr, "\n") {
+		if strings.HasPrefix(line, "harness: summary ") || strings.HasPrefix(line, "harness: maxrss_kb=") {
+			for _, m := range numbersRe.FindAllStringSubmatch(line, -1) {
+				r.Summary[m[1]], _ = strconv.ParseInt(m[2], 10, 64)
+			}
+		}
+	}
+}
