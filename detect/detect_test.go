@@ -71,7 +71,7 @@ func TestEveryShapeYieldsTheEvent(t *testing.T) {
 	ecsFlat := map[string]any{
 		"@timestamp": "2026-11-20T08:15:42Z", "event.action": "AttachUserPolicy", "event.outcome": "success", "event.id": "ecs-2",
 		"aws.cloudtrail.request_parameters": "{userName=ci-deployer, policyArn=arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV3}",
-		"user.name": "quarantine", "cloud.account.id": "111122223333", "cloud.region": "eu-west-1", "source.ip": "AWS Internal",
+		"user.name":                         "quarantine", "cloud.account.id": "111122223333", "cloud.region": "eu-west-1", "source.ip": "AWS Internal",
 	}
 	lower := map[string]any{}
 	for k, v := range ev {
@@ -190,8 +190,8 @@ func TestMalformedRecordsAreSkippedAndCounted(t *testing.T) {
 	ev := applied(t)
 	var chunk []byte
 	chunk = fbchunk.AppendV2(chunk, t0, nil, ev)
-	chunk = msgp.AppendString(chunk, "not a record")                             // not an array
-	chunk = fbchunk.AppendLegacy(chunk, int64(1), "body is a string")            // not a map
+	chunk = msgp.AppendString(chunk, "not a record")                                 // not an array
+	chunk = fbchunk.AppendLegacy(chunk, int64(1), "body is a string")                // not a map
 	chunk = append(msgp.AppendArrayHeader(chunk, 2), msgp.AppendString(nil, "x")...) // bad time
 	chunk = msgp.AppendMapHeader(chunk, 0)
 	chunk = msgp.AppendArrayHeader(chunk, 3) // wrong arity

@@ -3,8 +3,8 @@ package e2e
 import (
 	"encoding/json"
 	"os"
-	"reflect"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
