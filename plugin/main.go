@@ -26,8 +26,8 @@ const pluginName = "cloudtrail_quarantine"
 // (cloudtrail_quarantine.0, .1, ...); Fluent Bit does not tell a Go plugin.
 var instances atomic.Int64
 
-// registerFailed is returned by FLBPluginRegister after a panic: Fluent Bit
-// takes any value but 0 as a failed registration.
+// registerFailed is returned by FLBPluginRegister after a panic: -1 is the
+// one value Fluent Bit's flb_plugin_proxy_register takes as a failure.
 const registerFailed = -1
 
 //export FLBPluginRegister

@@ -112,4 +112,3 @@ func TestFloatTimeClosesConnection(t *testing.T) {
 		t.Fatal("float-time record stored")
 	}
 }
-

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -23,6 +24,9 @@ func echo(t *testing.T) string {
 	t.Helper()
 	echoOnce.Do(func() {
 		echoSO = filepath.Join(paths.Repo("build"), "echo-test.so")
+		if echoErr = os.MkdirAll(filepath.Dir(echoSO), 0o755); echoErr != nil {
+			return
+		}
 		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", echoSO, "./test/harness/testdata/echo")
 		cmd.Dir = paths.Root()
 		out, err := cmd.CombinedOutput()
