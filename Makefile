@@ -5,7 +5,7 @@ SO      := build/out_cloudtrail_quarantine.so
 HARNESS := build/harness
 GOSRC   := $(shell find . -name '*.go' -not -path './build/*') go.mod go.sum
 
-.PHONY: all run test clean
+.PHONY: all run test bench clean
 
 all: $(SO)
 
@@ -39,3 +39,12 @@ run: $(SO) $(HARNESS) build/sample.chunk
 build/sample.chunk: conf/sample/cloudtrail.jsonl $(GOSRC)
 	@mkdir -p build
 	$(GO) run ./test/cmd/mkchunk $< $@
+
+# Benchmarks (issue #3): medians of 5 runs and the ratios against the
+# fluent-bit-go baseline, as the README's Performance table. About 4 minutes.
+bench: $(SO) $(HARNESS)
+	@mkdir -p build
+	$(GO) test ./test/bench/ -run '^$$' -bench 'Scan|NoCandidate|AllQuarantine|Baseline' -benchmem -count 5 | tee build/bench.txt
+	$(GO) test ./test/bench/ -run '^$$' -bench 'Plugin2MB|PluginFlush' -benchtime 200x -count 5 | tee -a build/bench.txt
+	$(GO) test ./test/bench/ -run '^$$' -bench 'PluginMemory10M' -benchtime 1x | tee -a build/bench.txt
+	$(GO) run ./test/cmd/benchtable < build/bench.txt

@@ -10,23 +10,23 @@ import (
 // Alert is one rule firing on one CloudTrail event. Its JSON form is the
 // alert schema documented in the README.
 type Alert struct {
-	Rule         RuleRef        `json:"rule"`
-	Title        string         `json:"title"`
-	EventID      string         `json:"event_id"`
-	EventTime    string         `json:"event_time"`
-	AccountID    string         `json:"account_id"`
-	Region       string         `json:"region"`
-	EventName    string         `json:"event_name"`
-	EventSource  string         `json:"event_source"`
-	SourceIP     string         `json:"source_ip"`
-	UserAgent    string         `json:"user_agent"`
-	Actor        Actor          `json:"actor"`
-	Target       rules.Target   `json:"target"`
-	Policy       rules.Policy   `json:"policy"`
-	ErrorCode    string         `json:"error_code,omitempty"`
-	ErrorMessage string         `json:"error_message,omitempty"`
-	Shape        string         `json:"record_shape"`
-	Event        map[string]any `json:"event,omitempty"`
+	Rule         RuleRef      `json:"rule"`
+	Title        string       `json:"title"`
+	EventID      string       `json:"event_id"`
+	EventTime    string       `json:"event_time"`
+	AccountID    string       `json:"account_id"`
+	Region       string       `json:"region"`
+	EventName    string       `json:"event_name"`
+	EventSource  string       `json:"event_source"`
+	SourceIP     string       `json:"source_ip"`
+	UserAgent    string       `json:"user_agent"`
+	Actor        Actor        `json:"actor"`
+	Target       rules.Target `json:"target"`
+	Policy       rules.Policy `json:"policy"`
+	ErrorCode    string       `json:"error_code,omitempty"`
+	ErrorMessage string       `json:"error_message,omitempty"`
+	Shape        string       `json:"record_shape"`
+	Event        any          `json:"event,omitempty"`
 
 	// Time is the alert record's timestamp: the event's eventTime, or the
 	// record's time when eventTime is missing or unreadable.

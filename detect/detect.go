@@ -53,7 +53,8 @@ type Stats struct {
 	Undecodable int
 }
 
-// Scan appends the alerts found in chunk to dst.
+// Scan appends the alerts found in data to dst. An alert's Event may alias
+// data: encode alerts before the chunk is released.
 func (d *Detector) Scan(data []byte, dst []Alert) ([]Alert, Stats) {
 	var st Stats
 	var r chunk.Reader
@@ -84,19 +85,15 @@ func (d *Detector) Scan(data []byte, dst []Alert) ([]Alert, Stats) {
 }
 
 func (d *Detector) scanRecord(rec *chunk.Record, dst []Alert, st *Stats) ([]Alert, bool) {
-	v, err := value.FromMsgpack(rec.Body)
-	if err != nil {
-		return dst, false
-	}
-	body, _ := v.(map[string]any)
-	st.Events += d.resolver.Resolve(body, func(e *cloudtrail.Event) {
+	n, err := d.resolver.ResolveMsgpack(rec.Body, func(e *cloudtrail.Event) {
 		for _, rule := range d.rules {
 			if f, ok := rule.Match(e); ok {
 				dst = append(dst, d.alert(rule, e, f, rec.Time))
 			}
 		}
 	})
-	return dst, true
+	st.Events += n
+	return dst, err == nil
 }
 
 // nextHit is the first position at or after from where any needle starts,
@@ -109,11 +106,30 @@ func nextHit(data []byte, from int) int {
 			// Only a nearer match matters: search no further than best.
 			limit = min(best+len(n), len(data))
 		}
-		if i := bytes.Index(data[from:limit], n); i >= 0 {
+		if i := index(data[from:limit], n); i >= 0 {
 			best = from + i
 		}
 	}
 	return best
+}
+
+// index finds n in data by skipping with IndexByte from one occurrence of
+// n's first byte to the next. Needles start with a byte that is rare in
+// CloudTrail, so this runs at memchr speed; bytes.Index would give up on
+// that after a few false starts in some texts (JSON strings full of 'x'
+// in user agents) and fall back to a slower search.
+func index(data, n []byte) int {
+	for i := 0; ; {
+		j := bytes.IndexByte(data[i:], n[0])
+		if j < 0 {
+			return -1
+		}
+		i += j
+		if bytes.HasPrefix(data[i:], n) {
+			return i
+		}
+		i++
+	}
 }
 
 func (d *Detector) alert(rule *rules.Rule, e *cloudtrail.Event, f rules.Finding, recordTime time.Time) Alert {

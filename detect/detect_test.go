@@ -293,3 +293,24 @@ func TestCorpusFalsePositives(t *testing.T) {
 		t.Fatalf("one chunk: %d alerts, %+v", len(alerts), st)
 	}
 }
+
+// A record that cannot be a quarantine event costs no allocation, in every
+// shape and record format.
+func TestNoAllocationsForNonCandidates(t *testing.T) {
+	clean := map[string]any{"eventName": "GetObject", "eventSource": "s3.amazonaws.com",
+		"requestParameters": map[string]any{"bucketName": "logs", "key": "a/b"}, "userIdentity": map[string]any{"type": "IAMUser"}}
+	js, _ := value.ToJSON(clean)
+	var v2, legacy, logFile, jsonString []byte
+	for range 50 {
+		v2 = fbchunk.AppendV2(v2, t0, nil, clean)
+		legacy = fbchunk.AppendLegacy(legacy, t0, clean)
+		logFile = fbchunk.AppendV2(logFile, t0, nil, map[string]any{"Records": []any{clean, clean}})
+		jsonString = fbchunk.AppendV2(jsonString, t0, nil, map[string]any{"log": string(js)})
+	}
+	d := detect.New(detect.Options{EventKeys: []string{"log", "message"}, IncludeEvent: true})
+	for name, c := range map[string][]byte{"v2": v2, "legacy": legacy, "logfile": logFile, "jsonstring": jsonString} {
+		if n := testing.AllocsPerRun(20, func() { d.Scan(c, nil) }); n != 0 {
+			t.Errorf("%s: %v allocations per chunk of 50 records", name, n)
+		}
+	}
+}

@@ -85,7 +85,7 @@ func (r *Reader) Skipped() Skipped { return r.skipped }
 func (r *Reader) Next() bool {
 	for r.off < len(r.data) {
 		start := r.off
-		rest, err := msgp.Skip(r.data[start:])
+		end, err := skip(r.data, start)
 		if err != nil {
 			// Without a valid object we cannot find where the next record
 			// starts, so the tail of the chunk is lost (and counted).
@@ -93,7 +93,6 @@ func (r *Reader) Next() bool {
 			r.off = len(r.data)
 			return false
 		}
-		end := len(r.data) - len(rest)
 		r.off = end
 		raw := r.data[start:end]
 		switch r.parse(raw) {
@@ -144,17 +143,19 @@ func (r *Reader) parse(raw []byte) verdict {
 		}
 		r.rec.Time = t
 		if hn >= 2 {
-			metaEnd, err := msgp.Skip(after)
+			metaEnd, err := skip(after, 0)
 			if err != nil {
 				return malformed
 			}
-			r.rec.Meta = after[:len(after)-len(metaEnd)]
-			after = metaEnd
+			r.rec.Meta = after[:metaEnd]
+			after = after[metaEnd:]
 		}
 		for i := uint32(2); i < hn; i++ {
-			if after, err = msgp.Skip(after); err != nil {
+			end, err := skip(after, 0)
+			if err != nil {
 				return malformed
 			}
+			after = after[end:]
 		}
 		b = after
 	} else {

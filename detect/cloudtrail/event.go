@@ -7,6 +7,7 @@ package cloudtrail
 
 import (
 	"strings"
+	"unsafe"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/value"
 )
@@ -27,8 +28,9 @@ type Event struct {
 	// Params is requestParameters as a map, whatever form it arrived in;
 	// nil when it was null, absent or unreadable.
 	Params map[string]any
-	// Raw is the event as it arrived (the whole document for ECS).
-	Raw map[string]any
+	// Raw is the event as it arrived (the whole document for ECS): a
+	// map[string]any, or value.Raw msgpack when read without decoding.
+	Raw any
 	// Shape names the record shape the event came from.
 	Shape Shape
 }
@@ -53,27 +55,51 @@ const (
 )
 
 // Param returns a request parameter as a string ("" when absent or not a
-// string). Parameter names are matched case-insensitively.
+// string).
 func (e *Event) Param(name string) string {
-	s, _ := field(e.Params, name).(string)
+	s, _ := e.Params[name].(string)
 	return s
 }
 
-// field looks a key up exactly first, then case-insensitively: some
-// pipelines lower-case CloudTrail's camelCase keys (eventname).
-func field(m map[string]any, key string) any {
-	if m == nil {
-		return nil
+func field(m map[string]any, key string) any { return m[key] }
+
+// canonicalKeys maps lower-cased CloudTrail keys to their real case.
+var canonicalKeys = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{"eventName", "eventSource", "errorCode", "errorMessage", "eventID", "eventTime",
+		"awsRegion", "recipientAccountId", "sourceIPAddress", "userAgent", "userIdentity", "requestParameters",
+		"Records", "type", "arn", "userName", "accessKeyId", "accountId", "sessionContext", "sessionIssuer",
+		"policyArn", "policyName", "groupName", "roleName", "detail"} {
+		m[strings.ToLower(k)] = k
 	}
-	if v, ok := m[key]; ok {
-		return v
+	return m
+}()
+
+// canonical gives an event whose keys some pipeline lower-cased
+// (eventname) CloudTrail's own key case, so every later lookup is exact.
+// Events that already have eventName are returned as they are: the check
+// costs one map lookup, the rebuild only happens for the rare others.
+func canonical(m map[string]any) map[string]any {
+	if _, ok := m["eventName"]; ok {
+		return m
 	}
+	return recase(m, 0)
+}
+
+func recase(m map[string]any, depth int) map[string]any {
+	out := make(map[string]any, len(m))
 	for k, v := range m {
-		if strings.EqualFold(k, key) {
-			return v
+		if c, ok := canonicalKeys[strings.ToLower(k)]; ok {
+			k = c
+		}
+		if sub, ok := v.(map[string]any); ok && depth < 4 {
+			v = recase(sub, depth+1)
+		}
+		if _, dup := out[k]; !dup {
+			out[k] = v
 		}
 	}
-	return nil
+	return out
 }
 
 func str(m map[string]any, key string) string {
@@ -123,3 +149,7 @@ func pathStr(m map[string]any, name string) string {
 	s, _ := path(m, name).(string)
 	return s
 }
+
+// unsafeString views b as a string without copying, for map-key compares
+// that must not allocate; the result must not outlive b.
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }

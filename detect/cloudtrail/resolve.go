@@ -20,23 +20,28 @@ func (r *Resolver) Resolve(body map[string]any, emit func(*Event)) int {
 }
 
 func (r *Resolver) resolve(body map[string]any, emit func(*Event), unwrap bool) int {
-	if recs, ok := field(body, "Records").([]any); ok {
+	body = canonical(body)
+	if recs, ok := body["Records"].([]any); ok {
 		n := 0
 		for _, rec := range recs {
-			if m, ok := rec.(map[string]any); ok && field(m, "eventName") != nil {
-				emit(fromCloudTrail(m, ShapeLogFile))
-				n++
+			if m, ok := rec.(map[string]any); ok {
+				if m = canonical(m); m["eventName"] != nil {
+					emit(fromCloudTrail(m, ShapeLogFile))
+					n++
+				}
 			}
 		}
 		return n
 	}
-	if field(body, "eventName") != nil {
+	if body["eventName"] != nil {
 		emit(fromCloudTrail(body, ShapeEvent))
 		return 1
 	}
-	if d := obj(body, "detail"); d != nil && field(d, "eventName") != nil {
-		emit(fromCloudTrail(d, ShapeEventBridge))
-		return 1
+	if d, ok := body["detail"].(map[string]any); ok {
+		if d = canonical(d); d["eventName"] != nil {
+			emit(fromCloudTrail(d, ShapeEventBridge))
+			return 1
+		}
 	}
 	if action := pathStr(body, "event.action"); action != "" {
 		emit(fromECS(body, action))
@@ -46,7 +51,7 @@ func (r *Resolver) resolve(body map[string]any, emit func(*Event), unwrap bool) 
 		return 0
 	}
 	for _, key := range r.EventKeys {
-		s, ok := field(body, key).(string)
+		s, ok := body[key].(string)
 		if !ok || !looksLikeObject(s) {
 			continue
 		}
@@ -86,18 +91,21 @@ func fromCloudTrail(m map[string]any, shape Shape) *Event {
 		Actor: Actor{
 			Type:        str(id, "type"),
 			ARN:         str(id, "arn"),
-			UserName:    firstNonEmpty(str(id, "userName"), sessionIssuerName(id)),
+			UserName:    str(id, "userName"),
 			AccessKeyID: str(id, "accessKeyId"),
 			AccountID:   str(id, "accountId"),
 		},
-		Params: params(field(m, "requestParameters")),
+		Params: toParams(field(m, "requestParameters")),
 		Raw:    m,
 		Shape:  shape,
 	}
 }
 
-func sessionIssuerName(id map[string]any) string {
-	return str(obj(obj(id, "sessionContext"), "sessionIssuer"), "userName")
+// Unread names CloudTrail keys that no shape or rule reads, at any depth:
+// a candidate record's decoder may keep them undecoded (value.Raw).
+var Unread = map[string]bool{
+	"responseElements": true, "tlsDetails": true, "sessionContext": true, "additionalEventData": true,
+	"resources": true, "serviceEventDetails": true, "edgeDeviceDetails": true, "insightDetails": true,
 }
 
 // fromECS maps the fields of Elastic's AWS CloudTrail integration back to
@@ -128,15 +136,15 @@ func fromECS(m map[string]any, action string) *Event {
 			AccessKeyID: pathStr(m, "aws.cloudtrail.user_identity.access_key_id"),
 			AccountID:   account,
 		},
-		Params: params(path(m, "aws.cloudtrail.request_parameters")),
+		Params: toParams(path(m, "aws.cloudtrail.request_parameters")),
 		Raw:    m,
 		Shape:  ShapeECS,
 	}
 }
 
-// params accepts requestParameters as a map, a JSON string, or the
+// toParams accepts requestParameters as a map, a JSON string, or the
 // "{key=value, ...}" text Elastic's integration flattens it to.
-func params(v any) map[string]any {
+func toParams(v any) map[string]any {
 	switch v := v.(type) {
 	case map[string]any:
 		return v

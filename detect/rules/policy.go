@@ -1,7 +1,7 @@
 package rules
 
 import (
-	"regexp"
+	"strings"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/cloudtrail"
 )
@@ -9,18 +9,40 @@ import (
 // AWS-managed quarantine policies: every version, present and future
 // (V2 2021, V3 2024, V4 2026-11, ...), in every partition. The account field
 // must be "aws": a customer-managed policy with the same name is not one.
-var managedARN = regexp.MustCompile(`^arn:(?:aws|aws-cn|aws-us-gov):iam::aws:policy/(AWSCompromisedKeyQuarantine(?:V([0-9]+))?)$`)
+var managedPrefixes = []string{
+	"arn:aws:iam::aws:policy/",
+	"arn:aws-cn:iam::aws:policy/",
+	"arn:aws-us-gov:iam::aws:policy/",
+}
 
-// Inline policy names AWS has used for quarantines: the legacy
-// AWSExposedCredentialPolicy_DO_NOT_REMOVE and, as Panther's rule accepts,
-// any of the managed names.
-var inlineName = regexp.MustCompile(`^(?:AWSExposedCredentialPolicy_DO_NOT_REMOVE|AWSCompromisedKeyQuarantine(?:V([0-9]+))?)$`)
+const (
+	quarantineName = "AWSCompromisedKeyQuarantine"
+	legacyName     = "AWSExposedCredentialPolicy_DO_NOT_REMOVE"
+)
+
+// quarantineVersion reads AWSCompromisedKeyQuarantine[V<digits>].
+func quarantineVersion(name string) (string, bool) {
+	rest, ok := strings.CutPrefix(name, quarantineName)
+	if !ok {
+		return "", false
+	}
+	if rest == "" {
+		return "V1", true
+	}
+	digits, ok := strings.CutPrefix(rest, "V")
+	if !ok || digits == "" || strings.Trim(digits, "0123456789") != "" {
+		return "", false
+	}
+	return rest, true
+}
 
 // Needles are byte strings at least one of which every quarantine event
 // contains, in every record shape (the policy name is always written out).
 // The detector uses them to rule out records without decoding them; a test
-// proves every positive example holds one.
-var Needles = [][]byte{[]byte("CompromisedKeyQuarantine"), []byte("ExposedCredentialPolicy")}
+// proves every positive example holds one. Each starts with a byte that is
+// rare in CloudTrail ('Q' is 0.04% of the corpus's bytes, 'x' 0.25%), so the
+// search skips from one rare byte to the next at memchr speed.
+var Needles = [][]byte{[]byte("Quarantine"), []byte("xposedCredentialPolicy")}
 
 // Policy identifies the quarantine policy an event names.
 type Policy struct {
@@ -38,30 +60,24 @@ type Target struct {
 }
 
 func matchManaged(arn string) (Policy, bool) {
-	m := managedARN.FindStringSubmatch(arn)
-	if m == nil {
-		return Policy{}, false
+	for _, prefix := range managedPrefixes {
+		if name, ok := strings.CutPrefix(arn, prefix); ok {
+			v, ok := quarantineVersion(name)
+			return Policy{Name: name, ARN: arn, Version: v}, ok
+		}
 	}
-	return Policy{Name: m[1], ARN: arn, Version: version(m[2])}, true
+	return Policy{}, false
 }
 
+// matchInline accepts the names AWS has used for inline quarantines: the
+// legacy AWSExposedCredentialPolicy_DO_NOT_REMOVE and, as Panther's rule
+// does, any of the managed names.
 func matchInline(name string) (Policy, bool) {
-	m := inlineName.FindStringSubmatch(name)
-	if m == nil {
-		return Policy{}, false
+	if name == legacyName {
+		return Policy{Name: name, Version: "legacy"}, true
 	}
-	v := version(m[1])
-	if name == "AWSExposedCredentialPolicy_DO_NOT_REMOVE" {
-		v = "legacy"
-	}
-	return Policy{Name: name, Version: v}, true
-}
-
-func version(digits string) string {
-	if digits == "" {
-		return "V1"
-	}
-	return "V" + digits
+	v, ok := quarantineVersion(name)
+	return Policy{Name: name, Version: v}, ok
 }
 
 // call describes an IAM API call that attaches or removes a policy.

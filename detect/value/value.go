@@ -25,11 +25,35 @@ var ErrTooDeep = errors.New("nested deeper than 64 levels")
 // Bit emits both); map keys that are not strings are written as text;
 // extensions become nil.
 func FromMsgpack(b []byte) (any, error) {
-	v, _, err := fromMsgpack(b, 0)
+	v, _, err := decoder{}.fromMsgpack(b, 0)
 	return v, err
 }
 
-func fromMsgpack(b []byte, depth int) (any, []byte, error) {
+// FromMsgpackSkipping decodes like FromMsgpack but keeps the values of the
+// named map keys, at any depth, as undecoded Raw bytes: parts of an event
+// no rule reads cost one copy instead of a tree of allocations.
+func FromMsgpackSkipping(b []byte, opaque map[string]bool) (any, error) {
+	v, _, err := decoder{opaque}.fromMsgpack(b, 0)
+	return v, err
+}
+
+// Raw is msgpack left undecoded. It encodes to JSON and msgpack as the
+// value it holds.
+type Raw []byte
+
+// MarshalJSON decodes the bytes first, so bin strings read as text, as
+// everywhere else in an alert.
+func (r Raw) MarshalJSON() ([]byte, error) {
+	v, err := FromMsgpack(r)
+	if err != nil {
+		return nil, err
+	}
+	return ToJSON(v)
+}
+
+type decoder struct{ opaque map[string]bool }
+
+func (d decoder) fromMsgpack(b []byte, depth int) (any, []byte, error) {
 	if depth > MaxDepth {
 		return nil, b, ErrTooDeep
 	}
@@ -41,17 +65,19 @@ func fromMsgpack(b []byte, depth int) (any, []byte, error) {
 		}
 		m := make(map[string]any, min(n, 64))
 		for range n {
-			var k any
-			if k, rest, err = fromMsgpack(rest, depth+1); err != nil {
+			var key string
+			if key, rest, err = d.mapKey(rest, depth); err != nil {
 				return nil, rest, err
 			}
 			var v any
-			if v, rest, err = fromMsgpack(rest, depth+1); err != nil {
+			if d.opaque[key] {
+				var after []byte
+				if after, err = msgp.Skip(rest); err != nil {
+					return nil, rest, err
+				}
+				v, rest = Raw(append([]byte(nil), rest[:len(rest)-len(after)]...)), after
+			} else if v, rest, err = d.fromMsgpack(rest, depth+1); err != nil {
 				return nil, rest, err
-			}
-			key, isStr := k.(string)
-			if !isStr {
-				key = fmt.Sprint(k)
 			}
 			if _, dup := m[key]; !dup { // first wins, as for config keys
 				m[key] = v
@@ -66,7 +92,7 @@ func fromMsgpack(b []byte, depth int) (any, []byte, error) {
 		a := make([]any, 0, min(n, 64))
 		for range n {
 			var v any
-			if v, rest, err = fromMsgpack(rest, depth+1); err != nil {
+			if v, rest, err = d.fromMsgpack(rest, depth+1); err != nil {
 				return nil, rest, err
 			}
 			a = append(a, v)
@@ -74,10 +100,10 @@ func fromMsgpack(b []byte, depth int) (any, []byte, error) {
 		return a, rest, nil
 	case msgp.StrType:
 		s, rest, err := msgp.ReadStringZC(b)
-		return string(s), rest, err
+		return Intern(s), rest, err
 	case msgp.BinType:
 		s, rest, err := msgp.ReadBytesZC(b)
-		return string(s), rest, err
+		return Intern(s), rest, err
 	case msgp.IntType:
 		return wrap(msgp.ReadInt64Bytes(b))
 	case msgp.UintType:
@@ -93,6 +119,51 @@ func fromMsgpack(b []byte, depth int) (any, []byte, error) {
 		rest, err := msgp.Skip(b)
 		return nil, rest, err
 	}
+}
+
+// mapKey reads a map key: a string (str or bin) without allocating when it
+// is a CloudTrail key name, anything else written as text.
+func (d decoder) mapKey(b []byte, depth int) (string, []byte, error) {
+	switch msgp.NextType(b) {
+	case msgp.StrType:
+		s, rest, err := msgp.ReadStringZC(b)
+		return Intern(s), rest, err
+	case msgp.BinType:
+		s, rest, err := msgp.ReadBytesZC(b)
+		return Intern(s), rest, err
+	}
+	k, rest, err := d.fromMsgpack(b, depth+1)
+	return fmt.Sprint(k), rest, err
+}
+
+// interned holds the strings every CloudTrail event repeats: its key names
+// and the commonest values. Returning the stored string (a map lookup keyed
+// by string(b) does not allocate) saves most of a candidate's allocations.
+var interned = func() map[string]string {
+	m := map[string]string{}
+	for _, s := range []string{
+		"eventVersion", "userIdentity", "type", "principalId", "arn", "accountId", "accessKeyId", "userName",
+		"sessionContext", "sessionIssuer", "webIdFederationData", "attributes", "creationDate", "mfaAuthenticated",
+		"eventTime", "eventSource", "eventName", "awsRegion", "sourceIPAddress", "userAgent", "requestParameters",
+		"responseElements", "requestID", "eventID", "readOnly", "eventType", "managementEvent", "recipientAccountId",
+		"eventCategory", "sessionCredentialFromConsole", "tlsDetails", "tlsVersion", "cipherSuite",
+		"clientProvidedHostHeader", "errorCode", "errorMessage", "policyArn", "policyName", "policyDocument",
+		"groupName", "roleName", "Records", "detail", "detail-type", "log", "message",
+		"iam.amazonaws.com", "AwsApiCall", "Management", "AssumedRole", "IAMUser", "Role", "Root", "AWSService",
+		"AWS Internal", "false", "true", "us-east-1", "AccessDenied",
+	} {
+		m[s] = s
+	}
+	return m
+}()
+
+// Intern returns b as a string, without allocating for the strings every
+// event repeats.
+func Intern(b []byte) string {
+	if s, ok := interned[string(b)]; ok {
+		return s
+	}
+	return string(b)
 }
 
 func wrap[T any](v T, rest []byte, err error) (any, []byte, error) { return v, rest, err }
@@ -186,6 +257,8 @@ func AppendMsgpack(b []byte, v any) ([]byte, error) {
 		return b, nil
 	case string:
 		return msgp.AppendString(b, v), nil
+	case Raw:
+		return append(b, v...), nil
 	case []byte:
 		return msgp.AppendBytes(b, v), nil
 	case int64:

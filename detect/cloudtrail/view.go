@@ -1,0 +1,205 @@
+package cloudtrail
+
+import (
+	"strconv"
+
+	"github.com/tinylib/msgp/msgp"
+
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/value"
+)
+
+// ResolveMsgpack finds the events of a record body given as msgpack. The
+// common shapes (a plain event, a log file's Records, an EventBridge
+// detail) are read straight from the bytes, field by field, without
+// building a map of the event; anything else (ECS, JSON strings, pipelines
+// that lower-cased the keys) is decoded and resolved as a map.
+func (r *Resolver) ResolveMsgpack(body []byte, emit func(*Event)) (int, error) {
+	var top struct{ eventName, records, detail []byte }
+	err := eachField(body, func(k string, v []byte) {
+		switch k {
+		case "eventName":
+			top.eventName = v
+		case "Records":
+			top.records = v
+		case "detail":
+			top.detail = v
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	// The same order as the map path: Records, then eventName, then detail.
+	isArray := msgp.NextType(top.records) == msgp.ArrayType
+	switch {
+	case isArray && r.allEvents(top.records):
+		n, rest, err := msgp.ReadArrayHeaderBytes(top.records)
+		found := 0
+		for i := uint32(0); i < n && err == nil; i++ {
+			end, serr := msgp.Skip(rest)
+			if serr != nil {
+				return found, serr
+			}
+			var c int
+			c, err = r.viewEvent(rest[:len(rest)-len(end)], ShapeLogFile, emit)
+			found += c
+			rest = end
+		}
+		return found, err
+	case isArray:
+		// Records with odd elements: the map path skips what is not an event.
+	case top.eventName != nil:
+		return r.viewEvent(body, ShapeEvent, emit)
+	case top.detail != nil && hasEventName(top.detail):
+		return r.viewEvent(top.detail, ShapeEventBridge, emit)
+	}
+	v, err := value.FromMsgpackSkipping(body, Unread)
+	if err != nil {
+		return 0, err
+	}
+	m, _ := v.(map[string]any)
+	return r.Resolve(m, emit), nil
+}
+
+// allEvents reports whether every element of a Records array is a map with
+// eventName, so the fast path reads exactly what the map path would.
+func (r *Resolver) allEvents(arr []byte) bool {
+	n, rest, err := msgp.ReadArrayHeaderBytes(arr)
+	for i := uint32(0); i < n && err == nil; i++ {
+		end, serr := msgp.Skip(rest)
+		if serr != nil || !hasEventName(rest[:len(rest)-len(end)]) {
+			return false
+		}
+		rest = end
+	}
+	return err == nil
+}
+
+func hasEventName(m []byte) bool {
+	found := false
+	err := eachField(m, func(k string, _ []byte) { found = found || k == "eventName" })
+	return err == nil && found
+}
+
+// eachField calls fn for every string-keyed entry of a msgpack map; the key
+// string is only valid during the call (it aliases b).
+func eachField(b []byte, fn func(key string, val []byte)) error {
+	n, rest, err := msgp.ReadMapHeaderBytes(b)
+	if err != nil {
+		return err
+	}
+	for range n {
+		var k []byte
+		switch msgp.NextType(rest) {
+		case msgp.StrType:
+			k, rest, err = msgp.ReadStringZC(rest)
+		case msgp.BinType:
+			k, rest, err = msgp.ReadBytesZC(rest)
+		default:
+			rest, err = msgp.Skip(rest)
+			k = nil
+		}
+		if err != nil {
+			return err
+		}
+		end, err := msgp.Skip(rest)
+		if err != nil {
+			return err
+		}
+		if k != nil {
+			fn(unsafeString(k), rest[:len(rest)-len(end)])
+		}
+		rest = end
+	}
+	return nil
+}
+
+// viewEvent builds an Event from a msgpack CloudTrail event.
+func (r *Resolver) viewEvent(ev []byte, shape Shape, emit func(*Event)) (int, error) {
+	e := &Event{Shape: shape}
+	var id, params []byte
+	err := eachField(ev, func(k string, v []byte) {
+		switch k {
+		case "eventName":
+			e.Name = text(v)
+		case "eventSource":
+			e.Source = text(v)
+		case "errorCode":
+			e.ErrorCode = text(v)
+		case "errorMessage":
+			e.ErrorMessage = text(v)
+		case "eventID":
+			e.ID = text(v)
+		case "eventTime":
+			e.Time = text(v)
+		case "awsRegion":
+			e.Region = text(v)
+		case "recipientAccountId":
+			e.Account = text(v)
+		case "sourceIPAddress":
+			e.SourceIP = text(v)
+		case "userAgent":
+			e.UserAgent = text(v)
+		case "userIdentity":
+			id = v
+		case "requestParameters":
+			params = v
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	if id != nil {
+		err = eachField(id, func(k string, v []byte) {
+			switch k {
+			case "type":
+				e.Actor.Type = text(v)
+			case "arn":
+				e.Actor.ARN = text(v)
+			case "userName":
+				e.Actor.UserName = text(v)
+			case "accessKeyId":
+				e.Actor.AccessKeyID = text(v)
+			case "accountId":
+				e.Actor.AccountID = text(v)
+			}
+		})
+		if err != nil && msgp.NextType(id) == msgp.MapType {
+			return 0, err
+		}
+	}
+	if e.Account == "" {
+		e.Account = e.Actor.AccountID
+	}
+	if params != nil {
+		p, err := value.FromMsgpack(params)
+		if err != nil {
+			return 0, err
+		}
+		e.Params = toParams(p)
+	}
+	// Zero-copy: Raw aliases the chunk, which outlives every use of the
+	// event (alerts are encoded before the flush returns).
+	e.Raw = value.Raw(ev)
+	emit(e)
+	return 1, nil
+}
+
+// text reads a scalar as a string: str or bin as is, numbers written out
+// (account ids sometimes arrive as numbers), anything else as "".
+func text(v []byte) string {
+	switch msgp.NextType(v) {
+	case msgp.StrType:
+		s, _, _ := msgp.ReadStringZC(v)
+		return value.Intern(s)
+	case msgp.BinType:
+		s, _, _ := msgp.ReadBytesZC(v)
+		return value.Intern(s)
+	case msgp.IntType:
+		i, _, _ := msgp.ReadInt64Bytes(v)
+		return strconv.FormatInt(i, 10)
+	case msgp.UintType:
+		u, _, _ := msgp.ReadUint64Bytes(v)
+		return strconv.FormatUint(u, 10)
+	}
+	return ""
+}

@@ -1,0 +1,67 @@
+package bench
+
+import (
+	"testing"
+
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/fbchunk"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/harness"
+)
+
+// chunk2MB is clean corpus events (v2 records) up to about 2 MB, Fluent
+// Bit's usual chunk size, and how many records it holds.
+func chunk2MB(b *testing.B) ([]byte, int) {
+	d := mustLoad(b)
+	var c []byte
+	n := 0
+	for len(c) < 2<<20 {
+		c = fbchunk.AppendV2(c, t0, nil, d.clean[n%len(d.clean)])
+		n++
+	}
+	return c, n
+}
+
+// runPlugin flushes chunk loops times through the real .so in the harness
+// (stdout sink, nothing to send) and returns its summary.
+func runPlugin(b *testing.B, chunk []byte, loops int) map[string]int64 {
+	res := harness.Run(b, harness.Options{
+		Instances: [][]harness.KV{nil},
+		Flushes:   []harness.Flush{{Tag: "aws.cloudtrail.events", Data: chunk}},
+		Loops:     loops,
+		Quiet:     true,
+	})
+	if res.ExitCode != 0 || res.Summary["ok"] != int64(loops) {
+		b.Fatalf("exit %d, summary %v\n%s", res.ExitCode, res.Summary, res.Stderr)
+	}
+	return res.Summary
+}
+
+// BenchmarkPlugin2MBChunks: records/s through the cgo boundary, timed
+// inside the flush calls only (not the harness's own chunk copies).
+func BenchmarkPlugin2MBChunks(b *testing.B) {
+	c, n := chunk2MB(b)
+	sum := runPlugin(b, c, b.N)
+	b.SetBytes(int64(len(c)))
+	ns := float64(sum["flush_ns"])
+	b.ReportMetric(float64(n)*float64(b.N)/(ns/1e9), "records/s")
+	b.ReportMetric(ns/float64(b.N), "ns/flush")
+}
+
+// BenchmarkPluginFlushOverhead: a one-record chunk with nothing to send,
+// i.e. the cost of crossing the cgo boundary into the plugin and back.
+func BenchmarkPluginFlushOverhead(b *testing.B) {
+	c := fbchunk.AppendV2(nil, t0, nil, map[string]any{"eventName": "GetObject"})
+	sum := runPlugin(b, c, b.N)
+	b.ReportMetric(float64(sum["flush_ns"])/float64(b.N), "ns/flush")
+}
+
+// BenchmarkPluginMemory10M: resident memory of the harness with the .so
+// after 10 million records (run with -benchtime 1x).
+func BenchmarkPluginMemory10M(b *testing.B) {
+	c, n := chunk2MB(b)
+	loops := (10_000_000 + n - 1) / n
+	for b.Loop() {
+		sum := runPlugin(b, c, loops)
+		b.ReportMetric(float64(sum["maxrss_kb"])/1024, "maxrss_MB")
+		b.ReportMetric(float64(n*loops), "records")
+	}
+}

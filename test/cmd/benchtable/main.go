@@ -1,0 +1,120 @@
+// Command benchtable reads `go test -bench` output (several -count runs)
+// from stdin and prints the medians and the ratios issue #3 sets targets
+// for, as the Markdown table the README's Performance section shows.
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// streamLen matches test/bench: events per op in the Scan benchmarks.
+const streamLen = 10000
+
+var lineRe = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+\d+\s+(.*)$`)
+
+func main() {
+	runs := map[string]map[string][]float64{} // benchmark -> unit -> values
+	var order []string
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		m := lineRe.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		name := strings.TrimPrefix(m[1], "Benchmark")
+		if runs[name] == nil {
+			runs[name] = map[string][]float64{}
+			order = append(order, name)
+		}
+		f := strings.Fields(m[2])
+		for i := 0; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err == nil {
+				runs[name][f[i+1]] = append(runs[name][f[i+1]], v)
+			}
+		}
+	}
+	med := func(name, unit string) float64 {
+		v := slices.Clone(runs[name][unit])
+		if len(v) == 0 {
+			return 0
+		}
+		slices.Sort(v)
+		if len(v)%2 == 1 {
+			return v[len(v)/2]
+		}
+		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+
+	fmt.Println("| benchmark | runs | MB/s | events/s | ns/op | allocs/op | B/op |")
+	fmt.Println("|---|---|---|---|---|---|---|")
+	for _, n := range order {
+		fmt.Printf("| %s | %d | %s | %s | %s | %s | %s |\n", n, len(runs[n]["ns/op"]),
+			num(med(n, "MB/s")), num(med(n, "events/s")+med(n, "records/s")), num(med(n, "ns/op")),
+			num(med(n, "allocs/op")), num(med(n, "B/op")))
+	}
+
+	fmt.Println()
+	fmt.Println("| measure | result | target |")
+	fmt.Println("|---|---|---|")
+	for _, s := range []struct {
+		shape  string
+		target float64
+	}{{"v2", 50}, {"legacy", 50}, {"logfile", 50}, {"jsonstring", 10}} {
+		if base := med("Baseline/"+s.shape, "events/s"); base > 0 {
+			r := med("Scan/"+s.shape, "events/s") / base
+			fmt.Printf("| %s: events/s vs baseline | %.0fx | >= %.0fx %s |\n", s.shape, r, s.target, mark(r >= s.target))
+		}
+	}
+	for _, s := range []string{"v2", "legacy", "logfile", "jsonstring"} {
+		scan, contains := "NoCandidate/scan-"+s, "NoCandidate/contains-"+s
+		if c := med(contains, "ns/op"); c > 0 {
+			r := med(scan, "ns/op") / c
+			fmt.Printf("| %s, no candidate: cost vs one bytes.Contains pass | %.2fx | <= 2x %s |\n", s, r, mark(r <= 2))
+			a := med(scan, "allocs/op") / streamLen
+			fmt.Printf("| %s, no candidate: allocations per record | %s | 0 %s |\n", s, num(a), mark(a == 0))
+		}
+	}
+	if a := med("AllQuarantine", "alerts/s"); a > 0 {
+		fmt.Printf("| every record a quarantine: alerts/s | %s | > 100,000 %s |\n", num(a), mark(a > 100000))
+		fmt.Printf("| every record a quarantine: allocations per alert | %.1f | report |\n", med("AllQuarantine", "allocs/op")/streamLen)
+	}
+	if r := med("Plugin2MBChunks", "records/s"); r > 0 {
+		fmt.Printf("| through the .so, 2 MB chunks: records/s | %s (%s ns per flush) | report |\n", num(r), num(med("Plugin2MBChunks", "ns/flush")))
+	}
+	if f := med("PluginFlushOverhead", "ns/flush"); f > 0 {
+		fmt.Printf("| per-flush overhead, cgo boundary + sink, nothing to send | %s ns | report |\n", num(f))
+	}
+	if m := med("PluginMemory10M", "maxrss_MB"); m > 0 {
+		fmt.Printf("| harness + .so resident memory after %s records | %.1f MB | bounded |\n", num(med("PluginMemory10M", "records")), m)
+	}
+}
+
+func mark(ok bool) string {
+	if ok {
+		return "(met)"
+	}
+	return "(MISSED)"
+}
+
+// num prints with thousands separators, no decimals above 100.
+func num(v float64) string {
+	if v != 0 && v < 100 {
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	}
+	s := strconv.FormatFloat(v, 'f', 0, 64)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
