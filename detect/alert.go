@@ -7,74 +7,174 @@ import (
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/value"
 )
 
-// Alert is one rule firing on one CloudTrail event. Its JSON form is the
-// alert schema documented in the README.
+// Alert is one rule firing on one CloudTrail event. AppendJSON and
+// AppendMsgpack write the alert schema documented in the README; both are
+// generated from one field list (fields), so they cannot drift apart.
 type Alert struct {
-	Rule         RuleRef      `json:"rule"`
-	Title        string       `json:"title"`
-	EventID      string       `json:"event_id"`
-	EventTime    string       `json:"event_time"`
-	AccountID    string       `json:"account_id"`
-	Region       string       `json:"region"`
-	EventName    string       `json:"event_name"`
-	EventSource  string       `json:"event_source"`
-	SourceIP     string       `json:"source_ip"`
-	UserAgent    string       `json:"user_agent"`
-	Actor        Actor        `json:"actor"`
-	Target       rules.Target `json:"target"`
-	Policy       rules.Policy `json:"policy"`
-	ErrorCode    string       `json:"error_code,omitempty"`
-	ErrorMessage string       `json:"error_message,omitempty"`
-	Shape        string       `json:"record_shape"`
-	Event        any          `json:"event,omitempty"`
+	Rule         *RuleRef
+	Title        string
+	EventID      string
+	EventTime    string
+	AccountID    string
+	Region       string
+	EventName    string
+	EventSource  string
+	SourceIP     string
+	UserAgent    string
+	Actor        Actor
+	Target       rules.Target
+	Policy       rules.Policy
+	ErrorCode    string // omitted when empty
+	ErrorMessage string // omitted when empty
+	Shape        string
+	// Event is the original event (map[string]any, or value.Raw msgpack
+	// that may alias the scanned chunk); nil when not included.
+	Event any
 
 	// Time is the alert record's timestamp: the event's eventTime, or the
 	// record's time when eventTime is missing or unreadable.
-	Time time.Time `json:"-"`
+	Time time.Time
 	// Key identifies the alert for deduplication: rule id and event id.
-	Key string `json:"-"`
-}
-
-// RuleRef is the rule metadata carried in every alert.
-type RuleRef struct {
-	ID          string            `json:"id"`
-	Name        string            `json:"name"`
-	Severity    string            `json:"severity"`
-	RiskScore   int               `json:"risk_score"`
-	MITRE       []rules.Technique `json:"mitre"`
-	Runbook     string            `json:"runbook"`
-	References  []string          `json:"references"`
-	Equivalents []string          `json:"equivalents"`
+	Key string
 }
 
 // Actor is who made the call.
 type Actor struct {
-	Type        string `json:"type"`
-	ARN         string `json:"arn"`
-	UserName    string `json:"user_name"`
-	AccessKeyID string `json:"access_key_id"`
+	Type        string
+	ARN         string
+	UserName    string
+	AccessKeyID string
 }
 
-func ruleRef(r *rules.Rule) RuleRef {
-	eq := r.Equivalents
-	if eq == nil {
-		eq = []string{}
-	}
-	return RuleRef{
-		ID: r.ID, Name: r.Name, Severity: r.Severity, RiskScore: r.RiskScore,
-		MITRE: r.MITRE, Runbook: r.Runbook, References: r.References, Equivalents: eq,
-	}
+// RuleRef is the rule metadata every alert carries, encoded once per rule.
+type RuleRef struct {
+	ID, Name, Severity string
+	RiskScore          int
+	MITRE              []rules.Technique
+	Runbook            string
+	References         []string
+	Equivalents        []string
+
+	json, msgpack []byte
 }
 
-// JSON encodes the alert as one compact JSON object.
-func (a *Alert) JSON() ([]byte, error) { return value.ToJSON(a) }
-
-// Msgpack encodes the alert as one msgpack map with the same fields as its
-// JSON form: it goes through the JSON so the two can never drift apart.
-func (a *Alert) Msgpack(js []byte) ([]byte, error) {
-	v, err := value.FromJSON(js)
-	if err != nil {
-		return nil, err
+func newRuleRef(r *rules.Rule) *RuleRef {
+	ref := &RuleRef{
+		ID: r.ID, Name: r.Name, Severity: r.Severity, RiskScore: r.RiskScore, MITRE: r.MITRE,
+		Runbook: r.Runbook, References: r.References, Equivalents: r.Equivalents,
 	}
-	return value.AppendMsgpack(nil, v)
+	var j jsonEncoder
+	ref.fields(&j)
+	var m msgpackEncoder
+	ref.fields(&m)
+	ref.json, ref.msgpack = j.b, m.b
+	return ref
+}
+
+func (r *RuleRef) fields(e encoder) {
+	e.begin(8)
+	e.str("id", r.ID)
+	e.str("name", r.Name)
+	e.str("severity", r.Severity)
+	e.int("risk_score", r.RiskScore)
+	e.key("mitre")
+	e.array(len(r.MITRE))
+	for _, t := range r.MITRE {
+		e.begin(4)
+		e.str("tactic_id", t.TacticID)
+		e.str("tactic", t.TacticName)
+		e.str("technique_id", t.TechniqueID)
+		e.str("technique", t.TechniqueName)
+		e.end()
+	}
+	e.endArray()
+	e.str("runbook", r.Runbook)
+	e.strs("references", r.References)
+	e.strs("equivalents", r.Equivalents)
+	e.end()
+}
+
+func (a *Alert) fields(e encoder) error {
+	n := 15
+	for _, present := range []bool{a.ErrorCode != "", a.ErrorMessage != "", a.Event != nil} {
+		if present {
+			n++
+		}
+	}
+	e.begin(n)
+	e.key("rule")
+	e.raw(a.Rule.json, a.Rule.msgpack)
+	e.str("title", a.Title)
+	e.str("event_id", a.EventID)
+	e.str("event_time", a.EventTime)
+	e.str("account_id", a.AccountID)
+	e.str("region", a.Region)
+	e.str("event_name", a.EventName)
+	e.str("event_source", a.EventSource)
+	e.str("source_ip", a.SourceIP)
+	e.str("user_agent", a.UserAgent)
+	e.key("actor")
+	e.begin(4)
+	e.str("type", a.Actor.Type)
+	e.str("arn", a.Actor.ARN)
+	e.str("user_name", a.Actor.UserName)
+	e.str("access_key_id", a.Actor.AccessKeyID)
+	e.end()
+	e.key("target")
+	e.begin(2)
+	e.str("type", a.Target.Type)
+	e.str("name", a.Target.Name)
+	e.end()
+	e.key("policy")
+	if a.Policy.ARN != "" {
+		e.begin(3)
+		e.str("name", a.Policy.Name)
+		e.str("arn", a.Policy.ARN)
+	} else {
+		e.begin(2)
+		e.str("name", a.Policy.Name)
+	}
+	e.str("version", a.Policy.Version)
+	e.end()
+	if a.ErrorCode != "" {
+		e.str("error_code", a.ErrorCode)
+	}
+	if a.ErrorMessage != "" {
+		e.str("error_message", a.ErrorMessage)
+	}
+	e.str("record_shape", a.Shape)
+	e.str("schema_version", "1")
+	var err error
+	if a.Event != nil {
+		e.key("event")
+		err = e.value(a.Event)
+	}
+	e.end()
+	return err
+}
+
+// SizeHint is a buffer size that holds the encoded alert in most cases, so
+// encoding does not grow its buffer: the fields and rule take about 1.5 KB,
+// the event about its own size (more in JSON, for escapes).
+func (a *Alert) SizeHint() int {
+	n := 2048
+	if raw, ok := a.Event.(value.Raw); ok {
+		n += len(raw) + len(raw)/4
+	}
+	return n
+}
+
+// AppendJSON appends the alert as one compact JSON object.
+func (a *Alert) AppendJSON(b []byte) ([]byte, error) {
+	e := jsonEncoder{b: b}
+	err := a.fields(&e)
+	return e.b, err
+}
+
+// AppendMsgpack appends the alert as one msgpack map; a msgpack event is
+// copied in as it is, without decoding.
+func (a *Alert) AppendMsgpack(b []byte) ([]byte, error) {
+	e := msgpackEncoder{b: b}
+	err := a.fields(&e)
+	return e.b, err
 }

@@ -29,16 +29,22 @@ type Options struct {
 type Detector struct {
 	resolver cloudtrail.Resolver
 	rules    []*rules.Rule
+	refs     map[*rules.Rule]*RuleRef
 	include  bool
 }
 
 // New returns a Detector running every rule.
 func New(o Options) *Detector {
-	return &Detector{
+	d := &Detector{
 		resolver: cloudtrail.Resolver{EventKeys: o.EventKeys},
 		rules:    rules.All(),
+		refs:     map[*rules.Rule]*RuleRef{},
 		include:  o.IncludeEvent,
 	}
+	for _, r := range d.rules {
+		d.refs[r] = newRuleRef(r)
+	}
+	return d
 }
 
 // Stats describe one Scan.
@@ -134,7 +140,7 @@ func index(data, n []byte) int {
 
 func (d *Detector) alert(rule *rules.Rule, e *cloudtrail.Event, f rules.Finding, recordTime time.Time) Alert {
 	a := Alert{
-		Rule:        ruleRef(rule),
+		Rule:        d.refs[rule],
 		Title:       rule.Title(e, f),
 		EventID:     e.ID,
 		EventTime:   e.Time,
@@ -173,7 +179,12 @@ func eventKey(e *cloudtrail.Event) string {
 	if e.ID != "" {
 		return e.ID
 	}
-	b, _ := value.ToJSON(e.Raw)
+	var b []byte
+	if raw, ok := e.Raw.(value.Raw); ok {
+		b = raw
+	} else {
+		b, _ = value.ToJSON(e.Raw)
+	}
 	sum := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(sum[:16])
 }

@@ -1,6 +1,7 @@
 package detect_test
 
 import (
+	"encoding/json"
 	"testing"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
@@ -27,7 +28,11 @@ func FuzzScan(f *testing.F) {
 			if alerts[i].Rule.ID == "" || alerts[i].Key == "" {
 				t.Fatalf("incomplete alert %+v", alerts[i])
 			}
-			if _, err := alerts[i].JSON(); err != nil {
+			js, err := alerts[i].AppendJSON(nil)
+			if err != nil || !json.Valid(js) {
+				t.Fatalf("alert does not encode: %v %q", err, js)
+			}
+			if _, err := alerts[i].AppendMsgpack(nil); err != nil {
 				t.Fatalf("alert does not encode: %v", err)
 			}
 		}

@@ -41,15 +41,8 @@ func FromMsgpackSkipping(b []byte, opaque map[string]bool) (any, error) {
 // value it holds.
 type Raw []byte
 
-// MarshalJSON decodes the bytes first, so bin strings read as text, as
-// everywhere else in an alert.
-func (r Raw) MarshalJSON() ([]byte, error) {
-	v, err := FromMsgpack(r)
-	if err != nil {
-		return nil, err
-	}
-	return ToJSON(v)
-}
+// MarshalJSON transcodes the msgpack to JSON (see AppendJSON).
+func (r Raw) MarshalJSON() ([]byte, error) { return AppendJSON(nil, r) }
 
 type decoder struct{ opaque map[string]bool }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -95,6 +96,10 @@ func newSink(cfg *config.Config) (sink.Sink, error) {
 	}
 }
 
+// maxLoggedKeys bounds the delivery log line: a replay of thousands of
+// quarantine events must not flood Fluent Bit's log.
+const maxLoggedKeys = 10
+
 // Flush processes one chunk carrying tag.
 func (in *Instance) Flush(data []byte, tag string) Result {
 	if tag == in.cfg.AlertTag {
@@ -127,11 +132,19 @@ func (in *Instance) Flush(data []byte, tag string) Result {
 		in.log.Warnf("could not deliver %d alert(s), asking Fluent Bit to retry the chunk: %v", len(batch), err)
 		return Retry
 	}
+	keys := make([]string, 0, min(len(batch), maxLoggedKeys))
 	for _, a := range batch {
 		in.delivered.Add(a.Key)
-		in.log.Infof("alert delivered: %s", a.Key)
+		if len(keys) < maxLoggedKeys {
+			keys = append(keys, a.Key)
+		}
 	}
 	in.Counters.Delivered.Add(int64(len(batch)))
+	more := ""
+	if n := len(batch) - len(keys); n > 0 {
+		more = fmt.Sprintf(" and %d more", n)
+	}
+	in.log.Infof("delivered %d alert(s): %s%s", len(batch), strings.Join(keys, " "), more)
 	return OK
 }
 
@@ -145,10 +158,13 @@ func (in *Instance) pending(alerts []detect.Alert) []sink.Alert {
 			in.Counters.Duplicates.Add(1)
 			continue
 		}
-		js, err := a.JSON()
-		var mp []byte
-		if err == nil {
-			mp, err = a.Msgpack(js)
+		buf := make([]byte, 0, a.SizeHint())
+		var err error
+		var out sink.Alert
+		if in.sink.Encoding() == sink.Msgpack {
+			out.Msgpack, err = a.AppendMsgpack(buf)
+		} else {
+			out.JSON, err = a.AppendJSON(buf)
 		}
 		if err != nil {
 			// Retrying cannot fix an alert that does not encode.
@@ -156,8 +172,9 @@ func (in *Instance) pending(alerts []detect.Alert) []sink.Alert {
 			in.log.Errorf("cannot encode alert %s: %v", a.Key, err)
 			continue
 		}
+		out.Time, out.Key = a.Time, a.Key
 		inBatch[a.Key] = true
-		batch = append(batch, sink.Alert{Time: a.Time, Key: a.Key, JSON: js, Msgpack: mp})
+		batch = append(batch, out)
 	}
 	return batch
 }

@@ -39,7 +39,9 @@ func (f *flaky) Deliver(as []sink.Alert) error {
 
 func (f *flaky) Close() error { return nil }
 
-func newInstance(t *testing.T, s sink.Sink) *Instance {
+func (f *flaky) Encoding() sink.Encoding { return sink.Msgpack }
+
+func newInstance(t testing.TB, s sink.Sink) *Instance {
 	cfg, err := config.Load(getter{})
 	if err != nil {
 		t.Fatal(err)

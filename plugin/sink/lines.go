@@ -1,7 +1,6 @@
 package sink
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -39,16 +38,22 @@ func File(path string) (*Lines, error) {
 	return &Lines{open: open, sync: true}, nil
 }
 
+// Encoding is JSON: one object per line.
+func (l *Lines) Encoding() Encoding { return JSON }
+
 // Deliver writes the whole batch with one write, so concurrent writers
 // (other instances, Fluent Bit's own stdout output) cannot split a line.
 func (l *Lines) Deliver(alerts []Alert) error {
 	if len(alerts) == 0 {
 		return nil
 	}
-	var buf bytes.Buffer
+	size := 0
 	for _, a := range alerts {
-		buf.Write(a.JSON)
-		buf.WriteByte('\n')
+		size += len(a.JSON) + 1
+	}
+	buf := make([]byte, 0, size)
+	for _, a := range alerts {
+		buf = append(append(buf, a.JSON...), '\n')
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -56,7 +61,7 @@ func (l *Lines) Deliver(alerts []Alert) error {
 	if err != nil {
 		return err
 	}
-	if _, err = w.Write(buf.Bytes()); err == nil && l.sync {
+	if _, err = w.Write(buf); err == nil && l.sync {
 		if f, ok := w.(*os.File); ok {
 			err = f.Sync()
 		}

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"testing"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/fbchunk"
@@ -64,4 +65,49 @@ func BenchmarkPluginMemory10M(b *testing.B) {
 		b.ReportMetric(float64(sum["maxrss_kb"])/1024, "maxrss_MB")
 		b.ReportMetric(float64(n*loops), "records")
 	}
+}
+
+// BenchmarkPluginAllQuarantine: the worst case through the real .so, with
+// everything production does per alert: detection, de-duplication, JSON
+// encoding, delivery to the stdout sink. One process flushes 10,000
+// distinct quarantine events in chunks of 1,000 (about 1.3 MB, near Fluent
+// Bit's 2 MB chunk size) five times over; Dedup_Cache_Size 1 makes every
+// pass alert again, so the later passes show the steady state of a
+// long-running Fluent Bit rather than a fresh process's first touch of
+// its memory.
+func BenchmarkPluginAllQuarantine(b *testing.B) {
+	const loops = 5
+	events := mustLoad(b).allQuarantine()
+	var flushes []harness.Flush
+	for i := 0; i < len(events); i += 1000 {
+		flushes = append(flushes, harness.Flush{Tag: "aws.cloudtrail.events", Data: chunkV2(events[i:min(i+1000, len(events))])})
+	}
+	var flushNS float64
+	for b.Loop() {
+		var lines lineCounter
+		res := harness.Run(b, harness.Options{
+			Instances: [][]harness.KV{{{Key: "Dedup_Cache_Size", Value: "1"}}},
+			Flushes:   flushes,
+			Loops:     loops,
+			Quiet:     true,
+			Stdout:    &lines,
+		})
+		if res.ExitCode != 0 || res.Summary["ok"] != int64(loops*len(flushes)) {
+			b.Fatalf("exit %d, summary %v\n%s", res.ExitCode, res.Summary, res.Stderr)
+		}
+		// Dedup_Cache_Size 1 still remembers the last key of each chunk.
+		if got, want := int(lines), loops*streamLen-(loops-1)*len(flushes); got < want {
+			b.Fatalf("%d alerts printed, want at least %d", got, want)
+		}
+		flushNS += float64(res.Summary["flush_ns"])
+	}
+	b.ReportMetric(float64(loops*streamLen)*float64(b.N)/(flushNS/1e9), "alerts/s")
+}
+
+// lineCounter counts the alert lines written to it and keeps nothing.
+type lineCounter int
+
+func (c *lineCounter) Write(p []byte) (int, error) {
+	*c += lineCounter(bytes.Count(p, []byte{'\n'}))
+	return len(p), nil
 }

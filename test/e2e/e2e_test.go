@@ -49,7 +49,7 @@ func TestEveryShapeThroughThePlugin(t *testing.T) {
 	if shapes := []string{alerts[0].Shape, alerts[1].Shape, alerts[2].Shape, alerts[3].Shape}; !slices.Equal(shapes, []string{"event", "log_file", "eventbridge", "ecs"}) {
 		t.Fatalf("shapes %v", shapes)
 	}
-	if !strings.Contains(res.Stderr, "alert delivered") {
+	if !strings.Contains(res.Stderr, "] delivered 4 alert(s): aws.iam.quarantine_applied/") {
 		t.Fatalf("no delivery logged:\n%s", res.Stderr)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,6 +70,9 @@ type Options struct {
 	Quiet       bool
 	Env         []string
 	Timeout     time.Duration // 0: 60s
+	// Stdout, when set, receives the plugin's stdout instead of
+	// Result.Stdout (benchmarks that print megabytes of alerts).
+	Stdout io.Writer
 }
 
 // Attempt is one reported flush call.
@@ -146,6 +150,9 @@ func Run(t testing.TB, o Options) Result {
 	cmd.Env = append(os.Environ(), o.Env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if o.Stdout != nil {
+		cmd.Stdout = o.Stdout
+	}
 	err = cmd.Run()
 	res := Result{Stdout: stdout.String(), Stderr: stderr.String()}
 	if ctx.Err() != nil {

@@ -57,6 +57,9 @@ func New(o Options) (*Sink, error) {
 	return &Sink{o: o}, nil
 }
 
+// Encoding is msgpack: records are embedded in the message as they are.
+func (s *Sink) Encoding() sink.Encoding { return sink.Msgpack }
+
 // Deliver sends the batch as one Forward-mode message and waits for its ack.
 func (s *Sink) Deliver(alerts []sink.Alert) error {
 	if len(alerts) == 0 {

@@ -85,6 +85,9 @@ func main() {
 		fmt.Printf("| every record a quarantine: alerts/s | %s | > 100,000 %s |\n", num(a), mark(a > 100000))
 		fmt.Printf("| every record a quarantine: allocations per alert | %.1f | report |\n", med("AllQuarantine", "allocs/op")/streamLen)
 	}
+	if a := med("PluginAllQuarantine", "alerts/s"); a > 0 {
+		fmt.Printf("| every record a quarantine, through the .so with JSON encoding and the stdout sink: alerts/s | %s | report |\n", num(a))
+	}
 	if r := med("Plugin2MBChunks", "records/s"); r > 0 {
 		fmt.Printf("| through the .so, 2 MB chunks: records/s | %s (%s ns per flush) | report |\n", num(r), num(med("Plugin2MBChunks", "ns/flush")))
 	}

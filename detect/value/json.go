@@ -1,0 +1,165 @@
+package value
+
+import (
+	"errors"
+	"math"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/tinylib/msgp/msgp"
+)
+
+// AppendJSON transcodes one msgpack object to JSON, keeping map key order.
+// str and bin both become JSON strings (Fluent Bit writes text as either);
+// invalid UTF-8 becomes U+FFFD; NaN, infinities and extensions become null.
+// It is how an alert carries the original event without decoding it into
+// a map first.
+func AppendJSON(dst, b []byte) ([]byte, error) {
+	dst, _, err := appendJSON(dst, b, 0)
+	return dst, err
+}
+
+var errNotString = errors.New("map key is not a string")
+
+func appendJSON(dst, b []byte, depth int) ([]byte, []byte, error) {
+	if depth > MaxDepth {
+		return dst, b, ErrTooDeep
+	}
+	var err error
+	switch msgp.NextType(b) {
+	case msgp.MapType:
+		var n uint32
+		if n, b, err = msgp.ReadMapHeaderBytes(b); err != nil {
+			return dst, b, err
+		}
+		dst = append(dst, '{')
+		for i := range n {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			var k []byte
+			switch msgp.NextType(b) {
+			case msgp.StrType:
+				k, b, err = msgp.ReadStringZC(b)
+			case msgp.BinType:
+				k, b, err = msgp.ReadBytesZC(b)
+			default:
+				// A number or other scalar key: written as its JSON text.
+				var kj []byte
+				if kj, b, err = appendJSON(nil, b, depth+1); err == nil {
+					k = kj
+				}
+			}
+			if err != nil {
+				return dst, b, err
+			}
+			dst = AppendJSONString(dst, k)
+			dst = append(dst, ':')
+			if dst, b, err = appendJSON(dst, b, depth+1); err != nil {
+				return dst, b, err
+			}
+		}
+		return append(dst, '}'), b, nil
+	case msgp.ArrayType:
+		var n uint32
+		if n, b, err = msgp.ReadArrayHeaderBytes(b); err != nil {
+			return dst, b, err
+		}
+		dst = append(dst, '[')
+		for i := range n {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			if dst, b, err = appendJSON(dst, b, depth+1); err != nil {
+				return dst, b, err
+			}
+		}
+		return append(dst, ']'), b, nil
+	case msgp.StrType:
+		var s []byte
+		s, b, err = msgp.ReadStringZC(b)
+		return AppendJSONString(dst, s), b, err
+	case msgp.BinType:
+		var s []byte
+		s, b, err = msgp.ReadBytesZC(b)
+		return AppendJSONString(dst, s), b, err
+	case msgp.IntType:
+		var i int64
+		i, b, err = msgp.ReadInt64Bytes(b)
+		return strconv.AppendInt(dst, i, 10), b, err
+	case msgp.UintType:
+		var u uint64
+		u, b, err = msgp.ReadUint64Bytes(b)
+		return strconv.AppendUint(dst, u, 10), b, err
+	case msgp.Float32Type, msgp.Float64Type:
+		var f float64
+		if f, b, err = msgp.ReadFloat64Bytes(b); err != nil {
+			return dst, b, err
+		}
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			return append(dst, "null"...), b, nil
+		}
+		return strconv.AppendFloat(dst, f, 'g', -1, 64), b, nil
+	case msgp.BoolType:
+		var v bool
+		v, b, err = msgp.ReadBoolBytes(b)
+		return strconv.AppendBool(dst, v), b, err
+	default: // nil, extensions
+		rest, err := msgp.Skip(b)
+		return append(dst, "null"...), rest, err
+	}
+}
+
+const hex = "0123456789abcdef"
+
+// plain marks the bytes a JSON string may hold as they are.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// AppendJSONString appends s as a JSON string literal. Runs of plain bytes
+// are copied at once; only quotes, backslashes, control bytes and non-ASCII
+// bytes (checked for valid UTF-8) take the slow path.
+func AppendJSONString[T string | []byte](dst []byte, s T) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if plain[c] {
+			i++
+			continue
+		}
+		dst = append(dst, s[start:i]...)
+		switch {
+		case c == '"' || c == '\\':
+			dst = append(dst, '\\', c)
+			i++
+		case c == '\n':
+			dst = append(dst, '\\', 'n')
+			i++
+		case c == '\r':
+			dst = append(dst, '\\', 'r')
+			i++
+		case c == '\t':
+			dst = append(dst, '\\', 't')
+			i++
+		case c < utf8.RuneSelf:
+			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			i++
+		default:
+			r, size := utf8.DecodeRuneInString(string(s[i:min(i+utf8.UTFMax, len(s))]))
+			if r == utf8.RuneError && size == 1 {
+				dst = append(dst, "\ufffd"...)
+			} else {
+				dst = append(dst, s[i:i+size]...)
+			}
+			i += size
+		}
+		start = i
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}

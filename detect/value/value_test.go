@@ -1,0 +1,87 @@
+package value
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+
+	"github.com/tinylib/msgp/msgp"
+)
+
+// JSON -> value -> msgpack -> AppendJSON gives back the same JSON value.
+func TestRoundTrips(t *testing.T) {
+	in := `{"s":"a\"b\\c\n\u0001é","n":-12,"u":18446744073709551615,"f":1.5,"t":true,"z":null,"a":[1,{"k":[]}],"m":{}}`
+	v, err := FromJSON([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp, err := AppendMsgpack(nil, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := FromMsgpack(mp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := AppendJSON(nil, mp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want, got any
+	json.Unmarshal([]byte(in), &want)
+	if err := json.Unmarshal(js, &got); err != nil {
+		t.Fatalf("AppendJSON wrote invalid JSON %s: %v", js, err)
+	}
+	if !reflect.DeepEqual(want, got) {
+		t.Fatalf("AppendJSON: %s", js)
+	}
+	if !reflect.DeepEqual(v, back) {
+		t.Fatalf("msgpack round trip: %#v", back)
+	}
+}
+
+func TestAppendJSONOddities(t *testing.T) {
+	b := msgp.AppendMapHeader(nil, 4)
+	b = msgp.AppendBytes(b, []byte("bin"))
+	b = msgp.AppendBytes(b, []byte{'o', 'k', 0xff})
+	b = msgp.AppendInt(b, 7) // integer key
+	b = msgp.AppendNil(b)
+	b = msgp.AppendString(b, "nan")
+	b = msgp.AppendFloat64(b, 0)
+	b = msgp.AppendString(b, "ext")
+	b, _ = msgp.AppendExtension(b, &msgp.RawExtension{Type: 0, Data: make([]byte, 8)})
+	js, err := AppendJSON(nil, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(js) != `{"bin":"ok`+"\ufffd"+`","7":null,"nan":0,"ext":null}` {
+		t.Fatalf("%s", js)
+	}
+	if _, err := AppendJSON(nil, b[:len(b)-3]); err == nil {
+		t.Fatal("truncated input accepted")
+	}
+}
+
+func TestDepthIsBounded(t *testing.T) {
+	var b []byte
+	for range MaxDepth + 5 {
+		b = msgp.AppendArrayHeader(b, 1)
+	}
+	b = msgp.AppendNil(b)
+	if _, err := FromMsgpack(b); err != ErrTooDeep {
+		t.Fatalf("FromMsgpack: %v", err)
+	}
+	if _, err := AppendJSON(nil, b); err != ErrTooDeep {
+		t.Fatalf("AppendJSON: %v", err)
+	}
+}
+
+func FuzzAppendJSON(f *testing.F) {
+	f.Add([]byte{0x81, 0xa1, 'k', 0xc4, 0x01, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		js, err := AppendJSON(nil, b)
+		if err == nil && !json.Valid(js) {
+			t.Fatalf("invalid JSON %q from %x", js, b)
+		}
+	})
+}
