@@ -3,7 +3,6 @@ package detect_test
 import (
 	"bytes"
 	"encoding/json"
-	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -14,27 +13,14 @@ import (
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/value"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/fbchunk"
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/paths"
 )
 
 var t0 = time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
 
-func fixture(t testing.TB, rule, name string) map[string]any {
-	t.Helper()
-	raw, err := os.ReadFile(paths.Repo("test", "fixtures", "rules", rule, "positive", name+".json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := value.FromJSON(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v.(map[string]any)
-}
-
 func applied(t testing.TB) map[string]any {
-	return fixture(t, "aws.iam.quarantine_applied", "attach_user_v2")
+	return corpus.Fixture(t, "aws.iam.quarantine_applied", "positive", "attach_user_v2")
 }
 
 func scan(t testing.TB, chunk []byte, keys ...string) ([]detect.Alert, detect.Stats) {
@@ -212,7 +198,7 @@ func TestMalformedRecordsAreSkippedAndCounted(t *testing.T) {
 }
 
 func TestAlertContent(t *testing.T) {
-	alerts, _ := scan(t, fbchunk.AppendV2(nil, t0, nil, fixture(t, "aws.iam.quarantine_applied", "put_user_legacy_inline")))
+	alerts, _ := scan(t, fbchunk.AppendV2(nil, t0, nil, corpus.Fixture(t, "aws.iam.quarantine_applied", "positive", "put_user_legacy_inline")))
 	if len(alerts) != 1 {
 		t.Fatalf("got %d alerts", len(alerts))
 	}
@@ -259,18 +245,7 @@ func TestAlertContent(t *testing.T) {
 // The false-positive test: of the 475 corpus events exactly lines 182 and
 // 225 are quarantines.
 func TestCorpusFalsePositives(t *testing.T) {
-	f, err := os.Open(paths.Corpus("panther_cloudtrail_tests.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	events, err := fbchunk.Lines(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(events) != 475 {
-		t.Fatalf("corpus has %d events", len(events))
-	}
+	events := corpus.Panther(t)
 	var firing []int
 	d := detect.New(detect.Options{EventKeys: []string{"log", "message"}})
 	for i, ev := range events {

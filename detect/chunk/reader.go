@@ -128,48 +128,32 @@ func (r *Reader) parse(raw []byte) verdict {
 		return malformed
 	}
 	r.rec.Meta = nil
+	// v2 is [[time, metadata, ...], body]; legacy is [time, body].
+	header, hn := b, uint32(1)
 	if msgp.NextType(b) == msgp.ArrayType {
-		// v2: [[time, metadata], body]
-		hn, hb, err := msgp.ReadArrayHeaderBytes(b)
-		if err != nil || hn < 1 {
+		if hn, header, err = msgp.ReadArrayHeaderBytes(b); err != nil || hn < 1 {
 			return malformed
 		}
-		t, isGroup, after, ok := readTime(hb)
-		if !ok {
-			return malformed
-		}
-		if isGroup {
-			return group
-		}
-		r.rec.Time = t
-		if hn >= 2 {
-			metaEnd, err := skip(after, 0)
-			if err != nil {
-				return malformed
-			}
-			r.rec.Meta = after[:metaEnd]
-			after = after[metaEnd:]
-		}
-		for i := uint32(2); i < hn; i++ {
-			end, err := skip(after, 0)
-			if err != nil {
-				return malformed
-			}
-			after = after[end:]
-		}
-		b = after
-	} else {
-		// legacy: [time, body]
-		t, isGroup, after, ok := readTime(b)
-		if !ok {
-			return malformed
-		}
-		if isGroup {
-			return group
-		}
-		r.rec.Time = t
-		b = after
 	}
+	t, isGroup, after, valid := readTime(header)
+	switch {
+	case !valid:
+		return malformed
+	case isGroup:
+		return group
+	}
+	r.rec.Time = t
+	for i := uint32(1); i < hn; i++ {
+		end, err := skip(after, 0)
+		if err != nil {
+			return malformed
+		}
+		if i == 1 {
+			r.rec.Meta = after[:end]
+		}
+		after = after[end:]
+	}
+	b = after
 	if msgp.NextType(b) != msgp.MapType {
 		return notMap
 	}

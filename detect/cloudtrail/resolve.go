@@ -1,6 +1,7 @@
 package cloudtrail
 
 import (
+	"cmp"
 	"strings"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/value"
@@ -85,7 +86,7 @@ func fromCloudTrail(m map[string]any, shape Shape) *Event {
 		ID:           str(m, "eventID"),
 		Time:         str(m, "eventTime"),
 		Region:       str(m, "awsRegion"),
-		Account:      firstNonEmpty(str(m, "recipientAccountId"), str(id, "accountId")),
+		Account:      cmp.Or(str(m, "recipientAccountId"), str(id, "accountId")),
 		SourceIP:     str(m, "sourceIPAddress"),
 		UserAgent:    str(m, "userAgent"),
 		Actor: Actor{
@@ -124,10 +125,10 @@ func fromECS(m map[string]any, action string) *Event {
 		ErrorCode:    errCode,
 		ErrorMessage: pathStr(m, "aws.cloudtrail.error_message"),
 		ID:           pathStr(m, "event.id"),
-		Time:         firstNonEmpty(pathStr(m, "@timestamp"), pathStr(m, "event.created")),
+		Time:         cmp.Or(pathStr(m, "@timestamp"), pathStr(m, "event.created")),
 		Region:       pathStr(m, "cloud.region"),
 		Account:      account,
-		SourceIP:     firstNonEmpty(pathStr(m, "source.ip"), pathStr(m, "source.address")),
+		SourceIP:     cmp.Or(pathStr(m, "source.ip"), pathStr(m, "source.address")),
 		UserAgent:    pathStr(m, "user_agent.original"),
 		Actor: Actor{
 			Type:        pathStr(m, "aws.cloudtrail.user_identity.type"),
@@ -157,15 +158,6 @@ func toParams(v any) map[string]any {
 		return ParseFlattened(v)
 	}
 	return nil
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 // ParseFlattened reads the "{userName=bob, policyArn=arn:...}" form (Java's

@@ -88,19 +88,15 @@ func eachField(b []byte, fn func(key string, val []byte)) error {
 		return err
 	}
 	for range n {
-		var k []byte
-		switch msgp.NextType(rest) {
-		case msgp.StrType:
-			k, rest, err = msgp.ReadStringZC(rest)
-		case msgp.BinType:
-			k, rest, err = msgp.ReadBytesZC(rest)
-		default:
-			rest, err = msgp.Skip(rest)
-			k = nil
+		k, after, terr := value.ReadText(rest)
+		if terr != nil {
+			k = nil // a key that is not text names no CloudTrail field
+			after, err = msgp.Skip(rest)
 		}
 		if err != nil {
 			return err
 		}
+		rest = after
 		end, err := msgp.Skip(rest)
 		if err != nil {
 			return err
@@ -188,11 +184,8 @@ func (r *Resolver) viewEvent(ev []byte, shape Shape, emit func(*Event)) (int, er
 // (account ids sometimes arrive as numbers), anything else as "".
 func text(v []byte) string {
 	switch msgp.NextType(v) {
-	case msgp.StrType:
-		s, _, _ := msgp.ReadStringZC(v)
-		return value.Intern(s)
-	case msgp.BinType:
-		s, _, _ := msgp.ReadBytesZC(v)
+	case msgp.StrType, msgp.BinType:
+		s, _, _ := value.ReadText(v)
 		return value.Intern(s)
 	case msgp.IntType:
 		i, _, _ := msgp.ReadInt64Bytes(v)

@@ -4,6 +4,7 @@
 package rules
 
 import (
+	"cmp"
 	"fmt"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/cloudtrail"
@@ -112,7 +113,7 @@ var removed = Rule{
 	},
 	Title: func(e *cloudtrail.Event, f Finding) string {
 		return fmt.Sprintf("Quarantine policy %s was removed from IAM %s %s in account %s by %s",
-			f.Policy.Name, f.Target.Type, orUnknown(f.Target.Name), orUnknown(e.Account), orUnknown(firstNonEmpty(e.Actor.ARN, e.Actor.UserName)))
+			f.Policy.Name, f.Target.Type, orUnknown(f.Target.Name), orUnknown(e.Account), orUnknown(cmp.Or(e.Actor.ARN, e.Actor.UserName)))
 	},
 }
 
@@ -132,13 +133,4 @@ func orUnknown(s string) string {
 		return "(unknown)"
 	}
 	return s
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }

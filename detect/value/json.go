@@ -37,18 +37,12 @@ func appendJSON(dst, b []byte, depth int) ([]byte, []byte, error) {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			var k []byte
-			switch msgp.NextType(b) {
-			case msgp.StrType:
-				k, b, err = msgp.ReadStringZC(b)
-			case msgp.BinType:
-				k, b, err = msgp.ReadBytesZC(b)
-			default:
+			k, rest, err := ReadText(b)
+			if err == nil {
+				b = rest
+			} else {
 				// A number or other scalar key: written as its JSON text.
-				var kj []byte
-				if kj, b, err = appendJSON(nil, b, depth+1); err == nil {
-					k = kj
-				}
+				k, b, err = appendJSON(nil, b, depth+1)
 			}
 			if err != nil {
 				return dst, b, err
@@ -75,13 +69,9 @@ func appendJSON(dst, b []byte, depth int) ([]byte, []byte, error) {
 			}
 		}
 		return append(dst, ']'), b, nil
-	case msgp.StrType:
+	case msgp.StrType, msgp.BinType:
 		var s []byte
-		s, b, err = msgp.ReadStringZC(b)
-		return AppendJSONString(dst, s), b, err
-	case msgp.BinType:
-		var s []byte
-		s, b, err = msgp.ReadBytesZC(b)
+		s, b, err = ReadText(b)
 		return AppendJSONString(dst, s), b, err
 	case msgp.IntType:
 		var i int64

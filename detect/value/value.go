@@ -91,11 +91,8 @@ func (d decoder) fromMsgpack(b []byte, depth int) (any, []byte, error) {
 			a = append(a, v)
 		}
 		return a, rest, nil
-	case msgp.StrType:
-		s, rest, err := msgp.ReadStringZC(b)
-		return Intern(s), rest, err
-	case msgp.BinType:
-		s, rest, err := msgp.ReadBytesZC(b)
+	case msgp.StrType, msgp.BinType:
+		s, rest, err := ReadText(b)
 		return Intern(s), rest, err
 	case msgp.IntType:
 		return wrap(msgp.ReadInt64Bytes(b))
@@ -117,16 +114,20 @@ func (d decoder) fromMsgpack(b []byte, depth int) (any, []byte, error) {
 // mapKey reads a map key: a string (str or bin) without allocating when it
 // is a CloudTrail key name, anything else written as text.
 func (d decoder) mapKey(b []byte, depth int) (string, []byte, error) {
-	switch msgp.NextType(b) {
-	case msgp.StrType:
-		s, rest, err := msgp.ReadStringZC(b)
-		return Intern(s), rest, err
-	case msgp.BinType:
-		s, rest, err := msgp.ReadBytesZC(b)
-		return Intern(s), rest, err
+	if s, rest, err := ReadText(b); err == nil {
+		return Intern(s), rest, nil
 	}
 	k, rest, err := d.fromMsgpack(b, depth+1)
 	return fmt.Sprint(k), rest, err
+}
+
+// ReadText reads a msgpack str or bin without copying: Fluent Bit writes
+// text as either.
+func ReadText(b []byte) (text, rest []byte, err error) {
+	if msgp.NextType(b) == msgp.BinType {
+		return msgp.ReadBytesZC(b)
+	}
+	return msgp.ReadStringZC(b)
 }
 
 // interned holds the strings every CloudTrail event repeats: its key names

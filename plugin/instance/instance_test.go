@@ -3,19 +3,17 @@ package instance
 import (
 	"errors"
 	"io"
-	"os"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/value"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/config"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/dedup"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/logx"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/sink"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/fbchunk"
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/paths"
 )
 
 // flaky fails while down and records what it delivered.
@@ -60,12 +58,7 @@ func (getter) Get(string) string { return "" }
 func positives(t *testing.T) []byte {
 	var bodies []any
 	for _, name := range []string{"attach_user_v2", "attach_group_v3", "put_user_legacy_inline"} {
-		raw, err := os.ReadFile(paths.Repo("test", "fixtures", "rules", "aws.iam.quarantine_applied", "positive", name+".json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		v, _ := value.FromJSON(raw)
-		bodies = append(bodies, v)
+		bodies = append(bodies, corpus.Fixture(t, "aws.iam.quarantine_applied", "positive", name))
 	}
 	return fbchunk.FromValues(time.Unix(0, 0), bodies)
 }

@@ -3,15 +3,14 @@ package bench
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/rules"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/value"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/fbchunk"
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/paths"
 )
 
 // The benchmark stream: the corpus's 473 events that are not quarantines,
@@ -21,29 +20,28 @@ const streamLen = 10000
 
 var t0 = time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
 
-var load = sync.OnceValues(func() (corpus dataset, err error) {
-	f, err := os.Open(paths.Corpus("panther_cloudtrail_tests.jsonl"))
-	if err != nil {
-		return corpus, err
-	}
-	defer f.Close()
-	events, err := fbchunk.Lines(f)
-	if err != nil {
-		return corpus, err
-	}
-	for _, e := range events {
-		js, _ := value.ToJSON(e)
-		if containsNeedle(js) {
-			corpus.quarantine = append(corpus.quarantine, e)
-			continue
+var (
+	loadOnce sync.Once
+	loaded   dataset
+)
+
+// mustLoad splits the corpus into its two quarantine events and the rest.
+func mustLoad(b testing.TB) dataset {
+	loadOnce.Do(func() {
+		for _, e := range corpus.Panther(b) {
+			js, _ := value.ToJSON(e)
+			if containsNeedle(js) {
+				loaded.quarantine = append(loaded.quarantine, e)
+			} else {
+				loaded.clean = append(loaded.clean, e)
+			}
 		}
-		corpus.clean = append(corpus.clean, e)
+	})
+	if len(loaded.quarantine) != 2 {
+		b.Fatalf("corpus holds %d quarantine events, want 2", len(loaded.quarantine))
 	}
-	if len(corpus.quarantine) != 2 {
-		return corpus, fmt.Errorf("corpus holds %d quarantine events, want 2", len(corpus.quarantine))
-	}
-	return corpus, nil
-})
+	return loaded
+}
 
 type dataset struct {
 	clean      []any // events that are not quarantines
@@ -57,14 +55,6 @@ func containsNeedle(b []byte) bool {
 		}
 	}
 	return false
-}
-
-func mustLoad(b testing.TB) dataset {
-	d, err := load()
-	if err != nil {
-		b.Fatal(err)
-	}
-	return d
 }
 
 // stream is streamLen events with one quarantine in the middle, or none.

@@ -15,6 +15,7 @@ import (
 	"github.com/tinylib/msgp/msgp"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/value"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/fbchunk"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/forwardrecv"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/harness"
@@ -108,15 +109,7 @@ func TestRuleExamplesThroughThePlugin(t *testing.T) {
 // False positives: every corpus event goes through the .so; exactly lines
 // 182 and 225 alert.
 func TestCorpusThroughThePlugin(t *testing.T) {
-	f, err := os.Open(paths.Corpus("panther_cloudtrail_tests.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	events, err := fbchunk.Lines(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	events := corpus.Panther(t)
 	// Several chunks, as Fluent Bit would cut them.
 	var chunks [][]byte
 	for i := 0; i < len(events); i += 100 {

@@ -5,17 +5,13 @@ package e2e
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/value"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/fbchunk"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/harness"
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/paths"
 )
 
 var t0 = time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
@@ -68,35 +64,12 @@ func ruleIDs(as []alert) []string {
 	return ids
 }
 
-func readJSON(t testing.TB, path string) map[string]any {
-	t.Helper()
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := value.FromJSON(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v.(map[string]any)
-}
-
-// fixtures loads a rule's example events, sorted by file name.
 func fixtures(t testing.TB, rule, kind string) []map[string]any {
-	files, _ := filepath.Glob(paths.Repo("test", "fixtures", "rules", rule, kind, "*.json"))
-	slices.Sort(files)
-	var out []map[string]any
-	for _, f := range files {
-		out = append(out, readJSON(t, f))
-	}
-	if len(out) == 0 {
-		t.Fatalf("no %s fixtures for %s", kind, rule)
-	}
-	return out
+	return corpus.Fixtures(t, rule, kind)
 }
 
 func quarantineApplied(t testing.TB) map[string]any {
-	return readJSON(t, paths.Repo("test", "fixtures", "rules", "aws.iam.quarantine_applied", "positive", "attach_user_v2.json"))
+	return corpus.Fixture(t, "aws.iam.quarantine_applied", "positive", "attach_user_v2")
 }
 
 func chunkOf(bodies ...any) []byte { return fbchunk.FromValues(t0, bodies) }

@@ -254,10 +254,7 @@ func decode(msg []byte) ([]Entry, map[string]any, error) {
 			option, err = readOption(b)
 		}
 	case msgp.StrType, msgp.BinType: // PackedForward: [tag, packed entries, option?]
-		packed, rest, err := msgp.ReadBytesZC(b)
-		if err != nil {
-			packed, rest, err = msgp.ReadStringZC(b)
-		}
+		packed, rest, err := value.ReadText(b)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -343,11 +340,8 @@ func readTime(b []byte) (time.Time, []byte, error) {
 }
 
 func readString(b []byte) (string, []byte, error) {
-	if msgp.NextType(b) == msgp.BinType {
-		s, rest, err := msgp.ReadBytesZC(b)
-		return string(s), rest, err
-	}
-	return msgp.ReadStringBytes(b)
+	s, rest, err := value.ReadText(b)
+	return string(s), rest, err
 }
 
 func readOption(b []byte) (map[string]any, error) {

@@ -1,0 +1,73 @@
+// Package corpus loads the events tests and benchmarks run on: the shared
+// Panther CloudTrail corpus (read in place) and the rules' own examples in
+// test/fixtures.
+package corpus
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/value"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/fbchunk"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/paths"
+)
+
+// Panther returns the 475 events of ../shared/corpus/panther_cloudtrail_tests.jsonl,
+// line N at index N-1.
+func Panther(t testing.TB) []any {
+	t.Helper()
+	f, err := os.Open(paths.Corpus("panther_cloudtrail_tests.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	events, err := fbchunk.Lines(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 475 {
+		t.Fatalf("corpus has %d events, want 475", len(events))
+	}
+	return events
+}
+
+// JSONFile decodes one JSON object.
+func JSONFile(t testing.TB, path string) map[string]any {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := value.FromJSON(raw)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		t.Fatalf("%s: not a JSON object", path)
+	}
+	return m
+}
+
+// Fixture is one example event of a rule: kind is positive or negative.
+func Fixture(t testing.TB, rule, kind, name string) map[string]any {
+	t.Helper()
+	return JSONFile(t, paths.Repo("test", "fixtures", "rules", rule, kind, name+".json"))
+}
+
+// Fixtures are all example events of one kind of a rule, by file name.
+func Fixtures(t testing.TB, rule, kind string) []map[string]any {
+	t.Helper()
+	files, _ := filepath.Glob(paths.Repo("test", "fixtures", "rules", rule, kind, "*.json"))
+	slices.Sort(files)
+	if len(files) == 0 {
+		t.Fatalf("no %s examples for %s", kind, rule)
+	}
+	var out []map[string]any
+	for _, f := range files {
+		out = append(out, JSONFile(t, f))
+	}
+	return out
+}
