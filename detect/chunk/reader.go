@@ -161,6 +161,14 @@ func (r *Reader) parse(raw []byte) verdict {
 	return ok
 }
 
+// AppendEventTime appends t as Fluent Bit's EventTime: msgpack fixext8 of
+// type 0 holding big-endian uint32 seconds and nanoseconds.
+func AppendEventTime(b []byte, t time.Time) []byte {
+	b = append(b, 0xd7, eventTimeExt)
+	b = binary.BigEndian.AppendUint32(b, uint32(t.Unix()))
+	return binary.BigEndian.AppendUint32(b, uint32(t.Nanosecond()))
+}
+
 // readTime decodes an EventTime extension, an integer or a float timestamp.
 func readTime(b []byte) (t time.Time, isGroup bool, rest []byte, ok bool) {
 	if len(b) == 0 {

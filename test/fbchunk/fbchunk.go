@@ -13,13 +13,12 @@ import (
 
 	"github.com/tinylib/msgp/msgp"
 
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/chunk"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/value"
 )
 
 // AppendEventTime appends t as Fluent Bit's EventTime (fixext8, type 0).
-func AppendEventTime(b []byte, t time.Time) []byte {
-	return appendEventTime(b, uint32(t.Unix()), uint32(t.Nanosecond()))
-}
+func AppendEventTime(b []byte, t time.Time) []byte { return chunk.AppendEventTime(b, t) }
 
 func appendEventTime(b []byte, sec, nsec uint32) []byte {
 	b = append(b, 0xd7, 0x00)

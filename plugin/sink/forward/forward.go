@@ -7,7 +7,6 @@ package forward
 import (
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/tinylib/msgp/msgp"
 
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/chunk"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/sink"
 )
 
@@ -185,7 +185,7 @@ func appendMessage(b []byte, tag string, alerts []sink.Alert, chunkID string) []
 	b = msgp.AppendArrayHeader(b, uint32(len(alerts)))
 	for _, a := range alerts {
 		b = msgp.AppendArrayHeader(b, 2)
-		b = appendEventTime(b, a.Time)
+		b = chunk.AppendEventTime(b, a.Time)
 		b = append(b, a.Msgpack...)
 	}
 	b = msgp.AppendMapHeader(b, 2)
@@ -193,12 +193,6 @@ func appendMessage(b []byte, tag string, alerts []sink.Alert, chunkID string) []
 	b = msgp.AppendString(b, chunkID)
 	b = msgp.AppendString(b, "size")
 	return msgp.AppendInt(b, len(alerts))
-}
-
-func appendEventTime(b []byte, t time.Time) []byte {
-	b = append(b, 0xd7, 0x00)
-	b = binary.BigEndian.AppendUint32(b, uint32(t.Unix()))
-	return binary.BigEndian.AppendUint32(b, uint32(t.Nanosecond()))
 }
 
 // newChunkID is random, as Fluentd's: ids must not repeat across restarts.
