@@ -151,30 +151,50 @@ func (in *Instance) Flush(data []byte, tag string) Result {
 // pending encodes the alerts not delivered before, each once.
 func (in *Instance) pending(alerts []detect.Alert) []sink.Alert {
 	var batch []sink.Alert
+	var ends []int
 	inBatch := map[string]bool{}
+	// Every alert is encoded into one buffer: one allocation for the batch
+	// instead of one per alert, which matters when a replay of quarantine
+	// events makes thousands of alerts in a chunk.
+	size := 0
+	for i := range alerts {
+		size += alerts[i].SizeHint()
+	}
+	buf := make([]byte, 0, size)
+	asMsgpack := in.sink.Encoding() == sink.Msgpack
 	for i := range alerts {
 		a := &alerts[i]
 		if inBatch[a.Key] || in.delivered.Has(a.Key) {
 			in.Counters.Duplicates.Add(1)
 			continue
 		}
-		buf := make([]byte, 0, a.SizeHint())
+		start := len(buf)
 		var err error
-		var out sink.Alert
-		if in.sink.Encoding() == sink.Msgpack {
-			out.Msgpack, err = a.AppendMsgpack(buf)
+		if asMsgpack {
+			buf, err = a.AppendMsgpack(buf)
 		} else {
-			out.JSON, err = a.AppendJSON(buf)
+			buf, err = a.AppendJSON(buf)
 		}
 		if err != nil {
 			// Retrying cannot fix an alert that does not encode.
+			buf = buf[:start]
 			in.Counters.EncodeErrors.Add(1)
 			in.log.Errorf("cannot encode alert %s: %v", a.Key, err)
 			continue
 		}
-		out.Time, out.Key = a.Time, a.Key
 		inBatch[a.Key] = true
-		batch = append(batch, out)
+		batch = append(batch, sink.Alert{Time: a.Time, Key: a.Key})
+		ends = append(ends, len(buf))
+	}
+	// Slices are cut only now: appending may have moved the buffer.
+	start := 0
+	for i, end := range ends {
+		if asMsgpack {
+			batch[i].Msgpack = buf[start:end:end]
+		} else {
+			batch[i].JSON = buf[start:end:end]
+		}
+		start = end
 	}
 	return batch
 }

@@ -398,3 +398,26 @@ func normalize(t *testing.T, v any) any {
 	}
 	return out
 }
+
+// The README's example alert is what the plugin prints for the sample
+// stream's legacy quarantine, byte for byte.
+func TestREADMEExampleAlert(t *testing.T) {
+	f, err := os.Open(paths.Repo("conf", "sample", "cloudtrail.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	vals, err := fbchunk.Lines(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, res := runStdout(t, kv("Include_Event", "off"), fbchunk.FromValues(t0, vals))
+	lines := strings.Split(res.Stdout, "\n")
+	readme, err := os.ReadFile(paths.Repo("README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lines) < 3 || !strings.Contains(string(readme), "\n"+lines[2]+"\n") {
+		t.Fatalf("README's example alert is stale; the plugin prints:\n%s", lines[2])
+	}
+}
