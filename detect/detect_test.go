@@ -290,3 +290,24 @@ func TestNoAllocationsForNonCandidates(t *testing.T) {
 		}
 	}
 }
+
+// Duplicate keys resolve the same way on the fast path and the map path:
+// the first wins.
+func TestDuplicateKeysFirstWins(t *testing.T) {
+	var c []byte
+	c = msgp.AppendArrayHeader(c, 2)
+	c = fbchunk.AppendEventTime(c, t0)
+	c = msgp.AppendMapHeader(c, 4)
+	c = msgp.AppendString(c, "eventName")
+	c = msgp.AppendString(c, "AttachUserPolicy")
+	c = msgp.AppendString(c, "eventName")
+	c = msgp.AppendString(c, "GetUser")
+	c = msgp.AppendString(c, "requestParameters")
+	c, _ = value.AppendMsgpack(c, map[string]any{"userName": "bob", "policyArn": "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV2"})
+	c = msgp.AppendString(c, "requestParameters")
+	c = msgp.AppendNil(c)
+	alerts, _ := scan(t, c)
+	if len(alerts) != 1 || alerts[0].EventName != "AttachUserPolicy" || alerts[0].Target.Name != "bob" {
+		t.Fatalf("got %+v", alerts)
+	}
+}

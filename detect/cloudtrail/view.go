@@ -16,12 +16,13 @@ import (
 func (r *Resolver) ResolveMsgpack(body []byte, emit func(*Event)) (int, error) {
 	var top struct{ eventName, records, detail []byte }
 	err := eachField(body, func(k string, v []byte) {
-		switch k {
-		case "eventName":
+		// The first of duplicate keys wins, as in the map path.
+		switch {
+		case k == "eventName" && top.eventName == nil:
 			top.eventName = v
-		case "Records":
+		case k == "Records" && top.records == nil:
 			top.records = v
-		case "detail":
+		case k == "detail" && top.detail == nil:
 			top.detail = v
 		}
 	})
@@ -116,29 +117,33 @@ func (r *Resolver) viewEvent(ev []byte, shape Shape, emit func(*Event)) (int, er
 	err := eachField(ev, func(k string, v []byte) {
 		switch k {
 		case "eventName":
-			e.Name = text(v)
+			set(&e.Name, v)
 		case "eventSource":
-			e.Source = text(v)
+			set(&e.Source, v)
 		case "errorCode":
-			e.ErrorCode = text(v)
+			set(&e.ErrorCode, v)
 		case "errorMessage":
-			e.ErrorMessage = text(v)
+			set(&e.ErrorMessage, v)
 		case "eventID":
-			e.ID = text(v)
+			set(&e.ID, v)
 		case "eventTime":
-			e.Time = text(v)
+			set(&e.Time, v)
 		case "awsRegion":
-			e.Region = text(v)
+			set(&e.Region, v)
 		case "recipientAccountId":
-			e.Account = text(v)
+			set(&e.Account, v)
 		case "sourceIPAddress":
-			e.SourceIP = text(v)
+			set(&e.SourceIP, v)
 		case "userAgent":
-			e.UserAgent = text(v)
+			set(&e.UserAgent, v)
 		case "userIdentity":
-			id = v
+			if id == nil {
+				id = v
+			}
 		case "requestParameters":
-			params = v
+			if params == nil {
+				params = v
+			}
 		}
 	})
 	if err != nil {
@@ -148,15 +153,15 @@ func (r *Resolver) viewEvent(ev []byte, shape Shape, emit func(*Event)) (int, er
 		err = eachField(id, func(k string, v []byte) {
 			switch k {
 			case "type":
-				e.Actor.Type = text(v)
+				set(&e.Actor.Type, v)
 			case "arn":
-				e.Actor.ARN = text(v)
+				set(&e.Actor.ARN, v)
 			case "userName":
-				e.Actor.UserName = text(v)
+				set(&e.Actor.UserName, v)
 			case "accessKeyId":
-				e.Actor.AccessKeyID = text(v)
+				set(&e.Actor.AccessKeyID, v)
 			case "accountId":
-				e.Actor.AccountID = text(v)
+				set(&e.Actor.AccountID, v)
 			}
 		})
 		if err != nil && msgp.NextType(id) == msgp.MapType {
@@ -178,6 +183,13 @@ func (r *Resolver) viewEvent(ev []byte, shape Shape, emit func(*Event)) (int, er
 	e.Raw = value.Raw(ev)
 	emit(e)
 	return 1, nil
+}
+
+// set stores the text of v in dst unless an earlier duplicate key did.
+func set(dst *string, v []byte) {
+	if *dst == "" {
+		*dst = text(v)
+	}
 }
 
 // text reads a scalar as a string: str or bin as is, numbers written out
