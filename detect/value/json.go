@@ -11,9 +11,10 @@ import (
 
 // AppendJSON transcodes one msgpack object to JSON, keeping map key order.
 // str and bin both become JSON strings (Fluent Bit writes text as either);
-// invalid UTF-8 becomes U+FFFD; NaN, infinities and extensions become null.
-// It is how an alert carries the original event without decoding it into
-// a map first.
+// invalid UTF-8 becomes U+FFFD; NaN, infinities and extensions become null,
+// and so does anything nested deeper than MaxDepth: an alert must not be
+// lost because some unrelated field of its event is absurdly deep. It is
+// how an alert carries the original event without decoding it into a map.
 func AppendJSON(dst, b []byte) ([]byte, error) {
 	dst, _, err := appendJSON(dst, b, 0)
 	return dst, err
@@ -23,7 +24,8 @@ var errNotString = errors.New("map key is not a string")
 
 func appendJSON(dst, b []byte, depth int) ([]byte, []byte, error) {
 	if depth > MaxDepth {
-		return dst, b, ErrTooDeep
+		rest, err := msgp.Skip(b)
+		return append(dst, "null"...), rest, err
 	}
 	var err error
 	switch msgp.NextType(b) {
