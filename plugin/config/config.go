@@ -31,6 +31,7 @@ type Config struct {
 	EventKey        []string
 	IncludeEvent    bool
 	DedupCacheSize  int
+	StatsInterval   time.Duration // 0: off
 }
 
 // Kind is how an option's text is parsed.
@@ -52,6 +53,7 @@ type Option struct {
 	Default     string
 	Values      []string // for Enum
 	Min, Max    int      // for Int
+	Off         bool     // for Duration: "off" (or 0) is accepted and means 0
 	Description string
 	// field points at where the parsed value goes; its type matches Kind.
 	field func(*Config) any
@@ -89,6 +91,9 @@ var Options = []Option{
 	{Name: "Dedup_Cache_Size", Kind: Int, Default: "100000", Min: 1, Max: 10000000,
 		Description: "How many delivered alert keys (rule + eventID) each instance remembers to drop duplicates from re-delivered chunks; the oldest are forgotten first. About 100 bytes each.",
 		field:       func(c *Config) any { return &c.DedupCacheSize }},
+	{Name: "Stats_Interval", Kind: Duration, Default: "off", Off: true,
+		Description: "How often each instance logs its counters (records, events, alerts by rule, delivered, retried, duplicates dropped, records skipped by reason) at info level; they are always logged at exit.",
+		field:       func(c *Config) any { return &c.StatsInterval }},
 }
 
 // Load reads, parses and validates every option. The error is one line
@@ -151,6 +156,10 @@ func (o *Option) set(c *Config, raw string) error {
 		}
 		*p = n
 	case *time.Duration:
+		if o.Off && (strings.EqualFold(raw, "off") || raw == "0") {
+			*p = 0
+			return nil
+		}
 		d, err := time.ParseDuration(raw)
 		if err != nil {
 			var secs float64
@@ -158,6 +167,9 @@ func (o *Option) set(c *Config, raw string) error {
 			d = time.Duration(secs * float64(time.Second))
 		}
 		if err != nil || d <= 0 {
+			if o.Off {
+				return fmt.Errorf("is not off or a positive duration such as 500ms, 10s or 10")
+			}
 			return fmt.Errorf("is not a positive duration such as 500ms, 10s or 10")
 		}
 		*p = d
@@ -191,6 +203,9 @@ func (c *Config) Effective() string {
 			s = strconv.Itoa(*p)
 		case *time.Duration:
 			s = p.String()
+			if *p == 0 && o.Off {
+				s = "off"
+			}
 		case *[]string:
 			s = strconv.Quote(strings.Join(*p, ","))
 		}
@@ -224,6 +239,9 @@ func (o *Option) accepted() string {
 	case List:
 		return "comma-separated names"
 	case Duration:
+		if o.Off {
+			return "`off` or a duration"
+		}
 		return "duration"
 	}
 	return "text"

@@ -29,19 +29,19 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.AlertOutput != "stdout" || c.AlertTag != "aws.cloudtrail.quarantine" || c.ForwardPort != 24224 ||
 		c.ForwardHost != "127.0.0.1" || c.ForwardTimeout != 10*time.Second || !c.IncludeEvent ||
-		strings.Join(c.EventKey, ",") != "log,message" || c.DedupCacheSize != 100000 {
+		strings.Join(c.EventKey, ",") != "log,message" || c.DedupCacheSize != 100000 || c.StatsInterval != 0 {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
 
 func TestValuesAndCase(t *testing.T) {
 	c, err := config.Load(keys{"alert_output": "FORWARD", "FORWARD_PORT": "24225", "include_event": "No",
-		"Event_Key": " log , , payload ", "Forward_Timeout": "1.5", "forward_unix_path": "/run/fb.sock"})
+		"Event_Key": " log , , payload ", "Forward_Timeout": "1.5", "forward_unix_path": "/run/fb.sock", "stats_interval": "30s"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.AlertOutput != "forward" || c.ForwardPort != 24225 || c.IncludeEvent || strings.Join(c.EventKey, ",") != "log,payload" ||
-		c.ForwardTimeout != 1500*time.Millisecond || c.ForwardUnixPath != "/run/fb.sock" {
+		c.ForwardTimeout != 1500*time.Millisecond || c.ForwardUnixPath != "/run/fb.sock" || c.StatsInterval != 30*time.Second {
 		t.Fatalf("%+v", c)
 	}
 	for _, b := range []string{"on", "true", "yes", "ON", "Yes"} {
@@ -61,6 +61,7 @@ func TestBadValues(t *testing.T) {
 		{"Forward_Timeout", "-1s", "Forward_Timeout: \"-1s\" is not a positive duration"},
 		{"Dedup_Cache_Size", "many", "Dedup_Cache_Size"},
 		{"Event_Key", ",,", "Event_Key: needs at least one key"},
+		{"Stats_Interval", "sometimes", "Stats_Interval: \"sometimes\" is not off or a positive duration"},
 	}
 	for _, c := range cases {
 		_, err := config.Load(keys{c.key: c.val})

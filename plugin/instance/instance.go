@@ -6,13 +6,17 @@ package instance
 
 import (
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/rules"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/config"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/dedup"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/logx"
@@ -43,6 +47,8 @@ type Instance struct {
 	delivered *dedup.Set
 
 	ownAlertsOnce sync.Once
+	stopStats     chan struct{}
+	statsDone     sync.WaitGroup
 
 	Counters Counters
 }
@@ -55,6 +61,8 @@ type Counters struct {
 	SkippedTruncated, SkippedUndecodable   atomic.Int64
 	GroupMarkers, EncodeErrors             atomic.Int64
 	OwnAlerts                              atomic.Int64 // chunks tagged Alert_Tag, passed over
+	// AlertsByRule counts alerts found per rule id (before de-duplication).
+	AlertsByRule map[string]*atomic.Int64
 }
 
 // New builds the instance and its sink.
@@ -63,14 +71,40 @@ func New(name string, cfg *config.Config, log *logx.Logger) (*Instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Instance{
+	in := &Instance{
 		Name:      name,
 		cfg:       cfg,
 		det:       detect.New(detect.Options{EventKeys: cfg.EventKey, IncludeEvent: cfg.IncludeEvent}),
 		sink:      s,
 		log:       log,
 		delivered: dedup.New(cfg.DedupCacheSize),
-	}, nil
+		stopStats: make(chan struct{}),
+	}
+	in.Counters.AlertsByRule = map[string]*atomic.Int64{}
+	for _, r := range rules.All() {
+		in.Counters.AlertsByRule[r.ID] = new(atomic.Int64)
+	}
+	if cfg.StatsInterval > 0 {
+		in.statsDone.Add(1)
+		go in.logStats(cfg.StatsInterval)
+	}
+	return in, nil
+}
+
+// logStats logs the counters every interval, so an operator can see the
+// instance is alive and what it dropped and why.
+func (in *Instance) logStats(every time.Duration) {
+	defer in.statsDone.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			in.log.Infof("stats: %s", in.Counters.Summary())
+		case <-in.stopStats:
+			return
+		}
+	}
 }
 
 func newSink(cfg *config.Config) (sink.Sink, error) {
@@ -114,6 +148,9 @@ func (in *Instance) Flush(data []byte, tag string) Result {
 	}
 	alerts, st := in.det.Scan(data, nil)
 	in.count(st)
+	for i := range alerts {
+		in.Counters.AlertsByRule[alerts[i].Rule.ID].Add(1)
+	}
 	if n := st.Skipped.Malformed + st.Skipped.NotMap + st.Skipped.Truncated + st.Undecodable; n > 0 {
 		in.log.Warnf("skipped %d bad records in a chunk of %d bytes (malformed=%d not_map=%d truncated=%d undecodable=%d)",
 			n, len(data), st.Skipped.Malformed, st.Skipped.NotMap, st.Skipped.Truncated, st.Undecodable)
@@ -215,17 +252,24 @@ func (in *Instance) count(st detect.Stats) {
 
 // Summary renders the counters as one log line.
 func (c *Counters) Summary() string {
-	return fmt.Sprintf("flushes=%d records=%d candidates=%d events=%d alerts=%d delivered=%d duplicates_dropped=%d retries=%d skipped_malformed=%d skipped_not_map=%d skipped_truncated=%d skipped_undecodable=%d group_markers=%d encode_errors=%d own_alert_chunks=%d",
+	ids := slices.Sorted(maps.Keys(c.AlertsByRule))
+	byRule := make([]string, len(ids))
+	for i, id := range ids {
+		byRule[i] = fmt.Sprintf("%s:%d", id, c.AlertsByRule[id].Load())
+	}
+	return fmt.Sprintf("flushes=%d records=%d candidates=%d events=%d alerts=%d delivered=%d duplicates_dropped=%d retries=%d skipped_malformed=%d skipped_not_map=%d skipped_truncated=%d skipped_undecodable=%d group_markers=%d encode_errors=%d own_alert_chunks=%d alerts_by_rule=%s",
 		c.Flushes.Load(), c.Records.Load(), c.Candidates.Load(), c.Events.Load(), c.Alerts.Load(), c.Delivered.Load(),
 		c.Duplicates.Load(), c.Retries.Load(), c.SkippedMalformed.Load(), c.SkippedNotMap.Load(), c.SkippedTruncated.Load(),
-		c.SkippedUndecodable.Load(), c.GroupMarkers.Load(), c.EncodeErrors.Load(), c.OwnAlerts.Load())
+		c.SkippedUndecodable.Load(), c.GroupMarkers.Load(), c.EncodeErrors.Load(), c.OwnAlerts.Load(), strings.Join(byRule, ","))
 }
 
 // Log is the instance's logger.
 func (in *Instance) Log() *logx.Logger { return in.log }
 
-// Close releases the sink and logs the counters.
+// Close stops the stats logger, releases the sink and logs the counters.
 func (in *Instance) Close() error {
+	close(in.stopStats)
+	in.statsDone.Wait()
 	in.log.Infof("exit: %s", in.Counters.Summary())
 	return in.sink.Close()
 }

@@ -7,9 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/config"
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/dedup"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/logx"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/sink"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
@@ -44,11 +42,12 @@ func newInstance(t testing.TB, s sink.Sink) *Instance {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Instance{
-		Name: "test", cfg: cfg, sink: s, log: logx.NewTo(io.Discard, "test"),
-		det:       detect.New(detect.Options{EventKeys: cfg.EventKey, IncludeEvent: true}),
-		delivered: dedup.New(cfg.DedupCacheSize),
+	in, err := New("test", cfg, logx.NewTo(io.Discard, "test"))
+	if err != nil {
+		t.Fatal(err)
 	}
+	in.sink = s
+	return in
 }
 
 type getter struct{}

@@ -239,6 +239,10 @@ func TestBadConfigFailsInit(t *testing.T) {
 		{kv("Forward_Port", "99999"), `Forward_Port: "99999" is not a whole number from 1 to 65535`},
 		{kv("Alert_Output", "file"), "File_Path: required when Alert_Output is file"},
 		{kv("Alert_Output", "file", "File_Path", "/nonexistent-dir/alerts.jsonl"), "File_Path: open /nonexistent-dir/alerts.jsonl: no such file or directory"},
+		{kv("Forward_Timeout", "soon"), `Forward_Timeout: "soon" is not a positive duration such as 500ms, 10s or 10`},
+		{kv("Event_Key", " , "), "Event_Key: needs at least one key"},
+		{kv("Dedup_Cache_Size", "0"), `Dedup_Cache_Size: "0" is not a whole number from 1 to 10000000`},
+		{kv("Stats_Interval", "-5s"), `Stats_Interval: "-5s" is not off or a positive duration such as 500ms, 10s or 10`},
 	}
 	for _, c := range cases {
 		res := harness.Run(t, harness.Options{Instances: [][]harness.KV{c.props}})
@@ -419,5 +423,25 @@ func TestREADMEExampleAlert(t *testing.T) {
 	}
 	if len(lines) < 3 || !strings.Contains(string(readme), "\n"+lines[2]+"\n") {
 		t.Fatalf("README's example alert is stale; the plugin prints:\n%s", lines[2])
+	}
+}
+
+// Stats_Interval logs the counters while the instance runs; exit always
+// does. The receiver never acks, so the run lasts three 300 ms timeouts.
+func TestStatsAreLogged(t *testing.T) {
+	srv := forwardrecv.Start(t, forwardrecv.Options{NoAck: true})
+	res := harness.Run(t, harness.Options{
+		Instances: [][]harness.KV{kv("Alert_Output", "forward", "Forward_Port", strconv.Itoa(srv.Port()),
+			"Forward_Timeout", "300ms", "Stats_Interval", "100ms")},
+		Flushes: []harness.Flush{{Tag: tag, Data: chunkOf(quarantineApplied(t))}},
+		Retries: 2,
+	})
+	stats := regexp.MustCompile(`\[ info\] \[output:cloudtrail_quarantine:cloudtrail_quarantine\.0\] stats: flushes=\d+ records=\d+ `).FindAllString(res.Stderr, -1)
+	if len(stats) == 0 {
+		t.Fatalf("no periodic stats line:\n%s", res.Stderr)
+	}
+	if !strings.Contains(res.Stderr, "exit: flushes=3 records=3 candidates=3 events=3 alerts=3 delivered=0 duplicates_dropped=0 retries=3 ") ||
+		!strings.Contains(res.Stderr, "alerts_by_rule=aws.iam.quarantine_applied:3,aws.iam.quarantine_attempt_failed:0,aws.iam.quarantine_removed:0") {
+		t.Fatalf("exit counters:\n%s", res.Stderr)
 	}
 }
