@@ -121,10 +121,12 @@ func TestHostileInputThroughThePlugin(t *testing.T) {
 	if !strings.Contains(res.Stderr, "truncated=1 undecodable=1") {
 		t.Errorf("garbage tail and the record nested 10,000 deep not counted:\n%s", tail(res.Stderr))
 	}
-	// The harness holds the chunk twice (read, and the copy it flushes) and
-	// the alert for "big" carries the 50 MB string: memory stays within a
-	// small multiple of the chunk, whatever the width or nesting.
-	if rss := res.Summary["maxrss_kb"] / 1024; rss > 6*int64(goodEnd>>20)+100 {
+	// The harness holds the chunk twice (read, and the copy it flushes),
+	// the alert for "big" carries the 50 MB string (encoded, then joined
+	// into the sink's write) and Go's GC lets the heap reach twice what is
+	// live: memory stays within ten times the chunk, whatever the width
+	// or nesting (measured: 260-490 MB for 56 MB).
+	if rss := res.Summary["maxrss_kb"] / 1024; rss > 10*int64(goodEnd>>20)+100 {
 		t.Errorf("maxrss %d MB for a %d MB chunk", rss, goodEnd>>20)
 	}
 }
