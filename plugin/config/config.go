@@ -7,6 +7,7 @@ package config
 
 import (
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -21,17 +22,25 @@ type Getter interface {
 
 // Config is the parsed configuration of one plugin instance.
 type Config struct {
-	AlertOutput     string
-	AlertTag        string
-	FilePath        string
-	ForwardHost     string
-	ForwardPort     int
-	ForwardUnixPath string
-	ForwardTimeout  time.Duration
-	EventKey        []string
-	IncludeEvent    bool
-	DedupCacheSize  int
-	StatsInterval   time.Duration // 0: off
+	AlertOutput         string
+	AlertTag            string
+	FilePath            string
+	ForwardHost         string
+	ForwardPort         int
+	ForwardUnixPath     string
+	ForwardTimeout      time.Duration
+	ForwardSharedKey    string
+	ForwardSelfHostname string
+	ForwardTLS          bool
+	ForwardTLSVerify    bool
+	ForwardTLSCAFile    string
+	ForwardTLSCrtFile   string
+	ForwardTLSKeyFile   string
+	ForwardTLSVhost     string
+	EventKey            []string
+	IncludeEvent        bool
+	DedupCacheSize      int
+	StatsInterval       time.Duration // 0: off
 }
 
 // Kind is how an option's text is parsed.
@@ -54,6 +63,7 @@ type Option struct {
 	Values      []string // for Enum
 	Min, Max    int      // for Int
 	Off         bool     // for Duration: "off" (or 0) is accepted and means 0
+	Secret      bool     // never logged: the effective config says only whether it is set
 	Description string
 	// field points at where the parsed value goes; its type matches Kind.
 	field func(*Config) any
@@ -82,6 +92,30 @@ var Options = []Option{
 	{Name: "Forward_Timeout", Kind: Duration, Default: "10s",
 		Description: "Longest a delivery may take, connect, write and ack together; past it the flush returns RETRY instead of hanging. Go duration (`500ms`, `10s`) or seconds.",
 		field:       func(c *Config) any { return &c.ForwardTimeout }},
+	{Name: "Forward_Shared_Key", Kind: String, Secret: true,
+		Description: "Shared key of an `in_forward` that sets `shared_key`: the plugin answers its HELO with the PING digest. Give it as `${ENV_VAR}`; it is never logged.",
+		field:       func(c *Config) any { return &c.ForwardSharedKey }},
+	{Name: "Forward_Self_Hostname", Kind: String, Default: "(the host name)",
+		Description: "Host name sent in the shared-key handshake.",
+		field:       func(c *Config) any { return &c.ForwardSelfHostname }},
+	{Name: "Forward_TLS", Kind: Bool, Default: "off",
+		Description: "Speak TLS to the `in_forward` (which then needs `tls on`). Fluent Bit keeps `tls.*` for itself, hence the prefix.",
+		field:       func(c *Config) any { return &c.ForwardTLS }},
+	{Name: "Forward_TLS_Verify", Kind: Bool, Default: "on",
+		Description: "Verify the receiver's certificate and name.",
+		field:       func(c *Config) any { return &c.ForwardTLSVerify }},
+	{Name: "Forward_TLS_CA_File", Kind: String,
+		Description: "PEM file of the CA(s) to trust instead of the system's.",
+		field:       func(c *Config) any { return &c.ForwardTLSCAFile }},
+	{Name: "Forward_TLS_Crt_File", Kind: String,
+		Description: "PEM client certificate, for receivers that require one (with `Forward_TLS_Key_File`).",
+		field:       func(c *Config) any { return &c.ForwardTLSCrtFile }},
+	{Name: "Forward_TLS_Key_File", Kind: String,
+		Description: "PEM private key of `Forward_TLS_Crt_File`.",
+		field:       func(c *Config) any { return &c.ForwardTLSKeyFile }},
+	{Name: "Forward_TLS_Vhost", Kind: String,
+		Description: "Name expected in the receiver's certificate (and sent as SNI); defaults to `Forward_Host`.",
+		field:       func(c *Config) any { return &c.ForwardTLSVhost }},
 	{Name: "Event_Key", Kind: List, Default: "log,message",
 		Description: "Comma-separated record keys that may hold a CloudTrail event (or log file, or EventBridge event) as a JSON string.",
 		field:       func(c *Config) any { return &c.EventKey }},
@@ -104,13 +138,22 @@ func Load(g Getter) (*Config, error) {
 		o := &Options[i]
 		raw := strings.TrimSpace(g.Get(o.Name))
 		if raw == "" {
-			raw = o.Default
+			raw = o.defaultValue()
 		}
 		if err := o.set(c, raw); err != nil {
 			return nil, fmt.Errorf("%s: %q %s", o.Name, raw, err.Error())
 		}
 	}
 	return c, c.validate()
+}
+
+// defaultValue is Default, except where the default is computed.
+func (o *Option) defaultValue() string {
+	if o.Name == "Forward_Self_Hostname" {
+		h, _ := os.Hostname()
+		return h
+	}
+	return o.Default
 }
 
 func (c *Config) validate() error {
@@ -123,6 +166,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("Alert_Tag: must not be empty")
 	case len(c.EventKey) == 0:
 		return fmt.Errorf("Event_Key: needs at least one key")
+	case (c.ForwardTLSCrtFile == "") != (c.ForwardTLSKeyFile == ""):
+		return fmt.Errorf("Forward_TLS_Crt_File: needs Forward_TLS_Key_File, and the other way round")
 	}
 	return nil
 }
@@ -197,6 +242,9 @@ func (c *Config) Effective() string {
 		switch p := o.field(c).(type) {
 		case *string:
 			s = strconv.Quote(*p)
+			if o.Secret && *p != "" {
+				s = "(set)"
+			}
 		case *bool:
 			s = map[bool]string{true: "on", false: "off"}[*p]
 		case *int:

@@ -72,14 +72,23 @@ func TestBadValues(t *testing.T) {
 	if _, err := config.Load(keys{"Alert_Output": "file"}); err == nil || !strings.HasPrefix(err.Error(), "File_Path:") {
 		t.Errorf("file without File_Path: %v", err)
 	}
+	if _, err := config.Load(keys{"Forward_TLS_Crt_File": "/etc/c.pem"}); err == nil || !strings.HasPrefix(err.Error(), "Forward_TLS_Crt_File:") {
+		t.Errorf("certificate without key: %v", err)
+	}
 	if _, err := config.Load(keys{"Alert_Tag": "  "}); err != nil {
 		t.Errorf("blank Alert_Tag reads as unset, so the default: %v", err)
 	}
 }
 
-func TestEffectiveNamesEveryOption(t *testing.T) {
-	c, _ := config.Load(keys{})
+func TestEffectiveNamesEveryOptionButNoSecret(t *testing.T) {
+	c, _ := config.Load(keys{"Forward_Shared_Key": "hunter2"})
 	line := c.Effective()
+	if strings.Contains(line, "hunter2") || !strings.Contains(line, "Forward_Shared_Key=(set)") {
+		t.Errorf("shared key logged: %s", line)
+	}
+	if c.ForwardSelfHostname == "" || !c.ForwardTLSVerify || c.ForwardTLS {
+		t.Errorf("TLS/hostname defaults: %+v", c)
+	}
 	for _, o := range config.Options {
 		if !strings.Contains(line, o.Name+"=") {
 			t.Errorf("effective config lacks %s: %s", o.Name, line)

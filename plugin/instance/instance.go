@@ -5,9 +5,13 @@
 package instance
 
 import (
+	"cmp"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"maps"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -116,9 +120,16 @@ func newSink(cfg *config.Config) (sink.Sink, error) {
 		}
 		return s, nil
 	case "forward":
-		o := forward.Options{Network: "tcp", Address: net.JoinHostPort(cfg.ForwardHost, strconv.Itoa(cfg.ForwardPort)), Tag: cfg.AlertTag, Timeout: cfg.ForwardTimeout}
+		o := forward.Options{Network: "tcp", Address: net.JoinHostPort(cfg.ForwardHost, strconv.Itoa(cfg.ForwardPort)), Tag: cfg.AlertTag,
+			Timeout: cfg.ForwardTimeout, SharedKey: cfg.ForwardSharedKey, SelfHostname: cfg.ForwardSelfHostname}
 		if cfg.ForwardUnixPath != "" {
 			o.Network, o.Address = "unix", cfg.ForwardUnixPath
+		}
+		if cfg.ForwardTLS {
+			var err error
+			if o.TLS, err = tlsConfig(cfg); err != nil {
+				return nil, err
+			}
 		}
 		s, err := forward.New(o)
 		if err != nil {
@@ -128,6 +139,34 @@ func newSink(cfg *config.Config) (sink.Sink, error) {
 	default:
 		return sink.Stdout(), nil
 	}
+}
+
+// tlsConfig builds the forward sink's TLS settings; a file that cannot be
+// read fails Init with the key that names it.
+func tlsConfig(cfg *config.Config) (*tls.Config, error) {
+	c := &tls.Config{
+		ServerName:         cmp.Or(cfg.ForwardTLSVhost, cfg.ForwardHost),
+		InsecureSkipVerify: !cfg.ForwardTLSVerify,
+		MinVersion:         tls.VersionTLS12,
+	}
+	if cfg.ForwardTLSCAFile != "" {
+		pem, err := os.ReadFile(cfg.ForwardTLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("Forward_TLS_CA_File: %v", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("Forward_TLS_CA_File: %s holds no PEM certificate", cfg.ForwardTLSCAFile)
+		}
+	}
+	if cfg.ForwardTLSCrtFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.ForwardTLSCrtFile, cfg.ForwardTLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("Forward_TLS_Crt_File: %v", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
 }
 
 // maxLoggedKeys bounds the delivery log line: a replay of thousands of

@@ -20,6 +20,7 @@ import (
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/forwardrecv"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/harness"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/paths"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/tlstest"
 )
 
 func TestEveryShapeThroughThePlugin(t *testing.T) {
@@ -243,6 +244,10 @@ func TestBadConfigFailsInit(t *testing.T) {
 		{kv("Event_Key", " , "), "Event_Key: needs at least one key"},
 		{kv("Dedup_Cache_Size", "0"), `Dedup_Cache_Size: "0" is not a whole number from 1 to 10000000`},
 		{kv("Stats_Interval", "-5s"), `Stats_Interval: "-5s" is not off or a positive duration such as 500ms, 10s or 10`},
+		{kv("Forward_TLS", "sure"), `Forward_TLS: "sure" is not a boolean: use on/off, true/false or yes/no`},
+		{kv("Forward_TLS_Verify", "2"), `Forward_TLS_Verify: "2" is not a boolean: use on/off, true/false or yes/no`},
+		{kv("Alert_Output", "forward", "Forward_TLS", "on", "Forward_TLS_CA_File", "/nonexistent/ca.pem"), "Forward_TLS_CA_File: open /nonexistent/ca.pem: no such file or directory"},
+		{kv("Forward_TLS_Key_File", "/etc/k.pem"), "Forward_TLS_Crt_File: needs Forward_TLS_Key_File, and the other way round"},
 	}
 	for _, c := range cases {
 		res := harness.Run(t, harness.Options{Instances: [][]harness.KV{c.props}})
@@ -443,5 +448,42 @@ func TestStatsAreLogged(t *testing.T) {
 	if !strings.Contains(res.Stderr, "exit: flushes=3 records=3 candidates=3 events=3 alerts=3 delivered=0 duplicates_dropped=0 retries=3 ") ||
 		!strings.Contains(res.Stderr, "alerts_by_rule=aws.iam.quarantine_applied:3,aws.iam.quarantine_attempt_failed:0,aws.iam.quarantine_removed:0") {
 		t.Fatalf("exit counters:\n%s", res.Stderr)
+	}
+}
+
+// TLS with verification against the receiver's CA, a client certificate,
+// and in_forward's shared-key handshake, through the .so; and the errors a
+// user gets for the two ways of getting it wrong.
+func TestForwardTLSAndSharedKey(t *testing.T) {
+	pki := tlstest.New(t)
+	srv := forwardrecv.Start(t, forwardrecv.Options{TLS: pki.ServerConfig(t, true), SharedKey: "s3cret"})
+	props := func(key, ca string) []harness.KV {
+		return kv("Alert_Output", "forward", "Forward_Port", strconv.Itoa(srv.Port()), "Forward_Timeout", "2s",
+			"Forward_TLS", "on", "Forward_TLS_CA_File", ca, "Forward_TLS_Crt_File", pki.ClientCrt,
+			"Forward_TLS_Key_File", pki.ClientKey, "Forward_Shared_Key", key, "Forward_Self_Hostname", "edge-1")
+	}
+	other := tlstest.New(t)
+	res := harness.Run(t, harness.Options{
+		Instances: [][]harness.KV{props("s3cret", pki.CAFile), props("wrong", pki.CAFile), props("s3cret", other.CAFile)},
+		Flushes: []harness.Flush{
+			{Instance: 0, Tag: tag, Data: chunkOf(quarantineApplied(t))},
+			{Instance: 1, Tag: tag, Data: chunkOf(quarantineApplied(t))},
+			{Instance: 2, Tag: tag, Data: chunkOf(quarantineApplied(t))},
+		},
+		Retries: -1,
+	})
+	if got := rcs(res); !slices.Equal(got, []int{1, 2, 2}) {
+		t.Fatalf("rcs %v\n%s", got, res.Stderr)
+	}
+	for _, want := range []string{"receiver refused authentication: shared_key mismatch", "certificate signed by unknown authority"} {
+		if !strings.Contains(res.Stderr, want) {
+			t.Errorf("no %q in\n%s", want, res.Stderr)
+		}
+	}
+	if strings.Contains(res.Stderr, "s3cret") || !strings.Contains(res.Stderr, "Forward_Shared_Key=(set)") {
+		t.Errorf("the shared key was logged, or its presence was not:\n%s", res.Stderr)
+	}
+	if n := len(srv.WaitEntries(t, 1, 5*time.Second)); n != 1 {
+		t.Fatalf("receiver holds %d entries", n)
 	}
 }

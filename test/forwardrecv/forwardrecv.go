@@ -7,7 +7,11 @@ package forwardrecv
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/rand"
+	"crypto/sha512"
+	"crypto/tls"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -41,6 +45,11 @@ type Options struct {
 	DropFirst int
 	// CloseAfterEach closes the connection after each acked message.
 	CloseAfterEach bool
+	// SharedKey makes the receiver demand in_forward's shared-key
+	// handshake (HELO, PING, PONG) before any message.
+	SharedKey string
+	// TLS, when set, makes the listener speak TLS.
+	TLS *tls.Config
 }
 
 // Server is a running receiver.
@@ -50,6 +59,7 @@ type Server struct {
 	mu       sync.Mutex
 	entries  []Entry
 	messages int
+	refused  int
 	dropped  int
 	conns    map[net.Conn]bool
 	wg       sync.WaitGroup
@@ -72,6 +82,9 @@ func Start(t testing.TB, o Options) *Server {
 	ln, err := net.Listen(o.Network, o.Address)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.TLS != nil {
+		ln = tls.NewListener(ln, o.TLS)
 	}
 	s := &Server{o: o, ln: ln, conns: map[net.Conn]bool{}}
 	s.wg.Add(1)
@@ -169,6 +182,26 @@ func (s *Server) accept() {
 func (s *Server) serve(c net.Conn) {
 	var buf []byte
 	tmp := make([]byte, 64<<10)
+	// next returns the next whole msgpack object from the stream.
+	next := func() ([]byte, bool) {
+		for {
+			if rest, err := msgp.Skip(buf); err == nil {
+				obj := buf[:len(buf)-len(rest)]
+				buf = rest
+				return obj, true
+			} else if len(buf) > 0 && !errors.Is(err, msgp.ErrShortBytes) {
+				return nil, false
+			}
+			n, err := c.Read(tmp)
+			buf = append(buf, tmp[:n]...)
+			if err != nil && n == 0 {
+				return nil, false
+			}
+		}
+	}
+	if s.o.SharedKey != "" && !s.handshake(c, next) {
+		return
+	}
 	for {
 		for len(buf) > 0 {
 			rest, err := msgp.Skip(buf)
@@ -192,6 +225,62 @@ func (s *Server) serve(c net.Conn) {
 			return
 		}
 	}
+}
+
+// Refused is the number of connections whose handshake failed.
+func (s *Server) Refused() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refused
+}
+
+// handshake plays in_forward's side of the shared-key handshake.
+func (s *Server) handshake(c net.Conn, next func() ([]byte, bool)) bool {
+	nonce := make([]byte, 16)
+	rand.Read(nonce)
+	helo := msgp.AppendArrayHeader(nil, 2)
+	helo = msgp.AppendString(helo, "HELO")
+	helo = msgp.AppendMapHeader(helo, 3)
+	helo = msgp.AppendString(helo, "nonce")
+	helo = msgp.AppendBytes(helo, nonce)
+	helo = msgp.AppendString(helo, "auth")
+	helo = msgp.AppendBytes(helo, nil)
+	helo = msgp.AppendString(helo, "keepalive")
+	helo = msgp.AppendBool(helo, true)
+	if _, err := c.Write(helo); err != nil {
+		return false
+	}
+	ping, ok := next()
+	if !ok {
+		return false
+	}
+	// ["PING", hostname, salt, digest, user, password digest]
+	var f [4][]byte
+	n, b, err := msgp.ReadArrayHeaderBytes(ping)
+	for i := 0; i < 4 && err == nil && n >= 4; i++ {
+		f[i], b, err = value.ReadText(b)
+	}
+	h := sha512.New()
+	h.Write(f[2])
+	h.Write(f[1])
+	h.Write(nonce)
+	h.Write([]byte(s.o.SharedKey))
+	accepted := err == nil && string(f[0]) == "PING" && hex.EncodeToString(h.Sum(nil)) == string(f[3])
+	pong := msgp.AppendArrayHeader(nil, 5)
+	pong = msgp.AppendString(pong, "PONG")
+	pong = msgp.AppendBool(pong, accepted)
+	if accepted {
+		pong = msgp.AppendString(pong, "")
+	} else {
+		pong = msgp.AppendString(pong, "shared_key mismatch")
+		s.mu.Lock()
+		s.refused++
+		s.mu.Unlock()
+	}
+	pong = msgp.AppendString(pong, "forwardrecv")
+	pong = msgp.AppendString(pong, "")
+	c.Write(pong)
+	return accepted
 }
 
 // handle processes one message; false closes the connection.

@@ -6,9 +6,11 @@ package forward
 
 import (
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -25,8 +27,15 @@ type Options struct {
 	Network string // "tcp" or "unix"
 	Address string // host:port or socket path
 	Tag     string
-	// Timeout bounds one Deliver as a whole: connect, write and the ack.
+	// Timeout bounds one Deliver as a whole: connect, handshakes, write
+	// and the ack.
 	Timeout time.Duration
+	// TLS, when set, wraps the connection (verification is the config's).
+	TLS *tls.Config
+	// SharedKey, when set, answers the receiver's HELO with a PING
+	// carrying the shared-key digest, as in_forward's `shared_key` wants.
+	SharedKey    string
+	SelfHostname string
 }
 
 // Sink is a forward-protocol client. It keeps one connection and re-opens
@@ -86,8 +95,7 @@ func (s *Sink) Deliver(alerts []sink.Alert) error {
 
 func (s *Sink) send(deadline time.Time, chunkID string) error {
 	if s.conn == nil {
-		d := net.Dialer{Deadline: deadline}
-		c, err := d.Dial(s.o.Network, s.o.Address)
+		c, err := s.dial(deadline)
 		if err != nil {
 			return err
 		}
@@ -121,28 +129,64 @@ func (s *Sink) roundTrip(deadline time.Time, chunkID string) error {
 	return nil
 }
 
-// readAck reads one msgpack object, {"ack": id}, from the connection.
-func (s *Sink) readAck() (string, error) {
+// dial connects, wraps the connection in TLS and authenticates, as set.
+func (s *Sink) dial(deadline time.Time) (net.Conn, error) {
+	d := net.Dialer{Deadline: deadline}
+	c, err := d.Dial(s.o.Network, s.o.Address)
+	if err != nil {
+		return nil, err
+	}
+	if s.o.TLS != nil {
+		tc := tls.Client(c, s.o.TLS)
+		tc.SetDeadline(deadline)
+		if err := tc.Handshake(); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		c = tc
+	}
+	if s.o.SharedKey != "" {
+		if err := s.authenticate(c, deadline); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// readObject reads one whole msgpack object from c into s.ack.
+func (s *Sink) readObject(c net.Conn) ([]byte, error) {
 	s.ack = s.ack[:0]
-	tmp := make([]byte, 512)
+	var tmp [512]byte
 	for {
 		if len(s.ack) > 0 {
 			if _, err := msgp.Skip(s.ack); err == nil {
-				break
+				return s.ack, nil
 			} else if !errors.Is(err, msgp.ErrShortBytes) {
-				return "", fmt.Errorf("bad ack: %w", err)
+				return nil, err
 			}
 		}
 		if len(s.ack) > 64<<10 {
-			return "", errors.New("bad ack: oversized")
+			return nil, errors.New("oversized reply")
 		}
-		n, err := s.conn.Read(tmp)
+		n, err := c.Read(tmp[:])
 		s.ack = append(s.ack, tmp[:n]...)
 		if err != nil && n == 0 {
-			return "", err
+			return nil, err
 		}
 	}
-	n, b, err := msgp.ReadMapHeaderBytes(s.ack)
+}
+
+// readAck reads the receiver's {"ack": id}.
+func (s *Sink) readAck() (string, error) {
+	reply, err := s.readObject(s.conn)
+	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+			return "", err
+		}
+		return "", fmt.Errorf("bad ack: %w", err)
+	}
+	n, b, err := msgp.ReadMapHeaderBytes(reply)
 	if err != nil {
 		return "", fmt.Errorf("bad ack: %w", err)
 	}

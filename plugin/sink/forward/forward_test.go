@@ -2,9 +2,11 @@ package forward_test
 
 import (
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/sink"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/sink/forward"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/forwardrecv"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/tlstest"
 )
 
 func alerts(prefix string, n int) []sink.Alert {
@@ -178,5 +181,60 @@ func TestOptionsValidated(t *testing.T) {
 		if _, err := forward.New(o); err == nil {
 			t.Errorf("%+v accepted", o)
 		}
+	}
+}
+
+func TestSharedKeyHandshake(t *testing.T) {
+	srv := forwardrecv.Start(t, forwardrecv.Options{SharedKey: "s3cret"})
+	good, err := forward.New(forward.Options{Network: "tcp", Address: srv.Addr(), Tag: "t", Timeout: 2 * time.Second,
+		SharedKey: "s3cret", SelfHostname: "edge-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer good.Close()
+	if err := good.Deliver(alerts("a", 2)); err != nil {
+		t.Fatal(err)
+	}
+	bad, _ := forward.New(forward.Options{Network: "tcp", Address: srv.Addr(), Tag: "t", Timeout: 2 * time.Second,
+		SharedKey: "guess", SelfHostname: "edge-1"})
+	defer bad.Close()
+	if err := bad.Deliver(alerts("b", 1)); err == nil || !strings.Contains(err.Error(), "receiver refused authentication: shared_key mismatch") {
+		t.Fatalf("wrong key: %v", err)
+	}
+	none, _ := forward.New(forward.Options{Network: "tcp", Address: srv.Addr(), Tag: "t", Timeout: 300 * time.Millisecond})
+	defer none.Close()
+	if err := none.Deliver(alerts("c", 1)); err == nil {
+		t.Fatal("delivered without the handshake")
+	}
+	if n := len(srv.Entries()); n != 2 || srv.Refused() != 2 {
+		t.Fatalf("receiver holds %d entries, refused %d", n, srv.Refused())
+	}
+}
+
+func TestTLS(t *testing.T) {
+	pki := tlstest.New(t)
+	srv := forwardrecv.Start(t, forwardrecv.Options{TLS: pki.ServerConfig(t, true), SharedKey: "k"})
+	clientCert, err := tls.LoadX509KeyPair(pki.ClientCrt, pki.ClientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(c *tls.Config) error {
+		s, err := forward.New(forward.Options{Network: "tcp", Address: srv.Addr(), Tag: "t", Timeout: 2 * time.Second,
+			TLS: c, SharedKey: "k", SelfHostname: "edge-1"})
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		return s.Deliver(alerts("tls", 1))
+	}
+	if err := send(&tls.Config{RootCAs: pki.CAPool, ServerName: "127.0.0.1", Certificates: []tls.Certificate{clientCert}}); err != nil {
+		t.Fatalf("verified mTLS: %v", err)
+	}
+	if err := send(&tls.Config{ServerName: "127.0.0.1", Certificates: []tls.Certificate{clientCert}}); err == nil ||
+		!strings.Contains(err.Error(), "certificate signed by unknown authority") {
+		t.Fatalf("untrusted server accepted: %v", err)
+	}
+	if n := len(srv.Entries()); n != 1 {
+		t.Fatalf("receiver holds %d entries", n)
 	}
 }
