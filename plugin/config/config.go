@@ -6,6 +6,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -41,7 +42,12 @@ type Config struct {
 	IncludeEvent        bool
 	DedupCacheSize      int
 	StatsInterval       time.Duration // 0: off
+	SpoolDir            string
+	SpoolMaxSize        Size
 }
+
+// Size is a number of bytes, written like Fluent Bit's sizes: 512K, 100M, 1G.
+type Size int64
 
 // Kind is how an option's text is parsed.
 type Kind string
@@ -53,6 +59,7 @@ const (
 	Int      Kind = "int"
 	List     Kind = "list"
 	Duration Kind = "duration"
+	Bytes    Kind = "size"
 )
 
 // Option is one row of the table.
@@ -125,6 +132,12 @@ var Options = []Option{
 	{Name: "Dedup_Cache_Size", Kind: Int, Default: "100000", Min: 1, Max: 10000000,
 		Description: "How many delivered alert keys (rule + eventID) each instance remembers to drop duplicates from re-delivered chunks; the oldest are forgotten first. About 100 bytes each.",
 		field:       func(c *Config) any { return &c.DedupCacheSize }},
+	{Name: "Spool_Dir", Kind: String,
+		Description: "Directory where alerts that could not be delivered are kept (fsync'd) and from where a background sender delivers them, in order, with capped exponential backoff; they survive a restart. Unset: the flush returns RETRY instead. One directory per instance.",
+		field:       func(c *Config) any { return &c.SpoolDir }},
+	{Name: "Spool_Max_Size", Kind: Bytes, Default: "100M",
+		Description: "Most undelivered alert bytes the spool holds; when full, the flush returns RETRY and a warning says so.",
+		field:       func(c *Config) any { return &c.SpoolMaxSize }},
 	{Name: "Stats_Interval", Kind: Duration, Default: "off", Off: true,
 		Description: "How often each instance logs its counters (records, events, alerts by rule, delivered, retried, duplicates dropped, records skipped by reason) at info level; they are always logged at exit.",
 		field:       func(c *Config) any { return &c.StatsInterval }},
@@ -218,6 +231,12 @@ func (o *Option) set(c *Config, raw string) error {
 			return fmt.Errorf("is not a positive duration such as 500ms, 10s or 10")
 		}
 		*p = d
+	case *Size:
+		n, err := parseSize(raw)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("is not a size such as 512K, 100M or 1G")
+		}
+		*p = Size(n)
 	case *[]string:
 		var keys []string
 		for _, k := range strings.Split(raw, ",") {
@@ -230,6 +249,27 @@ func (o *Option) set(c *Config, raw string) error {
 		panic(fmt.Sprintf("config: option %s has no parser for %T", o.Name, p))
 	}
 	return nil
+}
+
+// parseSize reads bytes with an optional K, M or G (powers of 1024).
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	switch strings.ToUpper(s[len(s)-1:]) {
+	case "K":
+		mult = 1 << 10
+	case "M":
+		mult = 1 << 20
+	case "G":
+		mult = 1 << 30
+	}
+	if mult > 1 {
+		s = s[:len(s)-1]
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n > (1<<62)/mult {
+		return 0, errors.New("bad size")
+	}
+	return n * mult, nil
 }
 
 // Effective renders the parsed configuration as one log line, every option
@@ -256,6 +296,8 @@ func (c *Config) Effective() string {
 			}
 		case *[]string:
 			s = strconv.Quote(strings.Join(*p, ","))
+		case *Size:
+			s = strconv.FormatInt(int64(*p), 10)
 		}
 		parts = append(parts, o.Name+"="+s)
 	}
@@ -286,6 +328,8 @@ func (o *Option) accepted() string {
 		return fmt.Sprintf("%d to %d", o.Min, o.Max)
 	case List:
 		return "comma-separated names"
+	case Bytes:
+		return "bytes, or with K, M, G"
 	case Duration:
 		if o.Off {
 			return "`off` or a duration"

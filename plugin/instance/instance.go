@@ -26,6 +26,7 @@ import (
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/logx"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/sink"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/sink/forward"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/spool"
 )
 
 // Result is the outcome of a flush, in Fluent Bit's terms.
@@ -51,8 +52,11 @@ type Instance struct {
 	delivered *dedup.Set
 
 	ownAlertsOnce sync.Once
-	stopStats     chan struct{}
-	statsDone     sync.WaitGroup
+	stop          chan struct{} // closed at Close: stops the stats logger and the spool sender
+	background    sync.WaitGroup
+
+	spool     *spool.Spool // nil without Spool_Dir
+	spoolWake chan struct{}
 
 	Counters Counters
 }
@@ -65,6 +69,7 @@ type Counters struct {
 	SkippedTruncated, SkippedUndecodable   atomic.Int64
 	GroupMarkers, EncodeErrors             atomic.Int64
 	OwnAlerts                              atomic.Int64 // chunks tagged Alert_Tag, passed over
+	Spooled, SpoolDelivered                atomic.Int64
 	// AlertsByRule counts alerts found per rule id (before de-duplication).
 	AlertsByRule map[string]*atomic.Int64
 }
@@ -82,14 +87,26 @@ func New(name string, cfg *config.Config, log *logx.Logger) (*Instance, error) {
 		sink:      s,
 		log:       log,
 		delivered: dedup.New(cfg.DedupCacheSize),
-		stopStats: make(chan struct{}),
+		stop:      make(chan struct{}),
+		spoolWake: make(chan struct{}, 1),
 	}
 	in.Counters.AlertsByRule = map[string]*atomic.Int64{}
 	for _, r := range rules.All() {
 		in.Counters.AlertsByRule[r.ID] = new(atomic.Int64)
 	}
+	if cfg.SpoolDir != "" {
+		if in.spool, err = spool.Open(cfg.SpoolDir, int64(cfg.SpoolMaxSize)); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("Spool_Dir: %v", err)
+		}
+		if n := in.spool.Pending(); n > 0 {
+			log.Infof("spool holds %d bytes of undelivered alerts from an earlier run: delivering them", n)
+		}
+		in.background.Add(1)
+		go in.sendSpooled()
+	}
 	if cfg.StatsInterval > 0 {
-		in.statsDone.Add(1)
+		in.background.Add(1)
 		go in.logStats(cfg.StatsInterval)
 	}
 	return in, nil
@@ -98,14 +115,14 @@ func New(name string, cfg *config.Config, log *logx.Logger) (*Instance, error) {
 // logStats logs the counters every interval, so an operator can see the
 // instance is alive and what it dropped and why.
 func (in *Instance) logStats(every time.Duration) {
-	defer in.statsDone.Done()
+	defer in.background.Done()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
 			in.log.Infof("stats: %s", in.Counters.Summary())
-		case <-in.stopStats:
+		case <-in.stop:
 			return
 		}
 	}
@@ -203,11 +220,25 @@ func (in *Instance) Flush(data []byte, tag string) Result {
 	if len(batch) == 0 {
 		return OK
 	}
+	if in.spool != nil && in.spool.Pending() > 0 {
+		// Older alerts wait in the spool: these go behind them, in order.
+		return in.toSpool(batch, nil)
+	}
 	if err := in.sink.Deliver(batch); err != nil {
+		if in.spool != nil {
+			return in.toSpool(batch, err)
+		}
 		in.Counters.Retries.Add(1)
 		in.log.Warnf("could not deliver %d alert(s), asking Fluent Bit to retry the chunk: %v", len(batch), err)
 		return Retry
 	}
+	in.markDelivered(batch, "delivered")
+	return OK
+}
+
+// markDelivered remembers the batch as done (delivered, or safe in the
+// spool) and logs it.
+func (in *Instance) markDelivered(batch []sink.Alert, what string) {
 	keys := make([]string, 0, min(len(batch), maxLoggedKeys))
 	for _, a := range batch {
 		in.delivered.Add(a.Key)
@@ -215,12 +246,34 @@ func (in *Instance) Flush(data []byte, tag string) Result {
 			keys = append(keys, a.Key)
 		}
 	}
-	in.Counters.Delivered.Add(int64(len(batch)))
 	more := ""
 	if n := len(batch) - len(keys); n > 0 {
 		more = fmt.Sprintf(" and %d more", n)
 	}
-	in.log.Infof("delivered %d alert(s): %s%s", len(batch), strings.Join(keys, " "), more)
+	in.log.Infof("%s %d alert(s): %s%s", what, len(batch), strings.Join(keys, " "), more)
+	if what == "delivered" {
+		in.Counters.Delivered.Add(int64(len(batch)))
+	} else {
+		in.Counters.Spooled.Add(int64(len(batch)))
+	}
+}
+
+// toSpool keeps the batch on disk for the background sender; only when
+// the spool cannot take it does Fluent Bit have to retry the chunk.
+func (in *Instance) toSpool(batch []sink.Alert, cause error) Result {
+	if err := in.spool.Append(batch); err != nil {
+		in.Counters.Retries.Add(1)
+		in.log.Warnf("could not deliver %d alert(s) (%v) nor spool them (%v): asking Fluent Bit to retry the chunk", len(batch), cause, err)
+		return Retry
+	}
+	if cause != nil {
+		in.log.Warnf("could not deliver %d alert(s) now (%v): spooled, delivery continues in the background", len(batch), cause)
+	}
+	in.markDelivered(batch, "spooled")
+	select {
+	case in.spoolWake <- struct{}{}:
+	default:
+	}
 	return OK
 }
 
@@ -296,19 +349,28 @@ func (c *Counters) Summary() string {
 	for i, id := range ids {
 		byRule[i] = fmt.Sprintf("%s:%d", id, c.AlertsByRule[id].Load())
 	}
-	return fmt.Sprintf("flushes=%d records=%d candidates=%d events=%d alerts=%d delivered=%d duplicates_dropped=%d retries=%d skipped_malformed=%d skipped_not_map=%d skipped_truncated=%d skipped_undecodable=%d group_markers=%d encode_errors=%d own_alert_chunks=%d alerts_by_rule=%s",
+	return fmt.Sprintf("flushes=%d records=%d candidates=%d events=%d alerts=%d delivered=%d duplicates_dropped=%d retries=%d skipped_malformed=%d skipped_not_map=%d skipped_truncated=%d skipped_undecodable=%d group_markers=%d encode_errors=%d own_alert_chunks=%d spooled=%d spool_delivered=%d alerts_by_rule=%s",
 		c.Flushes.Load(), c.Records.Load(), c.Candidates.Load(), c.Events.Load(), c.Alerts.Load(), c.Delivered.Load(),
 		c.Duplicates.Load(), c.Retries.Load(), c.SkippedMalformed.Load(), c.SkippedNotMap.Load(), c.SkippedTruncated.Load(),
-		c.SkippedUndecodable.Load(), c.GroupMarkers.Load(), c.EncodeErrors.Load(), c.OwnAlerts.Load(), strings.Join(byRule, ","))
+		c.SkippedUndecodable.Load(), c.GroupMarkers.Load(), c.EncodeErrors.Load(), c.OwnAlerts.Load(), c.Spooled.Load(), c.SpoolDelivered.Load(), strings.Join(byRule, ","))
 }
 
 // Log is the instance's logger.
 func (in *Instance) Log() *logx.Logger { return in.log }
 
-// Close stops the stats logger, releases the sink and logs the counters.
+// Close stops the background work, gives the spool a bounded time to
+// drain (what is left stays on disk for the next start), releases the
+// sink and logs the counters.
 func (in *Instance) Close() error {
-	close(in.stopStats)
-	in.statsDone.Wait()
+	close(in.stop)
+	in.background.Wait()
+	if in.spool != nil {
+		in.drainSpool(time.Now().Add(drainTime))
+		if n := in.spool.Pending(); n > 0 {
+			in.log.Warnf("exit: %d bytes of alerts stay in the spool %s, delivered after the next start", n, in.cfg.SpoolDir)
+		}
+		in.spool.Close()
+	}
 	in.log.Infof("exit: %s", in.Counters.Summary())
 	return in.sink.Close()
 }

@@ -1,0 +1,175 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/forwardrecv"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/harness"
+)
+
+func spoolProps(port int, dir string, extra ...string) []harness.KV {
+	return kv(append([]string{"Alert_Output", "forward", "Forward_Port", strconv.Itoa(port), "Forward_Timeout", "500ms",
+		"Spool_Dir", dir}, extra...)...)
+}
+
+func eventIDs(entries []forwardrecv.Entry) []string {
+	var ids []string
+	for _, e := range entries {
+		ids = append(ids, e.Record["event_id"].(string))
+	}
+	return ids
+}
+
+func positiveChunks(t *testing.T, rule string) ([][]byte, []string) {
+	var chunks [][]byte
+	var ids []string
+	for _, e := range fixtures(t, rule, "positive") {
+		chunks = append(chunks, chunkOf(e))
+		ids = append(ids, e["eventID"].(string))
+	}
+	return chunks, ids
+}
+
+// The receiver is down while Fluent Bit runs: the flushes succeed because
+// the alerts are spooled; Fluent Bit restarts, the receiver is up, and the
+// spool is delivered after Init, in order, each alert once.
+func TestSpoolSurvivesRestart(t *testing.T) {
+	closed := forwardrecv.Start(t, forwardrecv.Options{})
+	addr, port := closed.Addr(), closed.Port()
+	closed.Close()
+	dir := filepath.Join(t.TempDir(), "spool")
+	chunks, ids := positiveChunks(t, "aws.iam.quarantine_applied")
+	var flushes []harness.Flush
+	for _, c := range chunks {
+		flushes = append(flushes, harness.Flush{Tag: tag, Data: c})
+	}
+	res := harness.Run(t, harness.Options{Instances: [][]harness.KV{spoolProps(port, dir)}, Flushes: flushes, Retries: -1})
+	if res.Summary["ok"] != int64(len(chunks)) || !strings.Contains(res.Stderr, "stay in the spool") {
+		t.Fatalf("first run: %v\n%s", res.Summary, tail(res.Stderr))
+	}
+
+	srv := forwardrecv.Start(t, forwardrecv.Options{Address: addr})
+	res = harness.Run(t, harness.Options{Instances: [][]harness.KV{spoolProps(port, dir)}})
+	if !strings.Contains(res.Stderr, "undelivered alerts from an earlier run") {
+		t.Fatalf("second run did not pick up the spool:\n%s", tail(res.Stderr))
+	}
+	if got := eventIDs(srv.WaitEntries(t, len(ids), 5*time.Second)); !slices.Equal(got, ids) {
+		t.Fatalf("receiver got %v, want %v in order", got, ids)
+	}
+	if strings.Contains(res.Stderr, "stay in the spool") {
+		t.Fatalf("spool not drained:\n%s", tail(res.Stderr))
+	}
+}
+
+// The receiver loses the first message (no ack): that batch is spooled,
+// later alerts queue behind it, and all arrive once, in order.
+func TestSpoolKeepsOrder(t *testing.T) {
+	srv := forwardrecv.Start(t, forwardrecv.Options{DropFirst: 1})
+	chunks, ids := positiveChunks(t, "aws.iam.quarantine_removed")
+	var flushes []harness.Flush
+	for _, c := range chunks {
+		flushes = append(flushes, harness.Flush{Tag: tag, Data: c})
+	}
+	res := harness.Run(t, harness.Options{
+		Instances: [][]harness.KV{spoolProps(srv.Port(), filepath.Join(t.TempDir(), "spool"))},
+		Flushes:   flushes,
+		Retries:   -1,
+	})
+	if res.Summary["ok"] != int64(len(chunks)) {
+		t.Fatalf("%v\n%s", res.Summary, tail(res.Stderr))
+	}
+	if got := eventIDs(srv.WaitEntries(t, len(ids), 5*time.Second)); !slices.Equal(got, ids) {
+		t.Fatalf("receiver got %v, want %v", got, ids)
+	}
+}
+
+// An unusable or full spool: a clear error, and nothing silently dropped.
+func TestSpoolUnusableOrFull(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "not-a-dir")
+	os.WriteFile(file, nil, 0o600)
+	res := harness.Run(t, harness.Options{Instances: [][]harness.KV{spoolProps(1, file)}})
+	if res.ExitCode != 1 || !strings.Contains(res.Stderr, "invalid configuration: Spool_Dir: mkdir "+file+": not a directory") {
+		t.Fatalf("exit %d\n%s", res.ExitCode, res.Stderr)
+	}
+
+	closed := forwardrecv.Start(t, forwardrecv.Options{})
+	port := closed.Port()
+	closed.Close()
+	res = harness.Run(t, harness.Options{
+		Instances: [][]harness.KV{spoolProps(port, filepath.Join(t.TempDir(), "spool"), "Spool_Max_Size", "200")},
+		Flushes:   []harness.Flush{{Tag: tag, Data: chunkOf(quarantineApplied(t))}},
+		Retries:   1,
+	})
+	if got := rcs(res); !slices.Equal(got, []int{2, 2}) || !strings.Contains(res.Stderr, "nor spool them (spool is full)") {
+		t.Fatalf("rcs %v\n%s", got, tail(res.Stderr))
+	}
+}
+
+// A receiver that accepts but never acks: nothing counts as delivered, the
+// alerts stay spooled through exit, and the next run delivers them to a
+// receiver that acks.
+func TestSpoolWithReceiverThatNeverAcks(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	mute := forwardrecv.Start(t, forwardrecv.Options{NoAck: true})
+	chunks, ids := positiveChunks(t, "aws.iam.quarantine_attempt_failed")
+	var flushes []harness.Flush
+	for _, c := range chunks {
+		flushes = append(flushes, harness.Flush{Tag: tag, Data: c})
+	}
+	res := harness.Run(t, harness.Options{Instances: [][]harness.KV{spoolProps(mute.Port(), dir, "Forward_Timeout", "200ms")}, Flushes: flushes})
+	if res.Summary["ok"] != int64(len(chunks)) || !strings.Contains(res.Stderr, "stay in the spool") {
+		t.Fatalf("%v\n%s", res.Summary, tail(res.Stderr))
+	}
+	good := forwardrecv.Start(t, forwardrecv.Options{})
+	harness.Run(t, harness.Options{Instances: [][]harness.KV{spoolProps(good.Port(), dir)}})
+	if got := eventIDs(good.WaitEntries(t, len(ids), 5*time.Second)); !slices.Equal(got, ids) {
+		t.Fatalf("got %v, want %v", got, ids)
+	}
+}
+
+// Two instances with their own spools, two workers each, a receiver that
+// drops its first message and closes after every one: every alert arrives
+// exactly once.
+func TestSpoolTwoInstancesWorkersUnderFaults(t *testing.T) {
+	srv := forwardrecv.Start(t, forwardrecv.Options{DropFirst: 2, CloseAfterEach: true})
+	var flushes []harness.Flush
+	want := map[string]bool{}
+	for inst, rule := range []string{"aws.iam.quarantine_applied", "aws.iam.quarantine_removed"} {
+		for _, e := range fixtures(t, rule, "positive") {
+			c := chunkOf(e)
+			flushes = append(flushes, harness.Flush{Instance: inst, Tag: tag, Data: c}, harness.Flush{Instance: inst, Tag: tag, Data: c})
+			want[e["eventID"].(string)] = true
+		}
+	}
+	res := harness.Run(t, harness.Options{
+		Instances: [][]harness.KV{
+			spoolProps(srv.Port(), filepath.Join(t.TempDir(), "spool-a")),
+			spoolProps(srv.Port(), filepath.Join(t.TempDir(), "spool-b")),
+		},
+		Flushes: flushes,
+		Workers: 2,
+		Loops:   3,
+	})
+	if res.Summary["ok"] != int64(3*len(flushes)) {
+		t.Fatalf("%v\n%s", res.Summary, tail(res.Stderr))
+	}
+	srv.WaitEntries(t, len(want), 5*time.Second)
+	seen := map[string]int{}
+	for _, id := range eventIDs(srv.Entries()) {
+		seen[id]++
+	}
+	for id := range want {
+		if seen[id] != 1 {
+			t.Errorf("%s arrived %d times", id, seen[id])
+		}
+	}
+	if len(seen) != len(want) {
+		t.Errorf("%d distinct alerts, want %d", len(seen), len(want))
+	}
+}
