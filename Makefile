@@ -5,7 +5,7 @@ SO      := build/out_cloudtrail_quarantine.so
 HARNESS := build/harness
 GOSRC   := $(shell find . -name '*.go' -not -path './build/*') go.mod go.sum
 
-.PHONY: all run test bench clean
+.PHONY: all run test bench fuzz clean
 
 all: $(SO)
 
@@ -49,3 +49,13 @@ bench: $(SO) $(HARNESS)
 	$(GO) test ./test/bench/ -run '^$$' -bench 'PluginAllQuarantine' -benchtime 1x -count 5 | tee -a build/bench.txt
 	$(GO) test ./test/bench/ -run '^$$' -bench 'PluginMemory10M' -benchtime 1x | tee -a build/bench.txt
 	$(GO) run ./test/cmd/benchtable < build/bench.txt
+
+# Each fuzz target for FUZZTIME (default 1m); make test runs their seeds.
+FUZZTIME ?= 1m
+fuzz:
+	$(GO) test ./detect/chunk/ -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./detect/chunk/ -run '^$$' -fuzz '^FuzzSkipAgreesWithMsgp$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./detect/ -run '^$$' -fuzz '^FuzzScan$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./detect/cloudtrail/ -run '^$$' -fuzz '^FuzzParseFlattened$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./detect/cloudtrail/ -run '^$$' -fuzz '^FuzzResolveJSON$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./detect/value/ -run '^$$' -fuzz '^FuzzAppendJSON$$' -fuzztime $(FUZZTIME)

@@ -32,3 +32,21 @@ func FuzzParseFlattened(f *testing.F) {
 	f.Add("{a={b=[c, d=e]}, f=g}")
 	f.Fuzz(func(t *testing.T, s string) { ParseFlattened(s) })
 }
+
+// FuzzResolveJSON: the JSON-string path (an event as text under "log")
+// never panics on any text, and every event it finds carries its source.
+// (An event whose eventName is "" is found, and matches no rule.)
+func FuzzResolveJSON(f *testing.F) {
+	f.Add(`{"eventName":"AttachUserPolicy","requestParameters":{"userName":"a","policyArn":"arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV2"}}`)
+	f.Add(`{"Records":[{"eventName":"PutUserPolicy","requestParameters":"{\"policyName\":\"AWSExposedCredentialPolicy_DO_NOT_REMOVE\"}"}]}`)
+	f.Add(`{"detail":{"eventName":"x"},"event.action":"y"}`)
+	f.Add(`{"log": "{\"eventName\": 1}"}`)
+	r := Resolver{EventKeys: []string{"log"}}
+	f.Fuzz(func(t *testing.T, s string) {
+		r.Resolve(map[string]any{"log": s}, func(e *Event) {
+			if e.Raw == nil {
+				t.Fatalf("event without its source from %q", s)
+			}
+		})
+	})
+}

@@ -173,3 +173,85 @@ func TestSpoolTwoInstancesWorkersUnderFaults(t *testing.T) {
 		t.Errorf("%d distinct alerts, want %d", len(seen), len(want))
 	}
 }
+
+// flushesOf makes one flush per example event of rule, and their ids.
+func flushesOf(t *testing.T, rule string) ([]harness.Flush, []string) {
+	chunks, ids := positiveChunks(t, rule)
+	var flushes []harness.Flush
+	for _, c := range chunks {
+		flushes = append(flushes, harness.Flush{Tag: tag, Data: c})
+	}
+	return flushes, ids
+}
+
+// freeAddress is a loopback address nothing listens on (yet).
+func freeAddress(t *testing.T) (string, int) {
+	r := forwardrecv.Start(t, forwardrecv.Options{})
+	addr, port := r.Addr(), r.Port()
+	r.Close()
+	return addr, port
+}
+
+// The receiver is down when Fluent Bit starts and comes up while it runs:
+// what could not be sent is spooled and follows once it is up, in order.
+func TestReceiverDownAtStartUpLater(t *testing.T) {
+	addr, port := freeAddress(t)
+	flushes, ids := flushesOf(t, "aws.iam.quarantine_applied")
+	p := harness.Start(t, harness.Options{
+		Instances: [][]harness.KV{spoolProps(port, filepath.Join(t.TempDir(), "spool"))},
+		Flushes:   flushes, PauseMS: 150, Retries: -1,
+	})
+	time.Sleep(400 * time.Millisecond)
+	srv := forwardrecv.Start(t, forwardrecv.Options{Address: addr})
+	res := p.Wait()
+	if res.Summary["ok"] != int64(len(flushes)) {
+		t.Fatalf("%v\n%s", res.Summary, tail(res.Stderr))
+	}
+	if got := eventIDs(srv.WaitEntries(t, len(ids), 5*time.Second)); !slices.Equal(got, ids) {
+		t.Fatalf("receiver got %v, want %v\n%s", got, ids, tail(res.Stderr))
+	}
+}
+
+// The receiver is killed mid-stream and restarted: between the two
+// receivers every alert arrives once, in order.
+func TestReceiverKilledMidStream(t *testing.T) {
+	first := forwardrecv.Start(t, forwardrecv.Options{})
+	addr := first.Addr()
+	flushes, ids := flushesOf(t, "aws.iam.quarantine_applied")
+	p := harness.Start(t, harness.Options{
+		Instances: [][]harness.KV{spoolProps(first.Port(), filepath.Join(t.TempDir(), "spool"))},
+		Flushes:   flushes, PauseMS: 200, Retries: -1,
+	})
+	first.WaitEntries(t, 2, 5*time.Second)
+	first.Close()
+	time.Sleep(500 * time.Millisecond)
+	second := forwardrecv.Start(t, forwardrecv.Options{Address: addr})
+	res := p.Wait()
+	if res.Summary["ok"] != int64(len(flushes)) {
+		t.Fatalf("%v\n%s", res.Summary, tail(res.Stderr))
+	}
+	second.WaitEntries(t, len(ids)-len(first.Entries()), 5*time.Second)
+	got := append(eventIDs(first.Entries()), eventIDs(second.Entries())...)
+	if !slices.Equal(got, ids) {
+		t.Fatalf("receivers got %v, want %v\n%s", got, ids, tail(res.Stderr))
+	}
+}
+
+// A receiver that reads one byte a second never acks in time: flushes do
+// not hang, the alert waits in the spool, and the next run delivers it.
+func TestSlowReceiver(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	slow := forwardrecv.Start(t, forwardrecv.Options{SlowRead: true})
+	res := harness.Run(t, harness.Options{
+		Instances: [][]harness.KV{spoolProps(slow.Port(), dir, "Forward_Timeout", "300ms")},
+		Flushes:   []harness.Flush{{Tag: tag, Data: chunkOf(quarantineApplied(t))}},
+	})
+	if got := rcs(res); !slices.Equal(got, []int{1}) || !strings.Contains(res.Stderr, "stay in the spool") {
+		t.Fatalf("rcs %v\n%s", got, tail(res.Stderr))
+	}
+	good := forwardrecv.Start(t, forwardrecv.Options{})
+	harness.Run(t, harness.Options{Instances: [][]harness.KV{spoolProps(good.Port(), dir)}})
+	if n := len(good.WaitEntries(t, 1, 5*time.Second)); n != 1 {
+		t.Fatalf("good receiver got %d", n)
+	}
+}

@@ -45,6 +45,8 @@ type Options struct {
 	DropFirst int
 	// CloseAfterEach closes the connection after each acked message.
 	CloseAfterEach bool
+	// SlowRead makes the receiver read one byte a second.
+	SlowRead bool
 	// SharedKey makes the receiver demand in_forward's shared-key
 	// handshake (HELO, PING, PONG) before any message.
 	SharedKey string
@@ -217,9 +219,14 @@ func (s *Server) serve(c net.Conn) {
 			}
 			buf = rest
 		}
-		n, err := c.Read(tmp)
+		readTo := tmp
+		if s.o.SlowRead {
+			time.Sleep(time.Second)
+			readTo = tmp[:1]
+		}
+		n, err := c.Read(readTo)
 		if n > 0 {
-			buf = append(buf, tmp[:n]...)
+			buf = append(buf, readTo[:n]...)
 		}
 		if err != nil {
 			return
@@ -418,9 +425,18 @@ func readRecord(tag string, t time.Time, b []byte) (Entry, []byte, error) {
 func readTime(b []byte) (time.Time, []byte, error) {
 	switch msgp.NextType(b) {
 	case msgp.ExtensionType:
-		if len(b) >= 10 && b[0] == 0xd7 && b[1] == 0 {
-			return time.Unix(int64(binary.BigEndian.Uint32(b[2:])), int64(binary.BigEndian.Uint32(b[6:]))), b[10:], nil
+		// fixext8 is the usual form, but msgpack lets a sender use ext8
+		// with length 8 too, and in_forward's decoder takes both.
+		var p []byte
+		switch {
+		case len(b) >= 10 && b[0] == 0xd7 && b[1] == 0:
+			p, b = b[2:10], b[10:]
+		case len(b) >= 11 && b[0] == 0xc7 && b[1] == 8 && b[2] == 0:
+			p, b = b[3:11], b[11:]
+		default:
+			return time.Time{}, nil, fmt.Errorf("extension time is not EventTime")
 		}
+		return time.Unix(int64(binary.BigEndian.Uint32(p)), int64(binary.BigEndian.Uint32(p[4:]))), b, nil
 	case msgp.IntType, msgp.UintType:
 		i, rest, err := msgp.ReadInt64Bytes(b)
 		return time.Unix(i, 0), rest, err

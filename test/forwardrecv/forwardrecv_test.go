@@ -3,6 +3,7 @@ package forwardrecv
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/binary"
 	"net"
 	"strings"
 	"testing"
@@ -110,5 +111,35 @@ func TestFloatTimeClosesConnection(t *testing.T) {
 	}
 	if len(srv.Entries()) != 0 {
 		t.Fatal("float-time record stored")
+	}
+}
+
+// EventTime arrives as fixext8 or as ext8 of length 8; both keep the
+// nanoseconds. A str-typed and a bin-typed value both read as string.
+func TestEventTimeForms(t *testing.T) {
+	srv := Start(t, Options{Network: "unix"})
+	conn, err := net.Dial("unix", srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, ext := range [][]byte{{0xd7, 0x00}, {0xc7, 0x08, 0x00}} {
+		m := msgp.AppendArrayHeader(nil, 3)
+		m = msgp.AppendString(m, "t")
+		m = append(m, ext...)
+		m = binary.BigEndian.AppendUint32(m, 1763632942)
+		m = binary.BigEndian.AppendUint32(m, 42)
+		m = msgp.AppendMapHeader(m, 2)
+		m = msgp.AppendString(m, "s")
+		m = msgp.AppendString(m, "str")
+		m = msgp.AppendString(m, "b")
+		m = msgp.AppendBytes(m, []byte("bin"))
+		conn.Write(m)
+	}
+	got := srv.WaitEntries(t, 2, 5*time.Second)
+	for i, e := range got {
+		if !e.Time.Equal(time.Unix(1763632942, 42)) || e.Record["s"] != "str" || e.Record["b"] != "bin" {
+			t.Errorf("entry %d: %v %v", i, e.Time, e.Record)
+		}
 	}
 }

@@ -65,6 +65,7 @@ type Options struct {
 	// a negative value means no retry at all.
 	Retries     int
 	RetryWaitMS int
+	PauseMS     int // before each flush (engine thread only)
 	Workers     int // per instance; 0: flushes on the engine thread
 	StackSize   int // 0: 24 KiB
 	Quiet       bool
@@ -117,7 +118,7 @@ func Args(o Options, so, dir string) ([]string, error) {
 	case o.Retries > 0:
 		args = append(args, "-r", strconv.Itoa(o.Retries))
 	}
-	for flag, v := range map[string]int{"-l": o.Loops, "-d": o.RetryWaitMS, "-w": o.Workers, "-k": o.StackSize} {
+	for flag, v := range map[string]int{"-l": o.Loops, "-d": o.RetryWaitMS, "-p": o.PauseMS, "-w": o.Workers, "-k": o.StackSize} {
 		if v > 0 {
 			args = append(args, flag, strconv.Itoa(v))
 		}
@@ -132,6 +133,22 @@ func Args(o Options, so, dir string) ([]string, error) {
 // started or overruns its timeout. A non-zero exit is reported, not fatal.
 func Run(t testing.TB, o Options) Result {
 	t.Helper()
+	return Start(t, o).Wait()
+}
+
+// Proc is a harness run in progress.
+type Proc struct {
+	t              testing.TB
+	cmd            *exec.Cmd
+	ctx            context.Context
+	cancel         context.CancelFunc
+	stdout, stderr bytes.Buffer
+	timeout        time.Duration
+}
+
+// Start launches the harness; Wait collects its result.
+func Start(t testing.TB, o Options) *Proc {
+	t.Helper()
 	so, bin := Build(t)
 	if o.Plugin != "" {
 		so = o.Plugin
@@ -140,30 +157,39 @@ func Run(t testing.TB, o Options) Result {
 	if err != nil {
 		t.Fatal(err)
 	}
-	timeout := o.Timeout
-	if timeout == 0 {
-		timeout = 60 * time.Second
+	p := &Proc{t: t, timeout: o.Timeout}
+	if p.timeout == 0 {
+		p.timeout = 60 * time.Second
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), o.Env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	p.ctx, p.cancel = context.WithTimeout(context.Background(), p.timeout)
+	p.cmd = exec.CommandContext(p.ctx, bin, args...)
+	p.cmd.Env = append(os.Environ(), o.Env...)
+	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
 	if o.Stdout != nil {
-		cmd.Stdout = o.Stdout
+		p.cmd.Stdout = o.Stdout
 	}
-	err = cmd.Run()
-	res := Result{Stdout: stdout.String(), Stderr: stderr.String()}
-	if ctx.Err() != nil {
-		t.Fatalf("harness overran %v\n%s", timeout, res.Stderr)
+	if err := p.cmd.Start(); err != nil {
+		p.cancel()
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Wait waits for the harness to exit and parses what it reported.
+func (p *Proc) Wait() Result {
+	p.t.Helper()
+	defer p.cancel()
+	err := p.cmd.Wait()
+	res := Result{Stdout: p.stdout.String(), Stderr: p.stderr.String()}
+	if p.ctx.Err() != nil {
+		p.t.Fatalf("harness overran %v\n%s", p.timeout, res.Stderr)
 	}
 	var exit *exec.ExitError
 	switch {
 	case errors.As(err, &exit):
 		res.ExitCode = exit.ExitCode()
 	case err != nil:
-		t.Fatal(err)
+		p.t.Fatal(err)
 	}
 	res.parse()
 	return res

@@ -19,6 +19,7 @@ import (
 	"github.com/tinylib/msgp/msgp"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/chunk"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/value"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/sink"
 )
 
@@ -82,10 +83,17 @@ func (s *Sink) Deliver(alerts []sink.Alert) error {
 
 	reused := s.conn != nil
 	err := s.send(deadline, chunkID)
-	if err != nil && reused && time.Now().Before(deadline) {
+	var perr *protocolError
+	if err != nil && reused && !errors.As(err, &perr) && time.Now().Before(deadline) {
 		// A kept connection may have died while idle (receiver restarted):
-		// that says nothing about the receiver now, so try once afresh.
-		err = s.send(deadline, chunkID)
+		// that says nothing about the receiver now, so try once afresh with
+		// the same chunk id. A protocol error is not staleness: the
+		// receiver answered, and sending again could store the batch twice.
+		if err2 := s.send(deadline, chunkID); err2 != nil {
+			err = fmt.Errorf("%w (after reconnecting: kept connection failed: %v)", err2, err)
+		} else {
+			err = nil
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("forward %s %s: %w", s.o.Network, s.o.Address, err)
@@ -93,6 +101,17 @@ func (s *Sink) Deliver(alerts []sink.Alert) error {
 	return nil
 }
 
+// protocolError is a receiver that answered, but wrongly.
+type protocolError struct{ msg string }
+
+func (e *protocolError) Error() string { return e.msg }
+
+func protocolErrorf(format string, a ...any) error {
+	return &protocolError{fmt.Sprintf(format, a...)}
+}
+
+// send makes one attempt; on failure the connection is dropped so that
+// nothing half-read is ever mistaken for the next batch's ack.
 func (s *Sink) send(deadline time.Time, chunkID string) error {
 	if s.conn == nil {
 		c, err := s.dial(deadline)
@@ -105,9 +124,6 @@ func (s *Sink) send(deadline time.Time, chunkID string) error {
 	if err != nil {
 		s.conn.Close()
 		s.conn = nil
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return fmt.Errorf("no ack within %v", s.o.Timeout)
-		}
 	}
 	return err
 }
@@ -117,14 +133,17 @@ func (s *Sink) roundTrip(deadline time.Time, chunkID string) error {
 		return err
 	}
 	if _, err := s.conn.Write(s.buf); err != nil {
-		return err
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return fmt.Errorf("write not done within %v", s.o.Timeout)
+		}
+		return fmt.Errorf("write: %w", err)
 	}
 	ack, err := s.readAck()
 	if err != nil {
 		return err
 	}
 	if ack != chunkID {
-		return fmt.Errorf("ack %q does not match chunk %q", ack, chunkID)
+		return protocolErrorf("ack %q does not match chunk %q", ack, chunkID)
 	}
 	return nil
 }
@@ -154,6 +173,10 @@ func (s *Sink) dial(deadline time.Time) (net.Conn, error) {
 	return c, nil
 }
 
+// errOversized bounds what a broken receiver can make us buffer: acks and
+// handshake messages are tiny.
+var errOversized = errors.New("oversized reply")
+
 // readObject reads one whole msgpack object from c into s.ack.
 func (s *Sink) readObject(c net.Conn) ([]byte, error) {
 	s.ack = s.ack[:0]
@@ -167,7 +190,7 @@ func (s *Sink) readObject(c net.Conn) ([]byte, error) {
 			}
 		}
 		if len(s.ack) > 64<<10 {
-			return nil, errors.New("oversized reply")
+			return nil, errOversized
 		}
 		n, err := c.Read(tmp[:])
 		s.ack = append(s.ack, tmp[:n]...)
@@ -180,33 +203,43 @@ func (s *Sink) readObject(c net.Conn) ([]byte, error) {
 // readAck reads the receiver's {"ack": id}.
 func (s *Sink) readAck() (string, error) {
 	reply, err := s.readObject(s.conn)
-	if err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
-			return "", err
-		}
-		return "", fmt.Errorf("bad ack: %w", err)
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return "", fmt.Errorf("no ack within %v", s.o.Timeout)
+	case errors.Is(err, io.EOF):
+		return "", errors.New("connection closed before the ack")
+	case err != nil && !isMsgpackError(err):
+		return "", fmt.Errorf("waiting for ack: %w", err)
+	case err != nil:
+		return "", protocolErrorf("bad ack: %v", err)
 	}
 	n, b, err := msgp.ReadMapHeaderBytes(reply)
 	if err != nil {
-		return "", fmt.Errorf("bad ack: %w", err)
+		return "", protocolErrorf("bad ack: %v", err)
 	}
 	for range n {
 		var k []byte
 		if k, b, err = msgp.ReadMapKeyZC(b); err != nil {
-			return "", fmt.Errorf("bad ack: %w", err)
+			return "", protocolErrorf("bad ack: %v", err)
 		}
 		if string(k) == "ack" {
-			v, _, err := msgp.ReadStringBytes(b)
+			v, _, err := value.ReadText(b)
 			if err != nil {
-				return "", fmt.Errorf("bad ack: %w", err)
+				return "", protocolErrorf("bad ack: %v", err)
 			}
-			return v, nil
+			return string(v), nil
 		}
 		if b, err = msgp.Skip(b); err != nil {
-			return "", fmt.Errorf("bad ack: %w", err)
+			return "", protocolErrorf("bad ack: %v", err)
 		}
 	}
-	return "", errors.New("bad ack: no ack key")
+	return "", protocolErrorf("bad ack: no ack key")
+}
+
+// isMsgpackError tells a reply that is not msgpack from a failed read.
+func isMsgpackError(err error) bool {
+	var merr msgp.Error
+	return errors.As(err, &merr) || errors.Is(err, errOversized)
 }
 
 // Close drops the connection.

@@ -3,6 +3,7 @@ package forward_test
 import (
 	"bytes"
 	"crypto/tls"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -50,15 +51,25 @@ func TestDeliverTCPAndUnix(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := srv.Entries()
-			if len(got) != 3 {
-				t.Fatalf("%d entries", len(got))
+			if len(got) != 3 || srv.Messages() != 1 {
+				t.Fatalf("%d entries in %d messages, want 3 in 1", len(got), srv.Messages())
 			}
 			for i, e := range got {
 				if e.Tag != "sec.alerts" || !e.Time.Equal(batch[i].Time) || !bytes.Equal(e.Raw, batch[i].Msgpack) {
 					t.Errorf("entry %d: %+v", i, e)
 				}
+				if e.Time.Nanosecond() != batch[i].Time.Nanosecond() {
+					t.Errorf("entry %d: %d ns, want %d", i, e.Time.Nanosecond(), batch[i].Time.Nanosecond())
+				}
 			}
 		})
+	}
+}
+
+func TestEmptyBatchIsNoOp(t *testing.T) {
+	s := newSink(t, "tcp", "127.0.0.1:1", time.Second)
+	if err := s.Deliver(nil); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -66,39 +77,53 @@ func TestNoAckTimesOut(t *testing.T) {
 	srv := forwardrecv.Start(t, forwardrecv.Options{NoAck: true})
 	s := newSink(t, "tcp", srv.Addr(), 200*time.Millisecond)
 	err := s.Deliver(alerts("a", 1))
-	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("no ack within 200ms")) {
-		t.Fatalf("got %v", err)
+	want := "forward tcp " + srv.Addr() + ": no ack within 200ms"
+	if err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %q", err, want)
 	}
 }
 
 func TestNothingListening(t *testing.T) {
-	s := newSink(t, "unix", filepath.Join(t.TempDir(), "absent.sock"), time.Second)
-	if err := s.Deliver(alerts("a", 1)); err == nil {
-		t.Fatal("delivered to nobody")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadTCP := ln.Addr().String()
+	ln.Close()
+	for network, addr := range map[string]string{"tcp": deadTCP, "unix": filepath.Join(t.TempDir(), "absent.sock")} {
+		s := newSink(t, network, addr, time.Second)
+		if err := s.Deliver(alerts("a", 1)); err == nil || !strings.Contains(err.Error(), addr) {
+			t.Errorf("%s: got %v", network, err)
+		}
 	}
 }
 
 // A kept connection that died while idle (receiver restarted) costs one
 // silent reconnect, not a failed delivery.
 func TestReconnectsAfterReceiverRestart(t *testing.T) {
-	srv := forwardrecv.Start(t, forwardrecv.Options{})
-	addr := srv.Addr()
-	s := newSink(t, "tcp", addr, 2*time.Second)
-	if err := s.Deliver(alerts("a", 1)); err != nil {
-		t.Fatal(err)
-	}
-	srv.Close()
-	srv2 := forwardrecv.Start(t, forwardrecv.Options{Address: addr})
-	if err := s.Deliver(alerts("b", 2)); err != nil {
-		t.Fatalf("after restart: %v", err)
-	}
-	if n := len(srv2.Entries()); n != 2 {
-		t.Fatalf("restarted receiver got %d", n)
+	for _, network := range []string{"tcp", "unix"} {
+		t.Run(network, func(t *testing.T) {
+			srv := forwardrecv.Start(t, forwardrecv.Options{Network: network})
+			addr := srv.Addr()
+			s := newSink(t, network, addr, 2*time.Second)
+			if err := s.Deliver(alerts("a", 1)); err != nil {
+				t.Fatal(err)
+			}
+			srv.Close()
+			srv2 := forwardrecv.Start(t, forwardrecv.Options{Network: network, Address: addr})
+			if err := s.Deliver(alerts("b", 2)); err != nil {
+				t.Fatalf("after restart: %v", err)
+			}
+			if n, m := len(srv2.Entries()), srv2.Messages(); n != 2 || m != 1 {
+				t.Fatalf("restarted receiver got %d entries in %d messages", n, m)
+			}
+		})
 	}
 }
 
-// The receiver reads the batch and crashes before acking: Deliver fails,
-// the same batch sent again arrives exactly once.
+// The receiver reads the batch and crashes before acking: Deliver fails
+// (a fresh connection gets no second try), the same batch sent again
+// arrives exactly once.
 func TestUnackedBatchIsNotDelivered(t *testing.T) {
 	srv := forwardrecv.Start(t, forwardrecv.Options{DropFirst: 1})
 	s := newSink(t, "tcp", srv.Addr(), time.Second)
@@ -106,39 +131,65 @@ func TestUnackedBatchIsNotDelivered(t *testing.T) {
 	if err := s.Deliver(batch); err == nil {
 		t.Fatal("delivered without an ack")
 	}
+	if m := srv.Messages(); m != 1 {
+		t.Fatalf("%d messages after a failure on a fresh connection, want 1", m)
+	}
 	if err := s.Deliver(batch); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(srv.Entries()); n != 2 {
-		t.Fatalf("receiver holds %d", n)
+	assertOnce(t, srv.Entries(), 2)
+}
+
+func TestCloseAfterEach(t *testing.T) {
+	srv := forwardrecv.Start(t, forwardrecv.Options{CloseAfterEach: true})
+	s := newSink(t, "tcp", srv.Addr(), 2*time.Second)
+	for i := range 5 {
+		if err := s.Deliver(alerts(fmt.Sprint("d", i), 2)); err != nil {
+			t.Fatalf("deliver %d: %v", i, err)
+		}
+	}
+	if m := srv.Messages(); m != 5 {
+		t.Errorf("%d messages, want 5", m)
+	}
+	assertOnce(t, srv.Entries(), 10)
+}
+
+func TestConcurrentDeliver(t *testing.T) {
+	for _, closeAfterEach := range []bool{false, true} {
+		t.Run(fmt.Sprint("closeAfterEach=", closeAfterEach), func(t *testing.T) {
+			srv := forwardrecv.Start(t, forwardrecv.Options{CloseAfterEach: closeAfterEach})
+			s := newSink(t, "tcp", srv.Addr(), 5*time.Second)
+			var wg sync.WaitGroup
+			errs := make(chan error, 8*5)
+			for g := range 8 {
+				wg.Go(func() {
+					for i := range 5 {
+						if err := s.Deliver(alerts(fmt.Sprintf("g%d-%d", g, i), 3)); err != nil {
+							errs <- err
+						}
+					}
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+			assertOnce(t, srv.Entries(), 8*5*3)
+		})
 	}
 }
 
-func TestCloseAfterEachAndConcurrency(t *testing.T) {
-	srv := forwardrecv.Start(t, forwardrecv.Options{CloseAfterEach: true})
-	s := newSink(t, "tcp", srv.Addr(), 2*time.Second)
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for g := range 8 {
-		wg.Go(func() {
-			for i := range 5 {
-				if err := s.Deliver(alerts(fmt.Sprintf("g%d-%d", g, i), 1)); err != nil {
-					errs <- err
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+// assertOnce checks that entries hold want distinct alerts, each once.
+func assertOnce(t *testing.T, entries []forwardrecv.Entry, want int) {
+	t.Helper()
 	seen := map[string]int{}
-	for _, e := range srv.Entries() {
-		seen[e.Record["event_id"].(string)]++
+	for _, e := range entries {
+		id, _ := e.Record["event_id"].(string)
+		seen[id]++
 	}
-	if len(seen) != 40 {
-		t.Fatalf("%d distinct alerts, want 40", len(seen))
+	if len(seen) != want {
+		t.Errorf("%d distinct alerts, want %d", len(seen), want)
 	}
 	for k, n := range seen {
 		if n != 1 {
@@ -147,27 +198,184 @@ func TestCloseAfterEachAndConcurrency(t *testing.T) {
 	}
 }
 
-func TestWrongAckIsAnError(t *testing.T) {
+// scripted is a receiver whose answer to the n-th message (counted over
+// all connections) is chosen by the test, to see exactly what the client
+// sends and when it retries.
+type scripted struct {
+	ln     net.Listener
+	mu     sync.Mutex
+	chunks []string
+	conns  int
+}
+
+// startScripted answers message n with the ack id respond returns ("" for
+// none), then closes the connection if it says so.
+func startScripted(t *testing.T, respond func(n int, chunk string) (ack string, closeConn bool)) *scripted {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
+	s := &scripted{ln: ln}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			s.conns++
+			s.mu.Unlock()
+			wg.Go(func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				var buf []byte
+				tmp := make([]byte, 4096)
+				for {
+					rest, err := msgp.Skip(buf)
+					if err != nil {
+						n, rerr := c.Read(tmp)
+						if rerr != nil {
+							return
+						}
+						buf = append(buf, tmp[:n]...)
+						continue
+					}
+					chunk := chunkOf(t, buf[:len(buf)-len(rest)])
+					buf = rest
+					s.mu.Lock()
+					n := len(s.chunks)
+					s.chunks = append(s.chunks, chunk)
+					s.mu.Unlock()
+					ack, closeConn := respond(n, chunk)
+					if ack != "" {
+						reply := msgp.AppendMapHeader(nil, 1)
+						reply = msgp.AppendString(reply, "ack")
+						c.Write(msgp.AppendString(reply, ack))
+					}
+					if closeConn {
+						return
+					}
+				}
+			})
 		}
-		defer c.Close()
-		c.Read(make([]byte, 4096))
-		ack := msgp.AppendMapHeader(nil, 1)
-		ack = msgp.AppendString(ack, "ack")
-		c.Write(msgp.AppendString(ack, "someone-else"))
-		time.Sleep(time.Second)
-	}()
-	s := newSink(t, "tcp", ln.Addr().String(), time.Second)
-	if err := s.Deliver(alerts("a", 1)); err == nil || !bytes.Contains([]byte(err.Error()), []byte("does not match")) {
+	})
+	return s
+}
+
+func (s *scripted) seen() (chunks []string, conns int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.chunks...), s.conns
+}
+
+// chunkOf reads the chunk option of [tag, entries, option].
+func chunkOf(t *testing.T, msg []byte) string {
+	_, b, err := msgp.ReadArrayHeaderBytes(msg)
+	if err == nil {
+		b, err = msgp.Skip(b)
+	}
+	if err == nil {
+		b, err = msgp.Skip(b)
+	}
+	var n uint32
+	if err == nil {
+		n, b, err = msgp.ReadMapHeaderBytes(b)
+	}
+	for range n {
+		var k, v string
+		if k, b, err = msgp.ReadStringBytes(b); err != nil {
+			break
+		}
+		if k != "chunk" {
+			if b, err = msgp.Skip(b); err != nil {
+				break
+			}
+			continue
+		}
+		if v, _, err = msgp.ReadStringBytes(b); err == nil {
+			return v
+		}
+	}
+	t.Errorf("no chunk option in %x (%v)", msg, err)
+	return ""
+}
+
+// A batch re-sent after a stale connection carries the same chunk id; a
+// new batch gets a new one.
+func TestChunkIDReusedOnlyForResend(t *testing.T) {
+	srv := startScripted(t, func(n int, chunk string) (string, bool) {
+		if n == 1 {
+			return "", true // kept connection dies with batch b unacked
+		}
+		return chunk, false
+	})
+	s := newSink(t, "tcp", srv.ln.Addr().String(), 2*time.Second)
+	if err := s.Deliver(alerts("a", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Deliver(alerts("b", 1)); err != nil {
+		t.Fatal(err)
+	}
+	chunks, conns := srv.seen()
+	if len(chunks) != 3 || conns != 2 {
+		t.Fatalf("%d messages on %d connections, want 3 on 2", len(chunks), conns)
+	}
+	if chunks[1] != chunks[2] || chunks[0] == chunks[1] {
+		t.Errorf("chunk ids %q", chunks)
+	}
+	if id, err := base64.StdEncoding.DecodeString(chunks[0]); err != nil || len(id) != 16 {
+		t.Errorf("chunk id %q is not 16 random bytes in base64", chunks[0])
+	}
+}
+
+// After a kept connection fails, one fresh connection is tried, no more.
+func TestRetriesOnceOnly(t *testing.T) {
+	srv := startScripted(t, func(n int, chunk string) (string, bool) {
+		if n == 0 {
+			return chunk, false
+		}
+		return "", true
+	})
+	s := newSink(t, "tcp", srv.ln.Addr().String(), 2*time.Second)
+	if err := s.Deliver(alerts("a", 1)); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Deliver(alerts("b", 1))
+	if err == nil || !strings.Contains(err.Error(), "after reconnecting") {
 		t.Fatalf("got %v", err)
+	}
+	if chunks, conns := srv.seen(); len(chunks) != 3 || conns != 2 {
+		t.Fatalf("%d messages on %d connections, want 3 on 2", len(chunks), conns)
+	}
+}
+
+// A wrong ack is the receiver answering badly, not a stale connection:
+// no retry, which could store the batch twice.
+func TestWrongAckIsAnError(t *testing.T) {
+	srv := startScripted(t, func(n int, chunk string) (string, bool) {
+		if n == 0 {
+			return chunk, false
+		}
+		return "someone-else", false
+	})
+	s := newSink(t, "tcp", srv.ln.Addr().String(), time.Second)
+	if err := s.Deliver(alerts("a", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Deliver(alerts("b", 1)); err == nil || !strings.Contains(err.Error(), "does not match") {
+		t.Fatalf("got %v", err)
+	}
+	if chunks, conns := srv.seen(); len(chunks) != 2 || conns != 1 {
+		t.Fatalf("%d messages on %d connections, want 2 on 1", len(chunks), conns)
+	}
+	// The connection that answered wrongly is not reused.
+	if err := s.Deliver(alerts("c", 1)); err == nil {
+		t.Fatal("wrong ack accepted")
+	}
+	if _, conns := srv.seen(); conns != 2 {
+		t.Fatalf("%d connections, want a fresh one", conns)
 	}
 }
 
@@ -205,6 +413,11 @@ func TestSharedKeyHandshake(t *testing.T) {
 	defer none.Close()
 	if err := none.Deliver(alerts("c", 1)); err == nil {
 		t.Fatal("delivered without the handshake")
+	}
+	// The client gives up on seeing HELO, maybe before the receiver has
+	// read its message and counted the refusal.
+	for end := time.Now().Add(5 * time.Second); srv.Refused() < 2 && time.Now().Before(end); {
+		time.Sleep(5 * time.Millisecond)
 	}
 	if n := len(srv.Entries()); n != 2 || srv.Refused() != 2 {
 		t.Fatalf("receiver holds %d entries, refused %d", n, srv.Refused())

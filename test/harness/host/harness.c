@@ -102,6 +102,7 @@ static struct {
     int loops;
     int retries;
     int retry_wait_ms;
+    int pause_ms; /* before each dispatch: lets tests change the world between flushes */
     int workers;
     size_t stack_size;
     int quiet;
@@ -169,6 +170,7 @@ static void usage(void)
             "  -l K            repeat the list of flushes K times (default 1)\n"
             "  -r N            retry limit (default 1)\n"
             "  -d MS           wait between retries in ms (default 0)\n"
+            "  -p MS           pause before each flush in ms (default 0)\n"
             "  -w N            worker threads per instance (default 0: engine thread)\n"
             "  -k BYTES        coroutine stack size (default 24576)\n"
             "  -q              no per-flush lines\n");
@@ -394,6 +396,7 @@ static void run_flushes(void)
     if (H.workers == 0) {
         for (int j = 0; j < total && !stop_requested; j++) {
             const struct flush *fl = &H.flushes[j % H.nflushes];
+            sleep_ms(H.pause_ms);
             dispatch(&H.inst[fl->inst], fl);
         }
         return;
@@ -479,13 +482,14 @@ int main(int argc, char **argv)
     int nsets = 0;
     H.flushes = calloc(argc, sizeof(struct flush));
 
-    while ((opt = getopt(argc, argv, "i:s:f:l:r:d:w:k:q")) != -1) {
+    while ((opt = getopt(argc, argv, "i:s:f:l:r:d:p:w:k:q")) != -1) {
         const char *rest;
         switch (opt) {
         case 'i': H.ninst = atoi(optarg); break;
         case 'l': H.loops = atoi(optarg); break;
         case 'r': H.retries = atoi(optarg); break;
         case 'd': H.retry_wait_ms = atoi(optarg); break;
+        case 'p': H.pause_ms = atoi(optarg); break;
         case 'w': H.workers = atoi(optarg); break;
         case 'k': H.stack_size = (size_t) atol(optarg); break;
         case 'q': H.quiet = 1; break;
