@@ -248,6 +248,8 @@ func TestBadConfigFailsInit(t *testing.T) {
 		{kv("Forward_TLS_Verify", "2"), `Forward_TLS_Verify: "2" is not a boolean: use on/off, true/false or yes/no`},
 		{kv("Alert_Output", "forward", "Forward_TLS", "on", "Forward_TLS_CA_File", "/nonexistent/ca.pem"), "Forward_TLS_CA_File: open /nonexistent/ca.pem: no such file or directory"},
 		{kv("Forward_TLS_Key_File", "/etc/k.pem"), "Forward_TLS_Crt_File: needs Forward_TLS_Key_File, and the other way round"},
+		{kv("Alert_Output", "forward", "Forward_TLS", "on", "Forward_TLS_Crt_File", "/nonexistent/c.pem", "Forward_TLS_Key_File", "/nonexistent/k.pem"), "Forward_TLS_Crt_File: open /nonexistent/c.pem: no such file or directory"},
+		{kv("Spool_Max_Size", "lots"), `Spool_Max_Size: "lots" is not a size such as 512K, 100M or 1G`},
 	}
 	for _, c := range cases {
 		res := harness.Run(t, harness.Options{Instances: [][]harness.KV{c.props}})
