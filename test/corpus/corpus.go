@@ -18,19 +18,31 @@ import (
 // line N at index N-1.
 func Panther(t testing.TB) []any {
 	t.Helper()
-	f, err := os.Open(paths.Corpus("panther_cloudtrail_tests.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	events, err := fbchunk.Lines(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	events := jsonLines(t, paths.Corpus("panther_cloudtrail_tests.jsonl"))
 	if len(events) != 475 {
 		t.Fatalf("corpus has %d events, want 475", len(events))
 	}
 	return events
+}
+
+// Sample returns conf/sample/cloudtrail.jsonl, the stream `make run` replays.
+func Sample(t testing.TB) []any {
+	t.Helper()
+	return jsonLines(t, paths.Repo("conf", "sample", "cloudtrail.jsonl"))
+}
+
+func jsonLines(t testing.TB, path string) []any {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	vals, err := fbchunk.Lines(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return vals
 }
 
 // JSONFile decodes one JSON object.

@@ -141,15 +141,7 @@ func TestCorpusThroughThePlugin(t *testing.T) {
 }
 
 func TestSampleStream(t *testing.T) {
-	f, err := os.Open(paths.Repo("conf", "sample", "cloudtrail.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	vals, err := fbchunk.Lines(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	vals := corpus.Sample(t)
 	alerts, _ := runStdout(t, nil, fbchunk.FromValues(t0, vals))
 	want := []string{"aws.iam.quarantine_applied", "aws.iam.quarantine_attempt_failed", "aws.iam.quarantine_applied", "aws.iam.quarantine_removed"}
 	if got := ruleIDs(alerts); !slices.Equal(got, want) {
@@ -413,15 +405,7 @@ func normalize(t *testing.T, v any) any {
 // The README's example alert is what the plugin prints for the sample
 // stream's legacy quarantine, byte for byte.
 func TestREADMEExampleAlert(t *testing.T) {
-	f, err := os.Open(paths.Repo("conf", "sample", "cloudtrail.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	vals, err := fbchunk.Lines(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	vals := corpus.Sample(t)
 	_, res := runStdout(t, kv("Include_Event", "off"), fbchunk.FromValues(t0, vals))
 	lines := strings.Split(res.Stdout, "\n")
 	readme, err := os.ReadFile(paths.Repo("README.md"))
