@@ -49,6 +49,7 @@ type Actor struct {
 // RuleRef is the rule metadata every alert carries, encoded once per rule.
 type RuleRef struct {
 	ID, Name, Severity string
+	Description        string
 	RiskScore          int
 	MITRE              []rules.Technique
 	Runbook            string
@@ -60,7 +61,7 @@ type RuleRef struct {
 
 func newRuleRef(r *rules.Rule) *RuleRef {
 	ref := &RuleRef{
-		ID: r.ID, Name: r.Name, Severity: r.Severity, RiskScore: r.RiskScore, MITRE: r.MITRE,
+		ID: r.ID, Name: r.Name, Severity: r.Severity, Description: r.Description, RiskScore: r.RiskScore, MITRE: r.MITRE,
 		Runbook: r.Runbook, References: r.References, Equivalents: r.Equivalents,
 	}
 	var j jsonEncoder
@@ -164,17 +165,24 @@ func (a *Alert) SizeHint() int {
 	return n
 }
 
-// AppendJSON appends the alert as one compact JSON object.
-func (a *Alert) AppendJSON(b []byte) ([]byte, error) {
+// AppendJSON appends the alert in format f as one compact JSON object.
+func (a *Alert) AppendJSON(b []byte, f Format) ([]byte, error) {
 	e := jsonEncoder{b: b}
-	err := a.fields(&e)
+	err := a.encode(&e, f)
 	return e.b, err
 }
 
-// AppendMsgpack appends the alert as one msgpack map; a msgpack event is
-// copied in as it is, without decoding.
-func (a *Alert) AppendMsgpack(b []byte) ([]byte, error) {
+// AppendMsgpack appends the alert in format f as one msgpack map; a
+// msgpack event is copied in as it is, without decoding.
+func (a *Alert) AppendMsgpack(b []byte, f Format) ([]byte, error) {
 	e := msgpackEncoder{b: b}
-	err := a.fields(&e)
+	err := a.encode(&e, f)
 	return e.b, err
+}
+
+func (a *Alert) encode(e encoder, f Format) error {
+	if f == ECS {
+		return a.ecsFields(e)
+	}
+	return a.fields(e)
 }

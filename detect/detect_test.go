@@ -212,7 +212,7 @@ func TestAlertContent(t *testing.T) {
 	if a.Policy.Version != "legacy" || a.Policy.ARN != "" || a.Target.Type != "user" || a.Actor.AccessKeyID != "AKIAEXAMPLEEXPOSED01" {
 		t.Errorf("alert %+v", a)
 	}
-	js, err := a.AppendJSON(nil)
+	js, err := a.AppendJSON(nil, detect.Native)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +225,7 @@ func TestAlertContent(t *testing.T) {
 			t.Errorf("alert JSON lacks %q", k)
 		}
 	}
-	mp, err := a.AppendMsgpack(nil)
+	mp, err := a.AppendMsgpack(nil, detect.Native)
 	if err != nil {
 		t.Fatal(err)
 	}

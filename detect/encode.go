@@ -19,6 +19,7 @@ type encoder interface {
 	str(k, v string)
 	int(k string, v int)
 	strs(k string, v []string)
+	elemStr(v string) // an array element
 	raw(json, msgpack []byte)
 	value(v any) error
 }
@@ -88,6 +89,10 @@ func (e *jsonEncoder) strs(k string, v []string) {
 	}
 	e.b = append(e.b, ']')
 }
+func (e *jsonEncoder) elemStr(v string) {
+	e.elem()
+	e.b = value.AppendJSONString(e.b, v)
+}
 func (e *jsonEncoder) raw(json, _ []byte) { e.elem(); e.b = append(e.b, json...) }
 func (e *jsonEncoder) value(v any) error {
 	e.elem()
@@ -120,6 +125,7 @@ func (e *msgpackEncoder) strs(k string, v []string) {
 		e.b = msgp.AppendString(e.b, s)
 	}
 }
+func (e *msgpackEncoder) elemStr(v string)      { e.b = msgp.AppendString(e.b, v) }
 func (e *msgpackEncoder) raw(_, msgpack []byte) { e.b = append(e.b, msgpack...) }
 func (e *msgpackEncoder) value(v any) error {
 	var err error

@@ -28,12 +28,14 @@ func FuzzScan(f *testing.F) {
 			if alerts[i].Rule.ID == "" || alerts[i].Key == "" {
 				t.Fatalf("incomplete alert %+v", alerts[i])
 			}
-			js, err := alerts[i].AppendJSON(nil)
-			if err != nil || !json.Valid(js) {
-				t.Fatalf("alert does not encode: %v %q", err, js)
-			}
-			if _, err := alerts[i].AppendMsgpack(nil); err != nil {
-				t.Fatalf("alert does not encode: %v", err)
+			for _, f := range []detect.Format{detect.Native, detect.ECS} {
+				js, err := alerts[i].AppendJSON(nil, f)
+				if err != nil || !json.Valid(js) {
+					t.Fatalf("alert does not encode: %v %q", err, js)
+				}
+				if _, err := alerts[i].AppendMsgpack(nil, f); err != nil {
+					t.Fatalf("alert does not encode: %v", err)
+				}
 			}
 		}
 	})

@@ -24,6 +24,7 @@ type Getter interface {
 // Config is the parsed configuration of one plugin instance.
 type Config struct {
 	AlertOutput         string
+	AlertFormat         string
 	AlertTag            string
 	FilePath            string
 	ForwardHost         string
@@ -81,6 +82,9 @@ var Options = []Option{
 	{Name: "Alert_Output", Kind: Enum, Default: "stdout", Values: []string{"stdout", "file", "forward"},
 		Description: "Where alerts go: JSON lines on Fluent Bit's stdout, JSON lines appended to `File_Path`, or the Fluent forward protocol to an `in_forward` input.",
 		field:       func(c *Config) any { return &c.AlertOutput }},
+	{Name: "Alert_Format", Kind: Enum, Default: "native", Values: []string{"native", "ecs"},
+		Description: "Alert schema: the plugin's own (see Alert schema in the README), or `ecs`: Elastic Common Schema 9.4 documents that index into an ECS index with no ingest pipeline.",
+		field:       func(c *Config) any { return &c.AlertFormat }},
 	{Name: "Alert_Tag", Kind: String, Default: "aws.cloudtrail.quarantine",
 		Description: "Tag of the alert records sent with `forward`; route it with `Match` in Fluent Bit (an `in_forward` that sets `tag` overrides it).",
 		field:       func(c *Config) any { return &c.AlertTag }},

@@ -55,6 +55,7 @@ type Instance struct {
 	stop          chan struct{} // closed at Close: stops the stats logger and the spool sender
 	background    sync.WaitGroup
 
+	format    detect.Format
 	spool     *spool.Spool // nil without Spool_Dir
 	spoolWake chan struct{}
 
@@ -89,6 +90,9 @@ func New(name string, cfg *config.Config, log *logx.Logger) (*Instance, error) {
 		delivered: dedup.New(cfg.DedupCacheSize),
 		stop:      make(chan struct{}),
 		spoolWake: make(chan struct{}, 1),
+	}
+	if cfg.AlertFormat == "ecs" {
+		in.format = detect.ECS
 	}
 	in.Counters.AlertsByRule = map[string]*atomic.Int64{}
 	for _, r := range rules.All() {
@@ -300,9 +304,9 @@ func (in *Instance) pending(alerts []detect.Alert) []sink.Alert {
 		start := len(buf)
 		var err error
 		if asMsgpack {
-			buf, err = a.AppendMsgpack(buf)
+			buf, err = a.AppendMsgpack(buf, in.format)
 		} else {
-			buf, err = a.AppendJSON(buf)
+			buf, err = a.AppendJSON(buf, in.format)
 		}
 		if err != nil {
 			// Retrying cannot fix an alert that does not encode.

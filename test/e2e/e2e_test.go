@@ -473,3 +473,28 @@ func TestForwardTLSAndSharedKey(t *testing.T) {
 		t.Fatalf("receiver holds %d entries", n)
 	}
 }
+
+// Alert_Format ecs, through the .so, to stdout (JSON) and forward (msgpack).
+func TestECSFormat(t *testing.T) {
+	srv := forwardrecv.Start(t, forwardrecv.Options{})
+	c := chunkOf(fixtures(t, "aws.iam.quarantine_attempt_failed", "positive")[0])
+	res := harness.Run(t, harness.Options{
+		Instances: [][]harness.KV{
+			kv("Alert_Format", "ecs"),
+			kv("Alert_Format", "ECS", "Alert_Output", "forward", "Forward_Port", strconv.Itoa(srv.Port())),
+		},
+		Flushes: []harness.Flush{{Instance: 0, Tag: tag, Data: c}, {Instance: 1, Tag: tag, Data: c}},
+	})
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(strings.TrimSpace(res.Stdout)), &doc); err != nil {
+		t.Fatalf("%v\n%s", err, res.Stdout)
+	}
+	ev := doc["event"].(map[string]any)
+	if ev["kind"] != "alert" || ev["outcome"] != "failure" || doc["error"].(map[string]any)["code"] != "NoSuchEntity" {
+		t.Fatalf("ECS alert %v", doc)
+	}
+	rec := srv.WaitEntries(t, 1, 5*time.Second)[0].Record
+	if rec["message"] != doc["message"] || rec["rule"].(map[string]any)["id"] != "aws.iam.quarantine_attempt_failed" {
+		t.Fatalf("forwarded ECS alert %v", rec)
+	}
+}

@@ -1,0 +1,208 @@
+package detect
+
+import (
+	"net"
+	"strings"
+	"time"
+
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/rules"
+)
+
+// Format is the alert schema: the plugin's own, or Elastic Common Schema.
+type Format int
+
+const (
+	Native Format = iota
+	ECS
+)
+
+// ECSVersion is the ECS release the ecs format is checked against.
+const ECSVersion = "9.4.0"
+
+// ecsSeverity follows Elastic's detection rules: high 73, critical 99.
+var ecsSeverity = map[string]int{"low": 21, "medium": 47, "high": 73, "critical": 99}
+
+// ecsFields writes the alert as an ECS document that indexes into an ECS
+// index with no ingest pipeline. What ECS has no field for goes under
+// aws.cloudtrail.* (as Elastic's AWS integration names it) or the plugin's
+// own cloudtrail_quarantine.* namespace.
+func (a *Alert) ecsFields(e encoder) error {
+	failed := a.ErrorCode != ""
+	n := 12
+	if failed {
+		n++
+	}
+	e.begin(n)
+	e.str("@timestamp", a.Time.UTC().Format(time.RFC3339Nano))
+	e.str("message", a.Title)
+	e.key("ecs")
+	e.begin(1)
+	e.str("version", ECSVersion)
+	e.end()
+
+	var original []byte
+	var err error
+	if a.Event != nil {
+		var j jsonEncoder
+		err = j.value(a.Event)
+		original = j.b
+	}
+	e.key("event")
+	fields := 11
+	if original != nil {
+		fields++
+	}
+	e.begin(fields)
+	e.str("kind", "alert")
+	e.key("category")
+	e.array(1)
+	e.elemStr("iam")
+	e.endArray()
+	e.key("type")
+	e.array(1)
+	e.elemStr("change")
+	e.endArray()
+	e.str("action", a.EventName)
+	e.str("outcome", map[bool]string{false: "success", true: "failure"}[failed])
+	e.int("severity", ecsSeverity[a.Rule.Severity])
+	e.int("risk_score", a.Rule.RiskScore)
+	e.str("provider", a.EventSource)
+	e.str("module", "aws")
+	e.str("dataset", "aws.cloudtrail")
+	e.str("id", a.EventID)
+	if original != nil {
+		e.str("original", string(original))
+	}
+	e.end()
+
+	e.key("rule")
+	e.begin(6)
+	e.str("id", a.Rule.ID)
+	e.str("name", a.Rule.Name)
+	e.str("description", a.Rule.Description)
+	e.str("reference", a.Rule.References[0])
+	e.str("ruleset", "cloudtrail_quarantine")
+	e.str("version", "1")
+	e.end()
+
+	a.ecsThreat(e)
+
+	e.key("user")
+	users := 1
+	if a.Actor.ARN != "" {
+		users++
+	}
+	if a.Actor.UserName != "" {
+		users++
+	}
+	e.begin(users)
+	if a.Actor.UserName != "" {
+		e.str("name", a.Actor.UserName)
+	}
+	if a.Actor.ARN != "" {
+		e.str("id", a.Actor.ARN)
+	}
+	e.key("target")
+	e.begin(1)
+	e.str("name", a.Target.Name)
+	e.end()
+	e.end()
+
+	e.key("cloud")
+	e.begin(3)
+	e.str("provider", "aws")
+	e.key("account")
+	e.begin(1)
+	e.str("id", a.AccountID)
+	e.end()
+	e.str("region", a.Region)
+	e.end()
+
+	// source.ip must be an IP; CloudTrail also writes "AWS Internal" and
+	// service names there, which ECS keeps in source.address.
+	e.key("source")
+	e.begin(1)
+	if net.ParseIP(a.SourceIP) != nil {
+		e.str("ip", a.SourceIP)
+	} else {
+		e.str("address", a.SourceIP)
+	}
+	e.end()
+
+	e.key("user_agent")
+	e.begin(1)
+	e.str("original", a.UserAgent)
+	e.end()
+
+	if failed {
+		e.key("error")
+		e.begin(2)
+		e.str("code", a.ErrorCode)
+		e.str("message", a.ErrorMessage)
+		e.end()
+	}
+
+	e.key("aws")
+	e.begin(1)
+	e.key("cloudtrail")
+	e.begin(2)
+	e.str("event_type", "AwsApiCall")
+	e.key("user_identity")
+	e.begin(2)
+	e.str("type", a.Actor.Type)
+	e.str("access_key_id", a.Actor.AccessKeyID)
+	e.end()
+	e.end()
+	e.end()
+
+	e.key("cloudtrail_quarantine")
+	e.begin(4)
+	e.key("target")
+	e.begin(2)
+	e.str("type", a.Target.Type)
+	e.str("name", a.Target.Name)
+	e.end()
+	e.key("policy")
+	e.begin(3)
+	e.str("name", a.Policy.Name)
+	e.str("arn", a.Policy.ARN)
+	e.str("version", a.Policy.Version)
+	e.end()
+	e.str("record_shape", a.Shape)
+	e.str("schema_version", "1")
+	e.end()
+
+	e.end()
+	return err
+}
+
+// ecsThreat writes threat.* with one array entry per ATT&CK mapping.
+func (a *Alert) ecsThreat(e encoder) {
+	m := a.Rule.MITRE
+	list := func(k string, f func(rules.Technique) string) {
+		e.key(k)
+		e.array(len(m))
+		for _, t := range m {
+			e.elemStr(f(t))
+		}
+		e.endArray()
+	}
+	e.key("threat")
+	e.begin(3)
+	e.str("framework", "MITRE ATT&CK")
+	e.key("tactic")
+	e.begin(3)
+	list("id", func(t rules.Technique) string { return t.TacticID })
+	list("name", func(t rules.Technique) string { return t.TacticName })
+	list("reference", func(t rules.Technique) string { return "https://attack.mitre.org/tactics/" + t.TacticID + "/" })
+	e.end()
+	e.key("technique")
+	e.begin(3)
+	list("id", func(t rules.Technique) string { return t.TechniqueID })
+	list("name", func(t rules.Technique) string { return t.TechniqueName })
+	list("reference", func(t rules.Technique) string {
+		return "https://attack.mitre.org/techniques/" + strings.ReplaceAll(t.TechniqueID, ".", "/") + "/"
+	})
+	e.end()
+	e.end()
+}

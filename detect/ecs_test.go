@@ -1,0 +1,159 @@
+package detect_test
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"math"
+	"net"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tinylib/msgp/msgp"
+
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/fbchunk"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/paths"
+)
+
+type ecsField struct{ typ, level string }
+
+// ecsReference reads ../shared/ecs/fields.csv: field name -> type and
+// whether it is an array.
+func ecsReference(t *testing.T) map[string]ecsField {
+	f, err := os.Open(paths.Repo("..", "shared", "ecs", "fields.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := map[string]ecsField{}
+	for _, r := range rows[1:] {
+		if r[0] != detect.ECSVersion {
+			t.Fatalf("fields.csv is ECS %s, the plugin targets %s", r[0], detect.ECSVersion)
+		}
+		ref[r[3]] = ecsField{typ: r[4], level: r[6]}
+	}
+	return ref
+}
+
+// leaves flattens a decoded JSON document to dotted field names.
+func leaves(prefix string, v any, out map[string]any) {
+	if m, ok := v.(map[string]any); ok {
+		for k, e := range m {
+			leaves(strings.TrimPrefix(prefix+"."+k, "."), e, out)
+		}
+		return
+	}
+	out[prefix] = v
+}
+
+func typeOK(typ string, v any) bool {
+	switch typ {
+	case "keyword", "match_only_text", "text", "wildcard", "constant_keyword":
+		_, ok := v.(string)
+		return ok
+	case "long", "integer", "short", "byte":
+		f, ok := v.(float64)
+		return ok && f == math.Trunc(f)
+	case "float", "double", "scaled_float", "half_float":
+		_, ok := v.(float64)
+		return ok
+	case "date":
+		s, ok := v.(string)
+		_, err := time.Parse(time.RFC3339Nano, s)
+		return ok && err == nil
+	case "ip":
+		s, ok := v.(string)
+		return ok && net.ParseIP(s) != nil
+	case "boolean":
+		_, ok := v.(bool)
+		return ok
+	}
+	return false
+}
+
+// Every field of an ECS alert is an ECS 9.4 field of the right type, or
+// lives under aws.* or the plugin's own cloudtrail_quarantine.*; the
+// msgpack form says the same as the JSON form.
+func TestECSAlertsMatchTheReference(t *testing.T) {
+	ref := ecsReference(t)
+	d := detect.New(detect.Options{EventKeys: []string{"log"}, IncludeEvent: true})
+	checked := 0
+	for _, rule := range []string{"aws.iam.quarantine_applied", "aws.iam.quarantine_attempt_failed", "aws.iam.quarantine_removed"} {
+		for _, ev := range corpus.Fixtures(t, rule, "positive") {
+			alerts, _ := d.Scan(fbchunk.AppendV2(nil, t0, nil, ev), nil)
+			if len(alerts) != 1 {
+				t.Fatalf("%v: %d alerts", ev["eventID"], len(alerts))
+			}
+			js, err := alerts[0].AppendJSON(nil, detect.ECS)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var doc map[string]any
+			if err := json.Unmarshal(js, &doc); err != nil {
+				t.Fatalf("invalid JSON: %v\n%s", err, js)
+			}
+			fields := map[string]any{}
+			leaves("", doc, fields)
+			for name, v := range fields {
+				if strings.HasPrefix(name, "aws.") || strings.HasPrefix(name, "cloudtrail_quarantine.") {
+					continue
+				}
+				f, ok := ref[name]
+				if !ok {
+					t.Errorf("%s is not an ECS field", name)
+					continue
+				}
+				if arr, isArr := v.([]any); isArr {
+					if f.level != "array" {
+						t.Errorf("%s is an array, ECS says %q", name, f.level)
+					}
+					for _, e := range arr {
+						if !typeOK(f.typ, e) {
+							t.Errorf("%s element %v is not %s", name, e, f.typ)
+						}
+					}
+				} else if !typeOK(f.typ, v) {
+					t.Errorf("%s = %v is not %s", name, v, f.typ)
+				}
+			}
+			for name, want := range map[string]any{"event.kind": "alert", "rule.id": rule, "cloud.provider": "aws", "ecs.version": detect.ECSVersion} {
+				if fields[name] != want {
+					t.Errorf("%s = %v, want %v", name, fields[name], want)
+				}
+			}
+			if (fields["event.outcome"] == "failure") != (rule == "aws.iam.quarantine_attempt_failed") {
+				t.Errorf("event.outcome %v for %s", fields["event.outcome"], rule)
+			}
+			var original map[string]any
+			if err := json.Unmarshal([]byte(fields["event.original"].(string)), &original); err != nil || original["eventID"] != ev["eventID"] {
+				t.Errorf("event.original is not the event: %v", err)
+			}
+			mp, err := alerts[0].AppendMsgpack(nil, detect.ECS)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var back bytes.Buffer
+			if _, err := msgp.UnmarshalAsJSON(&back, mp); err != nil {
+				t.Fatal(err)
+			}
+			var doc2 map[string]any
+			json.Unmarshal(back.Bytes(), &doc2)
+			if !reflect.DeepEqual(doc, doc2) {
+				t.Errorf("msgpack and JSON ECS forms differ")
+			}
+			checked++
+		}
+	}
+	if checked < 10 {
+		t.Fatalf("checked only %d alerts", checked)
+	}
+}
