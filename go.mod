@@ -11,6 +11,7 @@ require github.com/fluent/fluent-bit-go v0.0.0-20230731091245-a7a013e2473c
 require (
 	github.com/json-iterator/go v1.1.12
 	github.com/tinylib/msgp v1.6.5
+	gopkg.in/yaml.v3 v3.0.1
 )
 
 require (
