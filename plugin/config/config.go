@@ -23,28 +23,44 @@ type Getter interface {
 
 // Config is the parsed configuration of one plugin instance.
 type Config struct {
-	AlertOutput         string
-	AlertFormat         string
-	AlertTag            string
-	FilePath            string
-	ForwardHost         string
-	ForwardPort         int
-	ForwardUnixPath     string
-	ForwardTimeout      time.Duration
-	ForwardSharedKey    string
-	ForwardSelfHostname string
-	ForwardTLS          bool
-	ForwardTLSVerify    bool
-	ForwardTLSCAFile    string
-	ForwardTLSCrtFile   string
-	ForwardTLSKeyFile   string
-	ForwardTLSVhost     string
-	EventKey            []string
-	IncludeEvent        bool
-	DedupCacheSize      int
-	StatsInterval       time.Duration // 0: off
-	SpoolDir            string
-	SpoolMaxSize        Size
+	AlertOutput          string
+	AlertFormat          string
+	AlertTag             string
+	FilePath             string
+	ForwardHost          string
+	ForwardPort          int
+	ForwardUnixPath      string
+	ForwardTimeout       time.Duration
+	ForwardSharedKey     string
+	ForwardSelfHostname  string
+	ForwardTLS           bool
+	ForwardTLSVerify     bool
+	ForwardTLSCAFile     string
+	ForwardTLSCrtFile    string
+	ForwardTLSKeyFile    string
+	ForwardTLSVhost      string
+	EventKey             []string
+	IncludeEvent         bool
+	DedupCacheSize       int
+	StatsInterval        time.Duration // 0: off
+	SpoolDir             string
+	SpoolMaxSize         Size
+	HTTPURL              string
+	HTTPFormat           string
+	HTTPHeaders          string
+	HTTPTimeout          time.Duration
+	HTTPUser             string
+	HTTPPasswd           string
+	HTTPBearerToken      string
+	HTTPSplunkToken      string
+	HTTPSplunkSource     string
+	HTTPSplunkSourcetype string
+	HTTPSplunkIndex      string
+	HTTPESIndex          string
+	HTTPTLSVerify        bool
+	HTTPTLSCAFile        string
+	HTTPTLSCrtFile       string
+	HTTPTLSKeyFile       string
 }
 
 // Size is a number of bytes, written like Fluent Bit's sizes: 512K, 100M, 1G.
@@ -79,8 +95,8 @@ type Option struct {
 
 // Options is the table, in the order the README and the log show it.
 var Options = []Option{
-	{Name: "Alert_Output", Kind: Enum, Default: "stdout", Values: []string{"stdout", "file", "forward"},
-		Description: "Where alerts go: JSON lines on Fluent Bit's stdout, JSON lines appended to `File_Path`, or the Fluent forward protocol to an `in_forward` input.",
+	{Name: "Alert_Output", Kind: Enum, Default: "stdout", Values: []string{"stdout", "file", "forward", "http"},
+		Description: "Where alerts go: JSON lines on Fluent Bit's stdout, JSON lines appended to `File_Path`, the Fluent forward protocol to an `in_forward` input, or HTTP POSTs to `HTTP_URL` (webhook, Splunk HEC, Elasticsearch bulk).",
 		field:       func(c *Config) any { return &c.AlertOutput }},
 	{Name: "Alert_Format", Kind: Enum, Default: "native", Values: []string{"native", "ecs"},
 		Description: "Alert schema: the plugin's own (see Alert schema in the README), or `ecs`: Elastic Common Schema 9.4 documents that index into an ECS index with no ingest pipeline.",
@@ -127,6 +143,54 @@ var Options = []Option{
 	{Name: "Forward_TLS_Vhost", Kind: String,
 		Description: "Name expected in the receiver's certificate (and sent as SNI); defaults to `Forward_Host`.",
 		field:       func(c *Config) any { return &c.ForwardTLSVhost }},
+	{Name: "HTTP_URL", Kind: String,
+		Description: "Endpoint for `Alert_Output http`, e.g. `https://splunk:8088/services/collector/event` or `https://es:9200/_bulk`.",
+		field:       func(c *Config) any { return &c.HTTPURL }},
+	{Name: "HTTP_Format", Kind: Enum, Default: "json", Values: []string{"json", "ndjson", "splunk_hec", "es_bulk"},
+		Description: "Body: a JSON array of alerts, one alert per line, Splunk HEC event envelopes, or Elasticsearch bulk `create` actions whose `_id` is the alert key (a retried alert is a 409, not a duplicate).",
+		field:       func(c *Config) any { return &c.HTTPFormat }},
+	{Name: "HTTP_Headers", Kind: String,
+		Description: "Extra headers as `Name: value` pairs separated by `;` (Fluent Bit hands a Go plugin only the first of a repeated key).",
+		field:       func(c *Config) any { return &c.HTTPHeaders }},
+	{Name: "HTTP_Timeout", Kind: Duration, Default: "10s",
+		Description: "Longest a request may take, answer included.",
+		field:       func(c *Config) any { return &c.HTTPTimeout }},
+	{Name: "HTTP_User", Kind: String,
+		Description: "Basic auth user.",
+		field:       func(c *Config) any { return &c.HTTPUser }},
+	{Name: "HTTP_Passwd", Kind: String, Secret: true,
+		Description: "Basic auth password. Give secrets as `${ENV_VAR}`; they are never logged.",
+		field:       func(c *Config) any { return &c.HTTPPasswd }},
+	{Name: "HTTP_Bearer_Token", Kind: String, Secret: true,
+		Description: "Sent as `Authorization: Bearer <token>`.",
+		field:       func(c *Config) any { return &c.HTTPBearerToken }},
+	{Name: "HTTP_Splunk_Token", Kind: String, Secret: true,
+		Description: "HEC token, sent as `Authorization: Splunk <token>`.",
+		field:       func(c *Config) any { return &c.HTTPSplunkToken }},
+	{Name: "HTTP_Splunk_Sourcetype", Kind: String, Default: "aws:cloudtrail:quarantine",
+		Description: "HEC `sourcetype`.",
+		field:       func(c *Config) any { return &c.HTTPSplunkSourcetype }},
+	{Name: "HTTP_Splunk_Source", Kind: String, Default: "cloudtrail_quarantine",
+		Description: "HEC `source`.",
+		field:       func(c *Config) any { return &c.HTTPSplunkSource }},
+	{Name: "HTTP_Splunk_Index", Kind: String,
+		Description: "HEC `index`; unset: the token's default index.",
+		field:       func(c *Config) any { return &c.HTTPSplunkIndex }},
+	{Name: "HTTP_ES_Index", Kind: String,
+		Description: "Index named in each bulk action; unset: the index in `HTTP_URL` (`/<index>/_bulk`).",
+		field:       func(c *Config) any { return &c.HTTPESIndex }},
+	{Name: "HTTP_TLS_Verify", Kind: Bool, Default: "on",
+		Description: "Verify an `https` endpoint's certificate and name.",
+		field:       func(c *Config) any { return &c.HTTPTLSVerify }},
+	{Name: "HTTP_TLS_CA_File", Kind: String,
+		Description: "PEM file of the CA(s) to trust for `https` instead of the system's.",
+		field:       func(c *Config) any { return &c.HTTPTLSCAFile }},
+	{Name: "HTTP_TLS_Crt_File", Kind: String,
+		Description: "PEM client certificate (with `HTTP_TLS_Key_File`).",
+		field:       func(c *Config) any { return &c.HTTPTLSCrtFile }},
+	{Name: "HTTP_TLS_Key_File", Kind: String,
+		Description: "PEM private key of `HTTP_TLS_Crt_File`.",
+		field:       func(c *Config) any { return &c.HTTPTLSKeyFile }},
 	{Name: "Event_Key", Kind: List, Default: "log,message",
 		Description: "Comma-separated record keys that may hold a CloudTrail event (or log file, or EventBridge event) as a JSON string.",
 		field:       func(c *Config) any { return &c.EventKey }},
@@ -164,6 +228,23 @@ func Load(g Getter) (*Config, error) {
 	return c, c.validate()
 }
 
+// Headers parses HTTP_Headers: "Name: value; Name2: value2".
+func (c *Config) Headers() ([][2]string, error) {
+	var out [][2]string
+	for _, pair := range strings.Split(c.HTTPHeaders, ";") {
+		if strings.TrimSpace(pair) == "" {
+			continue
+		}
+		name, val, ok := strings.Cut(pair, ":")
+		name = strings.TrimSpace(name)
+		if !ok || name == "" || strings.ContainsAny(name, " \t") {
+			return nil, fmt.Errorf("HTTP_Headers: %q is not a \"Name: value\" pair (separate pairs with ;)", strings.TrimSpace(pair))
+		}
+		out = append(out, [2]string{name, strings.TrimSpace(val)})
+	}
+	return out, nil
+}
+
 // defaultValue is Default, except where the default is computed.
 func (o *Option) defaultValue() string {
 	if o.Name == "Forward_Self_Hostname" {
@@ -185,6 +266,13 @@ func (c *Config) validate() error {
 		return fmt.Errorf("Event_Key: needs at least one key")
 	case (c.ForwardTLSCrtFile == "") != (c.ForwardTLSKeyFile == ""):
 		return fmt.Errorf("Forward_TLS_Crt_File: needs Forward_TLS_Key_File, and the other way round")
+	case (c.HTTPTLSCrtFile == "") != (c.HTTPTLSKeyFile == ""):
+		return fmt.Errorf("HTTP_TLS_Crt_File: needs HTTP_TLS_Key_File, and the other way round")
+	case c.AlertOutput == "http" && !strings.HasPrefix(c.HTTPURL, "http://") && !strings.HasPrefix(c.HTTPURL, "https://"):
+		return fmt.Errorf("HTTP_URL: %q is not an http:// or https:// URL (required when Alert_Output is http)", c.HTTPURL)
+	}
+	if _, err := c.Headers(); err != nil {
+		return err
 	}
 	return nil
 }

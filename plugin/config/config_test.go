@@ -54,7 +54,7 @@ func TestValuesAndCase(t *testing.T) {
 // Every bad value fails with one line that names the key.
 func TestBadValues(t *testing.T) {
 	cases := []struct{ key, val, want string }{
-		{"Alert_Output", "splunk", "Alert_Output: \"splunk\" is not one of stdout, file, forward"},
+		{"Alert_Output", "splunk", "Alert_Output: \"splunk\" is not one of stdout, file, forward, http"},
 		{"Include_Event", "maybe", "Include_Event: \"maybe\" is not a boolean"},
 		{"Forward_Port", "0", "Forward_Port: \"0\" is not a whole number from 1 to 65535"},
 		{"Forward_Port", "http", "Forward_Port"},

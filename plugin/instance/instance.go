@@ -26,6 +26,7 @@ import (
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/logx"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/sink"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/sink/forward"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/sink/httpsink"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/spool"
 )
 
@@ -148,7 +149,9 @@ func newSink(cfg *config.Config) (sink.Sink, error) {
 		}
 		if cfg.ForwardTLS {
 			var err error
-			if o.TLS, err = tlsConfig(cfg); err != nil {
+			o.TLS, err = tlsConfig(tlsFiles{"Forward_TLS", cmp.Or(cfg.ForwardTLSVhost, cfg.ForwardHost),
+				cfg.ForwardTLSCAFile, cfg.ForwardTLSCrtFile, cfg.ForwardTLSKeyFile, cfg.ForwardTLSVerify})
+			if err != nil {
 				return nil, err
 			}
 		}
@@ -157,33 +160,50 @@ func newSink(cfg *config.Config) (sink.Sink, error) {
 			return nil, fmt.Errorf("Forward_Host: %v", err)
 		}
 		return s, nil
+	case "http":
+		headers, _ := cfg.Headers() // validated by config.Load
+		tc, err := tlsConfig(tlsFiles{prefix: "HTTP_TLS", ca: cfg.HTTPTLSCAFile, crt: cfg.HTTPTLSCrtFile, key: cfg.HTTPTLSKeyFile, verify: cfg.HTTPTLSVerify})
+		if err != nil {
+			return nil, err
+		}
+		s, err := httpsink.New(httpsink.Options{
+			URL: cfg.HTTPURL, Format: httpsink.Format(cfg.HTTPFormat), Headers: headers, Timeout: cfg.HTTPTimeout, TLS: tc,
+			User: cfg.HTTPUser, Password: cfg.HTTPPasswd, BearerToken: cfg.HTTPBearerToken, SplunkToken: cfg.HTTPSplunkToken,
+			Source: cfg.HTTPSplunkSource, Sourcetype: cfg.HTTPSplunkSourcetype, Index: cfg.HTTPSplunkIndex, ESIndex: cfg.HTTPESIndex,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("HTTP_URL: %v", err)
+		}
+		return s, nil
 	default:
 		return sink.Stdout(), nil
 	}
 }
 
-// tlsConfig builds the forward sink's TLS settings; a file that cannot be
-// read fails Init with the key that names it.
-func tlsConfig(cfg *config.Config) (*tls.Config, error) {
-	c := &tls.Config{
-		ServerName:         cmp.Or(cfg.ForwardTLSVhost, cfg.ForwardHost),
-		InsecureSkipVerify: !cfg.ForwardTLSVerify,
-		MinVersion:         tls.VersionTLS12,
-	}
-	if cfg.ForwardTLSCAFile != "" {
-		pem, err := os.ReadFile(cfg.ForwardTLSCAFile)
+// tlsFiles are a sink's TLS keys; prefix names them in errors.
+type tlsFiles struct {
+	prefix, serverName, ca, crt, key string
+	verify                           bool
+}
+
+// tlsConfig builds a sink's TLS settings; a file that cannot be read fails
+// Init with the key that names it.
+func tlsConfig(f tlsFiles) (*tls.Config, error) {
+	c := &tls.Config{ServerName: f.serverName, InsecureSkipVerify: !f.verify, MinVersion: tls.VersionTLS12}
+	if f.ca != "" {
+		pem, err := os.ReadFile(f.ca)
 		if err != nil {
-			return nil, fmt.Errorf("Forward_TLS_CA_File: %v", err)
+			return nil, fmt.Errorf("%s_CA_File: %v", f.prefix, err)
 		}
 		c.RootCAs = x509.NewCertPool()
 		if !c.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("Forward_TLS_CA_File: %s holds no PEM certificate", cfg.ForwardTLSCAFile)
+			return nil, fmt.Errorf("%s_CA_File: %s holds no PEM certificate", f.prefix, f.ca)
 		}
 	}
-	if cfg.ForwardTLSCrtFile != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.ForwardTLSCrtFile, cfg.ForwardTLSKeyFile)
+	if f.crt != "" {
+		cert, err := tls.LoadX509KeyPair(f.crt, f.key)
 		if err != nil {
-			return nil, fmt.Errorf("Forward_TLS_Crt_File: %v", err)
+			return nil, fmt.Errorf("%s_Crt_File: %v", f.prefix, err)
 		}
 		c.Certificates = []tls.Certificate{cert}
 	}

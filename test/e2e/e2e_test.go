@@ -227,7 +227,7 @@ func TestBadConfigFailsInit(t *testing.T) {
 		props []harness.KV
 		want  string
 	}{
-		{kv("Alert_Output", "kafka"), `Alert_Output: "kafka" is not one of stdout, file, forward`},
+		{kv("Alert_Output", "kafka"), `Alert_Output: "kafka" is not one of stdout, file, forward, http`},
 		{kv("Include_Event", "perhaps"), `Include_Event: "perhaps" is not a boolean: use on/off, true/false or yes/no`},
 		{kv("Forward_Port", "99999"), `Forward_Port: "99999" is not a whole number from 1 to 65535`},
 		{kv("Alert_Output", "file"), "File_Path: required when Alert_Output is file"},
@@ -242,6 +242,12 @@ func TestBadConfigFailsInit(t *testing.T) {
 		{kv("Forward_TLS_Key_File", "/etc/k.pem"), "Forward_TLS_Crt_File: needs Forward_TLS_Key_File, and the other way round"},
 		{kv("Alert_Output", "forward", "Forward_TLS", "on", "Forward_TLS_Crt_File", "/nonexistent/c.pem", "Forward_TLS_Key_File", "/nonexistent/k.pem"), "Forward_TLS_Crt_File: open /nonexistent/c.pem: no such file or directory"},
 		{kv("Spool_Max_Size", "lots"), `Spool_Max_Size: "lots" is not a size such as 512K, 100M or 1G`},
+		{kv("Alert_Output", "http"), `HTTP_URL: "" is not an http:// or https:// URL (required when Alert_Output is http)`},
+		{kv("HTTP_Format", "xml"), `HTTP_Format: "xml" is not one of json, ndjson, splunk_hec, es_bulk`},
+		{kv("HTTP_Headers", "X-A: 1; broken"), `HTTP_Headers: "broken" is not a "Name: value" pair (separate pairs with ;)`},
+		{kv("HTTP_Timeout", "never"), `HTTP_Timeout: "never" is not a positive duration such as 500ms, 10s or 10`},
+		{kv("Alert_Output", "http", "HTTP_URL", "https://x", "HTTP_TLS_CA_File", "/nonexistent/ca.pem"), "HTTP_TLS_CA_File: open /nonexistent/ca.pem: no such file or directory"},
+		{kv("Alert_Format", "cef"), `Alert_Format: "cef" is not one of native, ecs`},
 	}
 	for _, c := range cases {
 		res := harness.Run(t, harness.Options{Instances: [][]harness.KV{c.props}})
