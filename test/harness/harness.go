@@ -57,7 +57,10 @@ type Flush struct {
 // Options describe one harness run.
 type Options struct {
 	// Plugin is the .so to load; empty means the one Build makes.
-	Plugin    string
+	Plugin string
+	// Command runs another harness (e.g. the arm64 one under qemu-user):
+	// the command and its leading arguments; empty means the host harness.
+	Command   []string
 	Instances [][]KV // one entry per instance
 	Flushes   []Flush
 	Loops     int // 0: once
@@ -162,6 +165,9 @@ func Start(t testing.TB, o Options) *Proc {
 		p.timeout = 60 * time.Second
 	}
 	p.ctx, p.cancel = context.WithTimeout(context.Background(), p.timeout)
+	if len(o.Command) > 0 {
+		bin, args = o.Command[0], append(append([]string(nil), o.Command[1:]...), args...)
+	}
 	p.cmd = exec.CommandContext(p.ctx, bin, args...)
 	p.cmd.Env = append(os.Environ(), o.Env...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
