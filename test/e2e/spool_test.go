@@ -255,3 +255,27 @@ func TestSlowReceiver(t *testing.T) {
 		t.Fatalf("good receiver got %d", n)
 	}
 }
+
+// The spool fills while the receiver is down: the chunk that does not fit
+// is answered with RETRY; when the receiver comes up the spool drains, the
+// re-delivered chunk goes through, and every alert arrives once.
+func TestSpoolFullThenRetry(t *testing.T) {
+	addr, port := freeAddress(t)
+	removed := fixtures(t, "aws.iam.quarantine_removed", "positive")
+	p := harness.Start(t, harness.Options{
+		// Room for about one alert: the second chunk cannot be spooled.
+		Instances: [][]harness.KV{spoolProps(port, filepath.Join(t.TempDir(), "spool"), "Spool_Max_Size", "2K", "Include_Event", "off")},
+		Flushes:   []harness.Flush{{Tag: tag, Data: chunkOf(removed[0])}, {Tag: tag, Data: chunkOf(removed[1], removed[2])}},
+		Retries:   5, RetryWaitMS: 400,
+	})
+	time.Sleep(300 * time.Millisecond)
+	srv := forwardrecv.Start(t, forwardrecv.Options{Address: addr})
+	res := p.Wait()
+	if got := rcs(res); len(got) < 3 || got[0] != 1 || got[1] != 2 || got[len(got)-1] != 1 || !strings.Contains(res.Stderr, "spool is full") {
+		t.Fatalf("rcs %v\n%s", got, tail(res.Stderr))
+	}
+	want := []string{removed[0]["eventID"].(string), removed[1]["eventID"].(string), removed[2]["eventID"].(string)}
+	if got := eventIDs(srv.WaitEntries(t, 3, 5*time.Second)); !slices.Equal(got, want) {
+		t.Fatalf("receiver got %v, want %v", got, want)
+	}
+}
