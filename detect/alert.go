@@ -121,22 +121,7 @@ func (a *Alert) fields(e encoder) error {
 	e.str("user_name", a.Actor.UserName)
 	e.str("access_key_id", a.Actor.AccessKeyID)
 	e.end()
-	e.key("target")
-	e.begin(2)
-	e.str("type", a.Target.Type)
-	e.str("name", a.Target.Name)
-	e.end()
-	e.key("policy")
-	if a.Policy.ARN != "" {
-		e.begin(3)
-		e.str("name", a.Policy.Name)
-		e.str("arn", a.Policy.ARN)
-	} else {
-		e.begin(2)
-		e.str("name", a.Policy.Name)
-	}
-	e.str("version", a.Policy.Version)
-	e.end()
+	a.targetAndPolicy(e)
 	if a.ErrorCode != "" {
 		e.str("error_code", a.ErrorCode)
 	}
@@ -163,6 +148,26 @@ func (a *Alert) SizeHint() int {
 		n += len(raw) + len(raw)/4
 	}
 	return n
+}
+
+// targetAndPolicy writes the target and policy objects both formats carry.
+func (a *Alert) targetAndPolicy(e encoder) {
+	e.key("target")
+	e.begin(2)
+	e.str("type", a.Target.Type)
+	e.str("name", a.Target.Name)
+	e.end()
+	e.key("policy")
+	if a.Policy.ARN != "" {
+		e.begin(3)
+		e.str("name", a.Policy.Name)
+		e.str("arn", a.Policy.ARN)
+	} else {
+		e.begin(2)
+		e.str("name", a.Policy.Name)
+	}
+	e.str("version", a.Policy.Version)
+	e.end()
 }
 
 // AppendJSON appends the alert in format f as one compact JSON object.
