@@ -76,3 +76,4 @@ fuzz:
 	$(GO) test ./detect/cloudtrail/ -run '^$$' -fuzz '^FuzzParseFlattened$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./detect/cloudtrail/ -run '^$$' -fuzz '^FuzzResolveJSON$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./detect/value/ -run '^$$' -fuzz '^FuzzAppendJSON$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./detect/value/ -run '^$$' -fuzz '^FuzzAppendJSONString$$' -fuzztime $(FUZZTIME)

@@ -112,45 +112,69 @@ var plain = func() (t [256]bool) {
 	return t
 }()
 
-// AppendJSONString appends s as a JSON string literal. Runs of plain bytes
-// are copied at once; only quotes, backslashes, control bytes and non-ASCII
-// bytes (checked for valid UTF-8) take the slow path.
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// needsEscape reports whether any byte of w is below 0x20, a quote, a
+// backslash or non-ASCII.
+func needsEscape(w uint64) bool {
+	zero := func(x uint64) uint64 { return (x - ones) &^ x & highs }
+	return (w&highs)|((w-0x20*ones)&^w&highs)|zero(w^('"'*ones))|zero(w^('\\'*ones)) != 0
+}
+
+// AppendJSONString appends s as a JSON string literal. Words of eight
+// plain bytes are copied at once; only quotes, backslashes, control bytes
+// and non-ASCII bytes (checked for valid UTF-8) take the slow path.
 func AppendJSONString[T string | []byte](dst []byte, s T) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
-		c := s[i]
-		if plain[c] {
-			i++
-			continue
-		}
-		dst = append(dst, s[start:i]...)
-		switch {
-		case c == '"' || c == '\\':
-			dst = append(dst, '\\', c)
-			i++
-		case c == '\n':
-			dst = append(dst, '\\', 'n')
-			i++
-		case c == '\r':
-			dst = append(dst, '\\', 'r')
-			i++
-		case c == '\t':
-			dst = append(dst, '\\', 't')
-			i++
-		case c < utf8.RuneSelf:
-			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			i++
-		default:
-			r, size := utf8.DecodeRuneInString(string(s[i:min(i+utf8.UTFMax, len(s))]))
-			if r == utf8.RuneError && size == 1 {
-				dst = append(dst, "\ufffd"...)
-			} else {
-				dst = append(dst, s[i:i+size]...)
+		if i+8 <= len(s) {
+			w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+				uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+			if !needsEscape(w) {
+				i += 8
+				continue
 			}
-			i += size
 		}
-		start = i
+		// Byte by byte to the end of this word, so text dense with escapes
+		// does not retest a word at every byte.
+		for end := min(i+8, len(s)); i < end; {
+			c := s[i]
+			if plain[c] {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch {
+			case c == '"' || c == '\\':
+				dst = append(dst, '\\', c)
+				i++
+			case c == '\n':
+				dst = append(dst, '\\', 'n')
+				i++
+			case c == '\r':
+				dst = append(dst, '\\', 'r')
+				i++
+			case c == '\t':
+				dst = append(dst, '\\', 't')
+				i++
+			case c < utf8.RuneSelf:
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+				i++
+			default:
+				r, size := utf8.DecodeRuneInString(string(s[i:min(i+utf8.UTFMax, len(s))]))
+				if r == utf8.RuneError && size == 1 {
+					dst = append(dst, "\ufffd"...)
+				} else {
+					dst = append(dst, s[i:i+size]...)
+				}
+				i += size
+			}
+			start = i
+		}
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')

@@ -87,3 +87,22 @@ func FuzzAppendJSON(f *testing.F) {
 		}
 	})
 }
+
+// FuzzAppendJSONString: our escaper reads back as encoding/json's does,
+// invalid UTF-8 included (both write U+FFFD per bad byte).
+func FuzzAppendJSONString(f *testing.F) {
+	f.Add("plain ascii words, eight at a time")
+	f.Add("q\"b\\c\n\r\t\x01\x7f é 😀 \xff\xfe end")
+	f.Fuzz(func(t *testing.T, s string) {
+		var got string
+		if err := json.Unmarshal(AppendJSONString(nil, s), &got); err != nil {
+			t.Fatalf("%q: %v", s, err)
+		}
+		std, _ := json.Marshal(s)
+		var want string
+		json.Unmarshal(std, &want)
+		if got != want {
+			t.Fatalf("%q: got %q, want %q", s, got, want)
+		}
+	})
+}
