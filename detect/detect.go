@@ -1,5 +1,5 @@
-// Package detect finds quarantine events in a Fluent Bit chunk and turns
-// them into alerts. It is pure Go with no I/O: the chunk is walked in place,
+// Package detect finds quarantine events in a Fluent Bit chunk and reports
+// them as findings. It is pure Go with no I/O: the chunk is walked in place,
 // records that cannot hold a quarantine event are ruled out from their raw
 // bytes, and only the rare candidates are decoded, resolved into CloudTrail
 // events and run through the rules.
@@ -14,37 +14,40 @@ import (
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/chunk"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/cloudtrail"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/rules"
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/value"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
 )
 
 // Options configure a Detector.
 type Options struct {
 	// EventKeys name the record keys that may hold an event as a JSON string.
 	EventKeys []string
-	// IncludeEvent copies the original event into each alert.
-	IncludeEvent bool
+}
+
+// Finding is one rule firing on one event. Event.Raw may alias the
+// scanned chunk: turn findings into alerts before the chunk is released.
+type Finding struct {
+	Rule  *rules.Rule
+	Event *cloudtrail.Event
+	Match rules.Finding
+	// Time is the event's eventTime, or the record's time when eventTime
+	// is missing or unreadable.
+	Time time.Time
+	// Key identifies the finding across re-deliveries: rule id and event id.
+	Key string
 }
 
 // Detector is safe for concurrent use: it holds no per-chunk state.
 type Detector struct {
 	resolver cloudtrail.Resolver
 	rules    []*rules.Rule
-	refs     map[*rules.Rule]*RuleRef
-	include  bool
 }
 
 // New returns a Detector running every rule.
 func New(o Options) *Detector {
-	d := &Detector{
+	return &Detector{
 		resolver: cloudtrail.Resolver{EventKeys: o.EventKeys},
 		rules:    rules.All(),
-		refs:     map[*rules.Rule]*RuleRef{},
-		include:  o.IncludeEvent,
 	}
-	for _, r := range d.rules {
-		d.refs[r] = newRuleRef(r)
-	}
-	return d
 }
 
 // Stats describe one Scan.
@@ -52,16 +55,15 @@ type Stats struct {
 	Records    int // well-formed records
 	Candidates int // records holding a quarantine policy name, hence decoded
 	Events     int // CloudTrail events found in candidate records
-	Alerts     int
+	Findings   int
 	Skipped    chunk.Skipped
 	// Undecodable counts candidate records whose body could not be decoded
 	// (too deep, say); they are skipped like malformed records.
 	Undecodable int
 }
 
-// Scan appends the alerts found in data to dst. An alert's Event may alias
-// data: encode alerts before the chunk is released.
-func (d *Detector) Scan(data []byte, dst []Alert) ([]Alert, Stats) {
+// Scan appends the findings in data to dst.
+func (d *Detector) Scan(data []byte, dst []Finding) ([]Finding, Stats) {
 	var st Stats
 	var r chunk.Reader
 	r.Reset(data)
@@ -84,17 +86,17 @@ func (d *Detector) Scan(data []byte, dst []Alert) ([]Alert, Stats) {
 		if dst, ok = d.scanRecord(rec, dst, &st); !ok {
 			st.Undecodable++
 		}
-		st.Alerts += len(dst) - before
+		st.Findings += len(dst) - before
 	}
 	st.Skipped = r.Skipped()
 	return dst, st
 }
 
-func (d *Detector) scanRecord(rec *chunk.Record, dst []Alert, st *Stats) ([]Alert, bool) {
+func (d *Detector) scanRecord(rec *chunk.Record, dst []Finding, st *Stats) ([]Finding, bool) {
 	n, err := d.resolver.ResolveMsgpack(rec.Body, func(e *cloudtrail.Event) {
 		for _, rule := range d.rules {
-			if f, ok := rule.Match(e); ok {
-				dst = append(dst, d.alert(rule, e, f, rec.Time))
+			if m, ok := rule.Match(e); ok {
+				dst = append(dst, d.finding(rule, e, m, rec.Time))
 			}
 		}
 	})
@@ -138,39 +140,13 @@ func index(data, n []byte) int {
 	}
 }
 
-func (d *Detector) alert(rule *rules.Rule, e *cloudtrail.Event, f rules.Finding, recordTime time.Time) Alert {
-	a := Alert{
-		Rule:        d.refs[rule],
-		Title:       rule.Title(e, f),
-		EventID:     e.ID,
-		EventTime:   e.Time,
-		AccountID:   e.Account,
-		Region:      e.Region,
-		EventName:   e.Name,
-		EventSource: e.Source,
-		SourceIP:    e.SourceIP,
-		UserAgent:   e.UserAgent,
-		Actor: Actor{
-			Type:        e.Actor.Type,
-			ARN:         e.Actor.ARN,
-			UserName:    e.Actor.UserName,
-			AccessKeyID: e.Actor.AccessKeyID,
-		},
-		Target:       f.Target,
-		Policy:       f.Policy,
-		ErrorCode:    e.ErrorCode,
-		ErrorMessage: e.ErrorMessage,
-		Shape:        string(e.Shape),
-		Time:         recordTime,
-	}
+// finding records that rule fired on e.
+func (d *Detector) finding(rule *rules.Rule, e *cloudtrail.Event, m rules.Finding, recordTime time.Time) Finding {
+	f := Finding{Rule: rule, Event: e, Match: m, Time: recordTime, Key: rule.ID + "/" + eventKey(e)}
 	if t, err := time.Parse(time.RFC3339Nano, e.Time); err == nil {
-		a.Time = t
+		f.Time = t
 	}
-	if d.include {
-		a.Event = e.Raw
-	}
-	a.Key = rule.ID + "/" + eventKey(e)
-	return a
+	return f
 }
 
 // eventKey identifies an event across re-deliveries: its eventID, or, for

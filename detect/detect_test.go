@@ -1,9 +1,6 @@
 package detect_test
 
 import (
-	"bytes"
-	"encoding/json"
-	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -12,7 +9,7 @@ import (
 	"github.com/tinylib/msgp/msgp"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/value"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/fbchunk"
 )
@@ -23,16 +20,16 @@ func applied(t testing.TB) map[string]any {
 	return corpus.Fixture(t, "aws.iam.quarantine_applied", "positive", "attach_user_v2")
 }
 
-func scan(t testing.TB, chunk []byte, keys ...string) ([]detect.Alert, detect.Stats) {
+func scan(t testing.TB, chunk []byte, keys ...string) ([]detect.Finding, detect.Stats) {
 	t.Helper()
 	if len(keys) == 0 {
 		keys = []string{"log", "message"}
 	}
-	d := detect.New(detect.Options{EventKeys: keys, IncludeEvent: true})
+	d := detect.New(detect.Options{EventKeys: keys})
 	return d.Scan(chunk, nil)
 }
 
-func rulesOf(as []detect.Alert) []string {
+func rulesOf(as []detect.Finding) []string {
 	var ids []string
 	for _, a := range as {
 		ids = append(ids, a.Rule.ID)
@@ -90,7 +87,7 @@ func TestEveryShapeYieldsTheEvent(t *testing.T) {
 				t.Fatalf("want %d alerts, got %d (%+v)", c.n, len(alerts), st)
 			}
 			for _, a := range alerts {
-				if a.Rule.ID != "aws.iam.quarantine_applied" || a.Shape != c.shape || a.Target.Name != "ci-deployer" {
+				if a.Rule.ID != "aws.iam.quarantine_applied" || string(a.Event.Shape) != c.shape || a.Match.Target.Name != "ci-deployer" {
 					t.Fatalf("bad alert %+v", a)
 				}
 			}
@@ -168,7 +165,7 @@ func TestStringsAsBin(t *testing.T) {
 	chunk = fbchunk.AppendEventTime(chunk, t0)
 	chunk = enc(chunk, applied(t))
 	alerts, _ := scan(t, chunk)
-	if len(alerts) != 1 || alerts[0].Policy.Name != "AWSCompromisedKeyQuarantineV2" {
+	if len(alerts) != 1 || alerts[0].Match.Policy.Name != "AWSCompromisedKeyQuarantineV2" {
 		t.Fatalf("got %+v", alerts)
 	}
 }
@@ -194,51 +191,6 @@ func TestMalformedRecordsAreSkippedAndCounted(t *testing.T) {
 	}
 	if st.Skipped.Malformed != 3 || st.Skipped.NotMap != 1 || st.Skipped.Truncated != 1 {
 		t.Fatalf("skipped %+v", st.Skipped)
-	}
-}
-
-func TestAlertContent(t *testing.T) {
-	alerts, _ := scan(t, fbchunk.AppendV2(nil, t0, nil, corpus.Fixture(t, "aws.iam.quarantine_applied", "positive", "put_user_legacy_inline")))
-	if len(alerts) != 1 {
-		t.Fatalf("got %d alerts", len(alerts))
-	}
-	a := alerts[0]
-	if !a.Time.Equal(time.Date(2026, 11, 20, 8, 15, 42, 0, time.UTC)) {
-		t.Errorf("alert time %v is not the eventTime", a.Time)
-	}
-	if a.Title != "AWS quarantined exposed access key AKIAEXAMPLEEXPOSED01 of IAM user ci-deployer in account 111122223333 (AWSExposedCredentialPolicy_DO_NOT_REMOVE)" {
-		t.Errorf("title %q", a.Title)
-	}
-	if a.Policy.Version != "legacy" || a.Policy.ARN != "" || a.Target.Type != "user" || a.Actor.AccessKeyID != "AKIAEXAMPLEEXPOSED01" {
-		t.Errorf("alert %+v", a)
-	}
-	js, err := a.AppendJSON(nil, detect.Native)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(js, &m); err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range []string{"rule", "title", "event_id", "event_time", "account_id", "region", "event_name", "event_source", "source_ip", "user_agent", "actor", "target", "policy", "event"} {
-		if _, ok := m[k]; !ok {
-			t.Errorf("alert JSON lacks %q", k)
-		}
-	}
-	mp, err := a.AppendMsgpack(nil, detect.Native)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var back bytes.Buffer
-	if _, err := msgp.UnmarshalAsJSON(&back, mp); err != nil {
-		t.Fatal(err)
-	}
-	var m2 map[string]any
-	if err := json.Unmarshal(back.Bytes(), &m2); err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(m, m2) {
-		t.Errorf("msgpack and JSON forms differ:\n%v\n%v", m, m2)
 	}
 }
 
@@ -283,7 +235,7 @@ func TestNoAllocationsForNonCandidates(t *testing.T) {
 		logFile = fbchunk.AppendV2(logFile, t0, nil, map[string]any{"Records": []any{clean, clean}})
 		jsonString = fbchunk.AppendV2(jsonString, t0, nil, map[string]any{"log": string(js)})
 	}
-	d := detect.New(detect.Options{EventKeys: []string{"log", "message"}, IncludeEvent: true})
+	d := detect.New(detect.Options{EventKeys: []string{"log", "message"}})
 	for name, c := range map[string][]byte{"v2": v2, "legacy": legacy, "logfile": logFile, "jsonstring": jsonString} {
 		if n := testing.AllocsPerRun(20, func() { d.Scan(c, nil) }); n != 0 {
 			t.Errorf("%s: %v allocations per chunk of 50 records", name, n)
@@ -307,7 +259,7 @@ func TestDuplicateKeysFirstWins(t *testing.T) {
 	c = msgp.AppendString(c, "requestParameters")
 	c = msgp.AppendNil(c)
 	alerts, _ := scan(t, c)
-	if len(alerts) != 1 || alerts[0].EventName != "AttachUserPolicy" || alerts[0].Target.Name != "bob" {
+	if len(alerts) != 1 || alerts[0].Event.Name != "AttachUserPolicy" || alerts[0].Match.Target.Name != "bob" {
 		t.Fatalf("got %+v", alerts)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/tinylib/msgp/msgp"
+
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
 )
 
 // Record is one log record of a chunk. Its byte slices point into the chunk
@@ -55,7 +57,7 @@ const (
 )
 
 // eventTimeExt is the msgpack extension type Fluent Bit uses for EventTime.
-const eventTimeExt = 0
+const eventTimeExt = value.EventTimeExt
 
 // Reader iterates over the records of one chunk. The zero value is empty;
 // call Reset to start on a chunk. A Reader is cheap to keep by value.
@@ -159,14 +161,6 @@ func (r *Reader) parse(raw []byte) verdict {
 	}
 	r.rec.Body = b
 	return ok
-}
-
-// AppendEventTime appends t as Fluent Bit's EventTime: msgpack fixext8 of
-// type 0 holding big-endian uint32 seconds and nanoseconds.
-func AppendEventTime(b []byte, t time.Time) []byte {
-	b = append(b, 0xd7, eventTimeExt)
-	b = binary.BigEndian.AppendUint32(b, uint32(t.Unix()))
-	return binary.BigEndian.AppendUint32(b, uint32(t.Nanosecond()))
 }
 
 // readTime decodes an EventTime extension, an integer or a float timestamp.

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"unsafe"
 
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/value"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
 )
 
 // Event is one CloudTrail event, normalised.

@@ -4,7 +4,7 @@ import (
 	"cmp"
 	"strings"
 
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/value"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
 )
 
 // Resolver turns a decoded record body into its CloudTrail events.

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/alert"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/rules"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/config"
@@ -48,7 +49,7 @@ type Instance struct {
 	stop          chan struct{} // closed at Close: stops the stats logger and the spool sender
 	background    sync.WaitGroup
 
-	format    detect.Format
+	format    alert.Format
 	spool     *spool.Spool // nil without Spool_Dir
 	spoolWake chan struct{}
 
@@ -77,7 +78,7 @@ func New(name string, cfg *config.Config, log *logx.Logger) (*Instance, error) {
 	in := &Instance{
 		Name:      name,
 		cfg:       cfg,
-		det:       detect.New(detect.Options{EventKeys: cfg.EventKey, IncludeEvent: cfg.IncludeEvent}),
+		det:       detect.New(detect.Options{EventKeys: cfg.EventKey}),
 		sink:      s,
 		log:       log,
 		delivered: dedup.New(cfg.DedupCacheSize),
@@ -85,7 +86,7 @@ func New(name string, cfg *config.Config, log *logx.Logger) (*Instance, error) {
 		spoolWake: make(chan struct{}, 1),
 	}
 	if cfg.AlertFormat == "ecs" {
-		in.format = detect.ECS
+		in.format = alert.ECS
 	}
 	in.Counters.AlertsByRule = map[string]*atomic.Int64{}
 	for _, r := range rules.All() {
@@ -141,10 +142,12 @@ func (in *Instance) Flush(data []byte, tag string) Result {
 		})
 		return OK
 	}
-	alerts, st := in.det.Scan(data, nil)
+	findings, st := in.det.Scan(data, nil)
 	in.count(st)
-	for i := range alerts {
-		in.Counters.AlertsByRule[alerts[i].Rule.ID].Add(1)
+	alerts := make([]alert.Alert, len(findings))
+	for i, f := range findings {
+		alerts[i] = alert.New(f, in.cfg.IncludeEvent)
+		in.Counters.AlertsByRule[f.Rule.ID].Add(1)
 	}
 	if n := st.Skipped.Malformed + st.Skipped.NotMap + st.Skipped.Truncated + st.Undecodable; n > 0 {
 		in.log.Warnf("skipped %d bad records in a chunk of %d bytes (malformed=%d not_map=%d truncated=%d undecodable=%d)",
@@ -217,7 +220,7 @@ func (in *Instance) toSpool(batch []sink.Alert, cause error) Result {
 }
 
 // pending encodes the alerts not delivered before, each once.
-func (in *Instance) pending(alerts []detect.Alert) []sink.Alert {
+func (in *Instance) pending(alerts []alert.Alert) []sink.Alert {
 	var batch []sink.Alert
 	var ends []int
 	inBatch := map[string]bool{}
@@ -273,7 +276,7 @@ func (in *Instance) count(st detect.Stats) {
 	c.Records.Add(int64(st.Records))
 	c.Candidates.Add(int64(st.Candidates))
 	c.Events.Add(int64(st.Events))
-	c.Alerts.Add(int64(st.Alerts))
+	c.Alerts.Add(int64(st.Findings))
 	c.SkippedMalformed.Add(int64(st.Skipped.Malformed))
 	c.SkippedNotMap.Add(int64(st.Skipped.NotMap))
 	c.SkippedTruncated.Add(int64(st.Skipped.Truncated))

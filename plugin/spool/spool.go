@@ -18,7 +18,7 @@ import (
 
 	"github.com/tinylib/msgp/msgp"
 
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/chunk"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/sink"
 )
 
@@ -116,7 +116,7 @@ func (s *Spool) Append(alerts []sink.Alert) error {
 	var buf []byte
 	for _, a := range alerts {
 		payload := msgp.AppendArrayHeader(nil, 4)
-		payload = chunk.AppendEventTime(payload, a.Time)
+		payload = value.AppendEventTime(payload, a.Time)
 		payload = msgp.AppendString(payload, a.Key)
 		payload = msgp.AppendBytes(payload, a.JSON)
 		payload = msgp.AppendBytes(payload, a.Msgpack)

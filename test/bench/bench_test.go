@@ -17,7 +17,7 @@ import (
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/chunk"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/cloudtrail"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/rules"
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/value"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
 )
 
 type shape struct {
@@ -33,7 +33,7 @@ var shapes = []shape{
 }
 
 func newDetector() *detect.Detector {
-	return detect.New(detect.Options{EventKeys: []string{"log", "message"}, IncludeEvent: true})
+	return detect.New(detect.Options{EventKeys: []string{"log", "message"}})
 }
 
 // report sets MB/s and events/s for n events per op.
@@ -50,13 +50,13 @@ func BenchmarkScan(b *testing.B) {
 		b.Run(s.name, func(b *testing.B) {
 			c := s.encode(d.stream(true))
 			det := newDetector()
-			var alerts []detect.Alert
+			var alerts []detect.Finding
 			b.ReportAllocs()
 			for b.Loop() {
 				var st detect.Stats
 				alerts, st = det.Scan(c, alerts[:0])
-				if st.Alerts != 1 {
-					b.Fatalf("%d alerts", st.Alerts)
+				if st.Findings != 1 {
+					b.Fatalf("%d alerts", st.Findings)
 				}
 			}
 			report(b, len(c), streamLen)
@@ -99,13 +99,13 @@ func BenchmarkNoCandidate(b *testing.B) {
 func BenchmarkAllQuarantine(b *testing.B) {
 	c := chunkV2(mustLoad(b).allQuarantine())
 	det := newDetector()
-	var alerts []detect.Alert
+	var alerts []detect.Finding
 	b.ReportAllocs()
 	for b.Loop() {
 		var st detect.Stats
 		alerts, st = det.Scan(c, alerts[:0])
-		if st.Alerts != streamLen {
-			b.Fatalf("%d alerts", st.Alerts)
+		if st.Findings != streamLen {
+			b.Fatalf("%d alerts", st.Findings)
 		}
 	}
 	report(b, len(c), streamLen)

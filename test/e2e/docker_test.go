@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -57,5 +58,13 @@ func TestDockerfile(t *testing.T) {
 	}
 	if !strings.Contains(docker, "COPY conf/plugins.conf /fluent-bit/etc/plugins.conf") {
 		t.Error("Dockerfile does not install the plugins file")
+	}
+	// COPY . . must not carry a host-built .so (of another architecture,
+	// or stale) into the image's build.
+	ignore := strings.Fields(read(".dockerignore"))
+	for _, want := range []string{"build/*", ".git"} {
+		if !slices.Contains(ignore, want) {
+			t.Errorf(".dockerignore lacks %q", want)
+		}
 	}
 }

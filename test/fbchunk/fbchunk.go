@@ -13,12 +13,11 @@ import (
 
 	"github.com/tinylib/msgp/msgp"
 
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/chunk"
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/value"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
 )
 
 // AppendEventTime appends t as Fluent Bit's EventTime (fixext8, type 0).
-func AppendEventTime(b []byte, t time.Time) []byte { return chunk.AppendEventTime(b, t) }
+func AppendEventTime(b []byte, t time.Time) []byte { return value.AppendEventTime(b, t) }
 
 func appendEventTime(b []byte, sec, nsec uint32) []byte {
 	b = append(b, 0xd7, 0x00)

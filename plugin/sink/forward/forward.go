@@ -18,8 +18,7 @@ import (
 
 	"github.com/tinylib/msgp/msgp"
 
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/chunk"
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/value"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/sink"
 )
 
@@ -262,7 +261,7 @@ func appendMessage(b []byte, tag string, alerts []sink.Alert, chunkID string) []
 	b = msgp.AppendArrayHeader(b, uint32(len(alerts)))
 	for _, a := range alerts {
 		b = msgp.AppendArrayHeader(b, 2)
-		b = chunk.AppendEventTime(b, a.Time)
+		b = value.AppendEventTime(b, a.Time)
 		b = append(b, a.Msgpack...)
 	}
 	b = msgp.AppendMapHeader(b, 2)

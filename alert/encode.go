@@ -1,11 +1,11 @@
-package detect
+package alert
 
 import (
 	"strconv"
 
 	"github.com/tinylib/msgp/msgp"
 
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/value"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
 )
 
 // encoder writes one document; the alert's field list drives a JSON and a

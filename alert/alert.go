@@ -1,10 +1,15 @@
-package detect
+// Package alert is the alert schema and its formats: the plugin's own
+// (native) as JSON and msgpack, and Elastic Common Schema. detect finds;
+// this package says what an alert of a finding looks like on the wire.
+package alert
 
 import (
+	"sync"
 	"time"
 
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/rules"
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/value"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
 )
 
 // Alert is one rule firing on one CloudTrail event. AppendJSON and
@@ -57,6 +62,52 @@ type RuleRef struct {
 	Equivalents        []string
 
 	json, msgpack []byte
+}
+
+// refs holds each rule's RuleRef, built once: its encodings are shared by
+// every alert of the rule.
+var refs = sync.OnceValue(func() map[*rules.Rule]*RuleRef {
+	m := map[*rules.Rule]*RuleRef{}
+	for _, r := range rules.All() {
+		m[r] = newRuleRef(r)
+	}
+	return m
+})
+
+// New is the alert of a finding. With includeEvent the original event is
+// carried along; it may alias the scanned chunk, so encode the alert before
+// the chunk is released.
+func New(f detect.Finding, includeEvent bool) Alert {
+	e := f.Event
+	a := Alert{
+		Rule:        refs()[f.Rule],
+		Title:       f.Rule.Title(e, f.Match),
+		EventID:     e.ID,
+		EventTime:   e.Time,
+		AccountID:   e.Account,
+		Region:      e.Region,
+		EventName:   e.Name,
+		EventSource: e.Source,
+		SourceIP:    e.SourceIP,
+		UserAgent:   e.UserAgent,
+		Actor: Actor{
+			Type:        e.Actor.Type,
+			ARN:         e.Actor.ARN,
+			UserName:    e.Actor.UserName,
+			AccessKeyID: e.Actor.AccessKeyID,
+		},
+		Target:       f.Match.Target,
+		Policy:       f.Match.Policy,
+		ErrorCode:    e.ErrorCode,
+		ErrorMessage: e.ErrorMessage,
+		Shape:        string(e.Shape),
+		Time:         f.Time,
+		Key:          f.Key,
+	}
+	if includeEvent {
+		a.Event = e.Raw
+	}
+	return a
 }
 
 func newRuleRef(r *rules.Rule) *RuleRef {

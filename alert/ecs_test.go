@@ -1,7 +1,6 @@
-package detect_test
+package alert_test
 
 import (
-	"bytes"
 	"encoding/csv"
 	"encoding/json"
 	"math"
@@ -12,9 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tinylib/msgp/msgp"
-
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/alert"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/fbchunk"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/paths"
@@ -36,8 +33,8 @@ func ecsReference(t *testing.T) map[string]ecsField {
 	}
 	ref := map[string]ecsField{}
 	for _, r := range rows[1:] {
-		if r[0] != detect.ECSVersion {
-			t.Fatalf("fields.csv is ECS %s, the plugin targets %s", r[0], detect.ECSVersion)
+		if r[0] != alert.ECSVersion {
+			t.Fatalf("fields.csv is ECS %s, the plugin targets %s", r[0], alert.ECSVersion)
 		}
 		ref[r[3]] = ecsField{typ: r[4], level: r[6]}
 	}
@@ -85,15 +82,14 @@ func typeOK(typ string, v any) bool {
 // msgpack form says the same as the JSON form.
 func TestECSAlertsMatchTheReference(t *testing.T) {
 	ref := ecsReference(t)
-	d := detect.New(detect.Options{EventKeys: []string{"log"}, IncludeEvent: true})
 	checked := 0
 	for _, rule := range []string{"aws.iam.quarantine_applied", "aws.iam.quarantine_attempt_failed", "aws.iam.quarantine_removed"} {
 		for _, ev := range corpus.Fixtures(t, rule, "positive") {
-			alerts, _ := d.Scan(fbchunk.AppendV2(nil, t0, nil, ev), nil)
+			alerts := alertsOf(t, fbchunk.AppendV2(nil, t0, nil, ev))
 			if len(alerts) != 1 {
 				t.Fatalf("%v: %d alerts", ev["eventID"], len(alerts))
 			}
-			js, err := alerts[0].AppendJSON(nil, detect.ECS)
+			js, err := alerts[0].AppendJSON(nil, alert.ECS)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -125,7 +121,7 @@ func TestECSAlertsMatchTheReference(t *testing.T) {
 					t.Errorf("%s = %v is not %s", name, v, f.typ)
 				}
 			}
-			for name, want := range map[string]any{"event.kind": "alert", "rule.id": rule, "cloud.provider": "aws", "ecs.version": detect.ECSVersion} {
+			for name, want := range map[string]any{"event.kind": "alert", "rule.id": rule, "cloud.provider": "aws", "ecs.version": alert.ECSVersion} {
 				if fields[name] != want {
 					t.Errorf("%s = %v, want %v", name, fields[name], want)
 				}
@@ -137,17 +133,11 @@ func TestECSAlertsMatchTheReference(t *testing.T) {
 			if err := json.Unmarshal([]byte(fields["event.original"].(string)), &original); err != nil || original["eventID"] != ev["eventID"] {
 				t.Errorf("event.original is not the event: %v", err)
 			}
-			mp, err := alerts[0].AppendMsgpack(nil, detect.ECS)
+			mp, err := alerts[0].AppendMsgpack(nil, alert.ECS)
 			if err != nil {
 				t.Fatal(err)
 			}
-			var back bytes.Buffer
-			if _, err := msgp.UnmarshalAsJSON(&back, mp); err != nil {
-				t.Fatal(err)
-			}
-			var doc2 map[string]any
-			json.Unmarshal(back.Bytes(), &doc2)
-			if !reflect.DeepEqual(doc, doc2) {
+			if !reflect.DeepEqual(doc, asJSON(t, mp)) {
 				t.Errorf("msgpack and JSON ECS forms differ")
 			}
 			checked++
