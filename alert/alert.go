@@ -115,12 +115,27 @@ func newRuleRef(r *rules.Rule) *RuleRef {
 		ID: r.ID, Name: r.Name, Severity: r.Severity, Description: r.Description, RiskScore: r.RiskScore, MITRE: r.MITRE,
 		Runbook: r.Runbook, References: r.References, Equivalents: r.Equivalents,
 	}
-	var j jsonEncoder
-	ref.fields(&j)
-	var m msgpackEncoder
-	ref.fields(&m)
-	ref.json, ref.msgpack = j.b, m.b
+	ref.encodeOnce()
 	return ref
+}
+
+// encodeOnce keeps the rule's JSON and msgpack forms for every alert.
+func (r *RuleRef) encodeOnce() {
+	var j jsonEncoder
+	r.fields(&j)
+	var m msgpackEncoder
+	r.fields(&m)
+	r.json, r.msgpack = j.b, m.b
+}
+
+// ruleByID finds a rule's RuleRef by its id, for alerts read back.
+func ruleByID(id string) *RuleRef {
+	for r, ref := range refs() {
+		if r.ID == id {
+			return ref
+		}
+	}
+	return nil
 }
 
 func (r *RuleRef) fields(e encoder) {
@@ -146,7 +161,7 @@ func (r *RuleRef) fields(e encoder) {
 	e.end()
 }
 
-func (a *Alert) fields(e encoder) error {
+func (a *Alert) fields(e encoder) {
 	n := 15
 	for _, present := range []bool{a.ErrorCode != "", a.ErrorMessage != "", a.Event != nil} {
 		if present {
@@ -181,13 +196,11 @@ func (a *Alert) fields(e encoder) error {
 	}
 	e.str("record_shape", a.Shape)
 	e.str("schema_version", "1")
-	var err error
 	if a.Event != nil {
 		e.key("event")
-		err = e.value(a.Event)
+		e.value(a.Event)
 	}
 	e.end()
-	return err
 }
 
 // SizeHint is a buffer size that holds the encoded alert in most cases, so
@@ -222,23 +235,25 @@ func (a *Alert) targetAndPolicy(e encoder) {
 }
 
 // AppendJSON appends the alert in format f as one compact JSON object.
-func (a *Alert) AppendJSON(b []byte, f Format) ([]byte, error) {
+// It cannot fail: a value JSON cannot hold (NaN, say) is written as null.
+func (a *Alert) AppendJSON(b []byte, f Format) []byte {
 	e := jsonEncoder{b: b}
-	err := a.encode(&e, f)
-	return e.b, err
+	a.encode(&e, f)
+	return e.b
 }
 
 // AppendMsgpack appends the alert in format f as one msgpack map; a
 // msgpack event is copied in as it is, without decoding.
-func (a *Alert) AppendMsgpack(b []byte, f Format) ([]byte, error) {
+func (a *Alert) AppendMsgpack(b []byte, f Format) []byte {
 	e := msgpackEncoder{b: b}
-	err := a.encode(&e, f)
-	return e.b, err
+	a.encode(&e, f)
+	return e.b
 }
 
-func (a *Alert) encode(e encoder, f Format) error {
+func (a *Alert) encode(e encoder, f Format) {
 	if f == ECS {
-		return a.ecsFields(e)
+		a.ecsFields(e)
+		return
 	}
-	return a.fields(e)
+	a.fields(e)
 }

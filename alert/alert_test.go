@@ -61,10 +61,7 @@ func TestAlertContent(t *testing.T) {
 	if a.Policy.Version != "legacy" || a.Policy.ARN != "" || a.Target.Type != "user" || a.Actor.AccessKeyID != "AKIAEXAMPLEEXPOSED01" {
 		t.Errorf("alert %+v", a)
 	}
-	js, err := a.AppendJSON(nil, alert.Native)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := a.AppendJSON(nil, alert.Native)
 	var m map[string]any
 	if err := json.Unmarshal(js, &m); err != nil {
 		t.Fatal(err)
@@ -74,10 +71,7 @@ func TestAlertContent(t *testing.T) {
 			t.Errorf("alert JSON lacks %q", k)
 		}
 	}
-	mp, err := a.AppendMsgpack(nil, alert.Native)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mp := a.AppendMsgpack(nil, alert.Native)
 	if m2 := asJSON(t, mp); !reflect.DeepEqual(m, m2) {
 		t.Errorf("msgpack and JSON forms differ:\n%v\n%v", m, m2)
 	}
@@ -87,7 +81,7 @@ func TestAlertContent(t *testing.T) {
 // format, as valid JSON and as msgpack.
 func FuzzEncode(f *testing.F) {
 	ev := corpus.Fixture(f, "aws.iam.quarantine_applied", "positive", "attach_user_v2")
-	js, _ := value.ToJSON(ev)
+	js := value.ToJSON(ev)
 	f.Add(fbchunk.AppendV2(nil, t0, nil, ev))
 	f.Add(fbchunk.AppendV2(nil, t0, nil, map[string]any{"Records": []any{ev}}))
 	f.Add(fbchunk.AppendLegacy(nil, 1.5, map[string]any{"log": string(js)}))
@@ -96,14 +90,44 @@ func FuzzEncode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, a := range alertsOf(t, b) {
 			for _, format := range []alert.Format{alert.Native, alert.ECS} {
-				js, err := a.AppendJSON(nil, format)
-				if err != nil || !json.Valid(js) {
-					t.Fatalf("alert does not encode: %v %q", err, js)
+				if js := a.AppendJSON(nil, format); !json.Valid(js) {
+					t.Fatalf("alert encodes to invalid JSON %q", js)
 				}
-				if _, err := a.AppendMsgpack(nil, format); err != nil {
-					t.Fatalf("alert does not encode: %v", err)
+				if _, err := msgp.Skip(a.AppendMsgpack(nil, format)); err != nil {
+					t.Fatalf("alert encodes to invalid msgpack: %v", err)
 				}
 			}
 		}
 	})
+}
+
+// An alert read back from its native msgpack (as the state store keeps
+// it) encodes to the same bytes, in every format.
+func TestDecodeRoundTrips(t *testing.T) {
+	checked := 0
+	for _, rule := range []string{"aws.iam.quarantine_applied", "aws.iam.quarantine_attempt_failed", "aws.iam.quarantine_removed"} {
+		for _, ev := range corpus.Fixtures(t, rule, "positive") {
+			for _, a := range alertsOf(t, fbchunk.AppendV2(nil, t0, nil, ev)) {
+				stored := a.AppendMsgpack(nil, alert.Native)
+				back, err := alert.Decode(stored, a.Time, a.Key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, f := range []alert.Format{alert.Native, alert.ECS} {
+					if !bytes.Equal(back.AppendMsgpack(nil, f), a.AppendMsgpack(nil, f)) || !bytes.Equal(back.AppendJSON(nil, f), a.AppendJSON(nil, f)) {
+						t.Errorf("%s format %d: decoded alert encodes differently", a.Key, f)
+					}
+				}
+				checked++
+			}
+		}
+	}
+	if checked < 10 {
+		t.Fatalf("checked %d alerts", checked)
+	}
+	for _, bad := range [][]byte{nil, {0x81}, msgp.AppendMapHeader(nil, 0), msgp.AppendString(nil, "x")} {
+		if _, err := alert.Decode(bad, t0, "k"); err == nil {
+			t.Errorf("%x decoded", bad)
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/rules"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
 )
 
 // Format is the alert schema: the plugin's own, or Elastic Common Schema.
@@ -26,7 +27,7 @@ var ecsSeverity = map[string]int{"low": 21, "medium": 47, "high": 73, "critical"
 // index with no ingest pipeline. What ECS has no field for goes under
 // aws.cloudtrail.* (as Elastic's AWS integration names it) or the plugin's
 // own cloudtrail_quarantine.* namespace.
-func (a *Alert) ecsFields(e encoder) error {
+func (a *Alert) ecsFields(e encoder) {
 	failed := a.ErrorCode != ""
 	n := 12
 	if failed {
@@ -41,11 +42,8 @@ func (a *Alert) ecsFields(e encoder) error {
 	e.end()
 
 	var original []byte
-	var err error
 	if a.Event != nil {
-		var j jsonEncoder
-		err = j.value(a.Event)
-		original = j.b
+		original = value.ToJSON(a.Event)
 	}
 	e.key("event")
 	fields := 11
@@ -163,7 +161,6 @@ func (a *Alert) ecsFields(e encoder) error {
 	e.end()
 
 	e.end()
-	return err
 }
 
 // ecsThreat writes threat.* with one array entry per ATT&CK mapping.

@@ -21,7 +21,8 @@ type encoder interface {
 	strs(k string, v []string)
 	elemStr(v string) // an array element
 	raw(json, msgpack []byte)
-	value(v any) error
+	// value writes a decoded or Raw value; what cannot be written is null.
+	value(v any)
 }
 
 type jsonEncoder struct {
@@ -94,16 +95,9 @@ func (e *jsonEncoder) elemStr(v string) {
 	e.b = value.AppendJSONString(e.b, v)
 }
 func (e *jsonEncoder) raw(json, _ []byte) { e.elem(); e.b = append(e.b, json...) }
-func (e *jsonEncoder) value(v any) error {
+func (e *jsonEncoder) value(v any) {
 	e.elem()
-	var err error
-	if raw, ok := v.(value.Raw); ok {
-		e.b, err = value.AppendJSON(e.b, raw)
-		return err
-	}
-	js, err := value.ToJSON(v)
-	e.b = append(e.b, js...)
-	return err
+	e.b = value.AppendJSONValue(e.b, v)
 }
 
 type msgpackEncoder struct{ b []byte }
@@ -127,8 +121,4 @@ func (e *msgpackEncoder) strs(k string, v []string) {
 }
 func (e *msgpackEncoder) elemStr(v string)      { e.b = msgp.AppendString(e.b, v) }
 func (e *msgpackEncoder) raw(_, msgpack []byte) { e.b = append(e.b, msgpack...) }
-func (e *msgpackEncoder) value(v any) error {
-	var err error
-	e.b, err = value.AppendMsgpack(e.b, v)
-	return err
-}
+func (e *msgpackEncoder) value(v any)           { e.b = value.AppendMsgpack(e.b, v) }

@@ -60,6 +60,9 @@ type Stats struct {
 	// Undecodable counts candidate records whose body could not be decoded
 	// (too deep, say); they are skipped like malformed records.
 	Undecodable int
+	// SkippedEvents counts events of a log file's Records that could not
+	// be read; the file's other events still are.
+	SkippedEvents int
 }
 
 // Scan appends the findings in data to dst.
@@ -93,7 +96,7 @@ func (d *Detector) Scan(data []byte, dst []Finding) ([]Finding, Stats) {
 }
 
 func (d *Detector) scanRecord(rec *chunk.Record, dst []Finding, st *Stats) ([]Finding, bool) {
-	n, err := d.resolver.ResolveMsgpack(rec.Body, func(e *cloudtrail.Event) {
+	n, skipped, err := d.resolver.ResolveMsgpack(rec.Body, func(e *cloudtrail.Event) {
 		for _, rule := range d.rules {
 			if m, ok := rule.Match(e); ok {
 				dst = append(dst, d.finding(rule, e, m, rec.Time))
@@ -101,6 +104,7 @@ func (d *Detector) scanRecord(rec *chunk.Record, dst []Finding, st *Stats) ([]Fi
 		}
 	})
 	st.Events += n
+	st.SkippedEvents += skipped
 	return dst, err == nil
 }
 
@@ -159,7 +163,7 @@ func eventKey(e *cloudtrail.Event) string {
 	if raw, ok := e.Raw.(value.Raw); ok {
 		b = raw
 	} else {
-		b, _ = value.ToJSON(e.Raw)
+		b = value.ToJSON(e.Raw)
 	}
 	sum := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(sum[:16])

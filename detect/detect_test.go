@@ -39,7 +39,7 @@ func rulesOf(as []detect.Finding) []string {
 
 func TestEveryShapeYieldsTheEvent(t *testing.T) {
 	ev := applied(t)
-	js, _ := value.ToJSON(ev)
+	js := value.ToJSON(ev)
 	noise := map[string]any{"eventName": "GetObject", "eventSource": "s3.amazonaws.com"}
 	ecsNested := map[string]any{
 		"@timestamp": "2026-11-20T08:15:42Z",
@@ -110,7 +110,7 @@ func TestECSFailureOutcomeIsAFailedAttempt(t *testing.T) {
 }
 
 func TestEventKeysAreConfigurable(t *testing.T) {
-	js, _ := value.ToJSON(applied(t))
+	js := value.ToJSON(applied(t))
 	chunk := fbchunk.AppendV2(nil, t0, nil, map[string]any{"payload": string(js)})
 	if alerts, _ := scan(t, chunk); len(alerts) != 0 {
 		t.Fatal("payload is not a default event key")
@@ -158,7 +158,7 @@ func TestStringsAsBin(t *testing.T) {
 		case string:
 			return msgp.AppendBytes(b, []byte(v))
 		}
-		b, _ = value.AppendMsgpack(b, v)
+		b = value.AppendMsgpack(b, v)
 		return b
 	}
 	chunk := msgp.AppendArrayHeader(nil, 2)
@@ -227,7 +227,7 @@ func TestCorpusFalsePositives(t *testing.T) {
 func TestNoAllocationsForNonCandidates(t *testing.T) {
 	clean := map[string]any{"eventName": "GetObject", "eventSource": "s3.amazonaws.com",
 		"requestParameters": map[string]any{"bucketName": "logs", "key": "a/b"}, "userIdentity": map[string]any{"type": "IAMUser"}}
-	js, _ := value.ToJSON(clean)
+	js := value.ToJSON(clean)
 	var v2, legacy, logFile, jsonString []byte
 	for range 50 {
 		v2 = fbchunk.AppendV2(v2, t0, nil, clean)
@@ -255,7 +255,7 @@ func TestDuplicateKeysFirstWins(t *testing.T) {
 	c = msgp.AppendString(c, "eventName")
 	c = msgp.AppendString(c, "GetUser")
 	c = msgp.AppendString(c, "requestParameters")
-	c, _ = value.AppendMsgpack(c, map[string]any{"userName": "bob", "policyArn": "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV2"})
+	c = value.AppendMsgpack(c, map[string]any{"userName": "bob", "policyArn": "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV2"})
 	c = msgp.AppendString(c, "requestParameters")
 	c = msgp.AppendNil(c)
 	alerts, _ := scan(t, c)

@@ -12,7 +12,7 @@ import (
 // JSON-string path and the ECS parameter parser.
 func scanSeeds(f *testing.F) {
 	ev := applied(f)
-	js, _ := value.ToJSON(ev)
+	js := value.ToJSON(ev)
 	f.Add(fbchunk.AppendV2(nil, t0, nil, ev))
 	f.Add(fbchunk.AppendV2(nil, t0, nil, map[string]any{"Records": []any{ev}}))
 	f.Add(fbchunk.AppendV2(nil, t0, nil, map[string]any{"detail": ev}))

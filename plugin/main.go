@@ -53,13 +53,17 @@ func FLBPluginInit(plugin unsafe.Pointer) (rc int) {
 		log.Errorf("invalid configuration: %v", err)
 		return output.FLB_ERROR
 	}
+	log.Redact(cfg.Secrets())
+	log.Infof("effective configuration: %s", cfg.Effective())
+	for _, w := range cfg.Warnings() {
+		log.Warnf("%s", w)
+	}
 	inst, err := instance.New(name, cfg, log)
 	if err != nil {
 		log.Errorf("invalid configuration: %v", err)
 		return output.FLB_ERROR
 	}
 	output.FLBPluginSetContext(plugin, inst)
-	log.Infof("effective configuration: %s", cfg.Effective())
 	return output.FLB_OK
 }
 

@@ -110,11 +110,7 @@ func str(m map[string]any, key string) string {
 		return ""
 	default:
 		// Account ids sometimes arrive as numbers.
-		b, err := value.ToJSON(v)
-		if err != nil {
-			return ""
-		}
-		return string(b)
+		return string(value.ToJSON(v))
 	}
 }
 

@@ -12,10 +12,12 @@ import (
 // common shapes (a plain event, a log file's Records, an EventBridge
 // detail) are read straight from the bytes, field by field, without
 // building a map of the event; anything else (ECS, JSON strings, pipelines
-// that lower-cased the keys) is decoded and resolved as a map.
-func (r *Resolver) ResolveMsgpack(body []byte, emit func(*Event)) (int, error) {
+// that lower-cased the keys) is decoded and resolved as a map. It reports
+// the events found and the events of a log file it had to skip (one that
+// cannot be read does not hide the rest of the file).
+func (r *Resolver) ResolveMsgpack(body []byte, emit func(*Event)) (found, skipped int, err error) {
 	var top struct{ eventName, records, detail []byte }
-	err := eachField(body, func(k string, v []byte) {
+	err = eachField(body, func(k string, v []byte) {
 		// The first of duplicate keys wins, as in the map path.
 		switch {
 		case k == "eventName" && top.eventName == nil:
@@ -27,38 +29,44 @@ func (r *Resolver) ResolveMsgpack(body []byte, emit func(*Event)) (int, error) {
 		}
 	})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	// The same order as the map path: Records, then eventName, then detail.
 	isArray := msgp.NextType(top.records) == msgp.ArrayType
 	switch {
 	case isArray && r.allEvents(top.records):
 		n, rest, err := msgp.ReadArrayHeaderBytes(top.records)
-		found := 0
-		for i := uint32(0); i < n && err == nil; i++ {
-			end, serr := msgp.Skip(rest)
-			if serr != nil {
-				return found, serr
+		if err != nil {
+			return 0, 0, err
+		}
+		for range n {
+			end, err := msgp.Skip(rest)
+			if err != nil {
+				return found, skipped, err
 			}
-			var c int
-			c, err = r.viewEvent(rest[:len(rest)-len(end)], ShapeLogFile, emit)
-			found += c
+			if c, err := r.viewEvent(rest[:len(rest)-len(end)], ShapeLogFile, emit); err != nil {
+				skipped++
+			} else {
+				found += c
+			}
 			rest = end
 		}
-		return found, err
+		return found, skipped, nil
 	case isArray:
 		// Records with odd elements: the map path skips what is not an event.
 	case top.eventName != nil:
-		return r.viewEvent(body, ShapeEvent, emit)
+		found, err = r.viewEvent(body, ShapeEvent, emit)
+		return found, 0, err
 	case top.detail != nil && hasEventName(top.detail):
-		return r.viewEvent(top.detail, ShapeEventBridge, emit)
+		found, err = r.viewEvent(top.detail, ShapeEventBridge, emit)
+		return found, 0, err
 	}
 	v, err := value.FromMsgpackSkipping(body, Unread)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	m, _ := v.(map[string]any)
-	return r.Resolve(m, emit), nil
+	return r.Resolve(m, emit), 0, nil
 }
 
 // allEvents reports whether every element of a Records array is a map with

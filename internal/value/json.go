@@ -2,7 +2,6 @@ package value
 
 import (
 	"errors"
-	"math"
 	"strconv"
 	"unicode/utf8"
 
@@ -88,10 +87,7 @@ func appendJSON(dst, b []byte, depth int) ([]byte, []byte, error) {
 		if f, b, err = msgp.ReadFloat64Bytes(b); err != nil {
 			return dst, b, err
 		}
-		if math.IsNaN(f) || math.IsInf(f, 0) {
-			return append(dst, "null"...), b, nil
-		}
-		return strconv.AppendFloat(dst, f, 'g', -1, 64), b, nil
+		return appendFloat(dst, f), b, nil
 	case msgp.BoolType:
 		var v bool
 		v, b, err = msgp.ReadBoolBytes(b)

@@ -7,7 +7,6 @@ package value
 
 import (
 	"errors"
-	"fmt"
 	"strconv"
 
 	jsoniter "github.com/json-iterator/go"
@@ -112,13 +111,14 @@ func (d decoder) fromMsgpack(b []byte, depth int) (any, []byte, error) {
 }
 
 // mapKey reads a map key: a string (str or bin) without allocating when it
-// is a CloudTrail key name, anything else written as text.
+// is a CloudTrail key name, anything else as its JSON text, exactly as
+// AppendJSON writes it, so both ways of reading an event name its keys alike.
 func (d decoder) mapKey(b []byte, depth int) (string, []byte, error) {
 	if s, rest, err := ReadText(b); err == nil {
 		return Intern(s), rest, nil
 	}
-	k, rest, err := d.fromMsgpack(b, depth+1)
-	return fmt.Sprint(k), rest, err
+	k, rest, err := appendJSON(nil, b, depth+1)
+	return string(k), rest, err
 }
 
 // ReadText reads a msgpack str or bin without copying: Fluent Bit writes
@@ -226,51 +226,39 @@ func fromJSON(it *jsoniter.Iterator, depth int) any {
 	}
 }
 
-// AppendMsgpack appends v, which must be built from the types this package
-// produces (or []byte, written as bin, and int, written as int).
-func AppendMsgpack(b []byte, v any) ([]byte, error) {
+// AppendMsgpack appends v, built from the types this package produces (or
+// []byte, written as bin, and int). It never fails: a value of another type
+// is written as nil, so an odd field never costs an alert.
+func AppendMsgpack(b []byte, v any) []byte {
 	switch v := v.(type) {
 	case map[string]any:
 		b = msgp.AppendMapHeader(b, uint32(len(v)))
 		for k, e := range v {
-			b = msgp.AppendString(b, k)
-			var err error
-			if b, err = AppendMsgpack(b, e); err != nil {
-				return b, err
-			}
+			b = AppendMsgpack(msgp.AppendString(b, k), e)
 		}
-		return b, nil
+		return b
 	case []any:
 		b = msgp.AppendArrayHeader(b, uint32(len(v)))
 		for _, e := range v {
-			var err error
-			if b, err = AppendMsgpack(b, e); err != nil {
-				return b, err
-			}
+			b = AppendMsgpack(b, e)
 		}
-		return b, nil
+		return b
 	case string:
-		return msgp.AppendString(b, v), nil
+		return msgp.AppendString(b, v)
 	case Raw:
-		return append(b, v...), nil
+		return append(b, v...)
 	case []byte:
-		return msgp.AppendBytes(b, v), nil
+		return msgp.AppendBytes(b, v)
 	case int64:
-		return msgp.AppendInt64(b, v), nil
+		return msgp.AppendInt64(b, v)
 	case int:
-		return msgp.AppendInt(b, v), nil
+		return msgp.AppendInt(b, v)
 	case uint64:
-		return msgp.AppendUint64(b, v), nil
+		return msgp.AppendUint64(b, v)
 	case float64:
-		return msgp.AppendFloat64(b, v), nil
+		return msgp.AppendFloat64(b, v)
 	case bool:
-		return msgp.AppendBool(b, v), nil
-	case nil:
-		return msgp.AppendNil(b), nil
+		return msgp.AppendBool(b, v)
 	}
-	return b, fmt.Errorf("value: cannot encode %T", v)
+	return msgp.AppendNil(b)
 }
-
-// ToJSON encodes v as compact JSON with sorted map keys, so the same value
-// always gives the same bytes.
-func ToJSON(v any) ([]byte, error) { return jsonAPI.Marshal(v) }

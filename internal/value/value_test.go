@@ -16,10 +16,7 @@ func TestRoundTrips(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mp, err := AppendMsgpack(nil, v)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mp := AppendMsgpack(nil, v)
 	back, err := FromMsgpack(mp)
 	if err != nil {
 		t.Fatal(err)

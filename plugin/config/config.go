@@ -8,6 +8,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -43,8 +44,11 @@ type Config struct {
 	IncludeEvent         bool
 	DedupCacheSize       int
 	StatsInterval        time.Duration // 0: off
-	SpoolDir             string
-	SpoolMaxSize         Size
+	StateDir             string
+	QueueMaxSize         Size
+	DedupTTL             time.Duration
+	ForwardMaxBatchSize  Size
+	HTTPMaxBatchSize     Size
 	HTTPURL              string
 	HTTPFormat           string
 	HTTPHeaders          string
@@ -81,17 +85,31 @@ const (
 
 // Option is one row of the table.
 type Option struct {
-	Name        string
-	Kind        Kind
-	Default     string
-	Values      []string // for Enum
-	Min, Max    int      // for Int
-	Off         bool     // for Duration: "off" (or 0) is accepted and means 0
-	Secret      bool     // never logged: the effective config says only whether it is set
+	Name     string
+	Kind     Kind
+	Default  string
+	Values   []string // for Enum
+	Min, Max int      // for Int
+	Off      bool     // for Duration: "off" (or 0) is accepted and means 0
+	// Redact is how the effective configuration shows the value, when the
+	// value holds a secret.
+	Redact Redaction
+	// Aliases are older names of the option, still accepted.
+	Aliases     []string
 	Description string
 	// field points at where the parsed value goes; its type matches Kind.
 	field func(*Config) any
 }
+
+// Redaction says which part of a value is secret.
+type Redaction int
+
+const (
+	Clear        Redaction = iota
+	Secret                 // the whole value: shown as (set)
+	HeaderValues           // Name: value pairs: the values
+	URLUserInfo            // a URL: its user and password
+)
 
 // Options is the table, in the order the README and the log show it.
 var Options = []Option{
@@ -119,7 +137,10 @@ var Options = []Option{
 	{Name: "Forward_Timeout", Kind: Duration, Default: "10s",
 		Description: "Longest a delivery may take, connect, write and ack together; past it the flush returns RETRY instead of hanging. Go duration (`500ms`, `10s`) or seconds.",
 		field:       func(c *Config) any { return &c.ForwardTimeout }},
-	{Name: "Forward_Shared_Key", Kind: String, Secret: true,
+	{Name: "Forward_Max_Batch_Size", Kind: Bytes, Default: "4M",
+		Description: "Largest Forward message: alerts are sent in messages of at most this size (one alert larger than it goes alone). `in_forward` closes the connection on a message over its `buffer_max_size` (6,144,000 bytes by default); raise both together.",
+		field:       func(c *Config) any { return &c.ForwardMaxBatchSize }},
+	{Name: "Forward_Shared_Key", Kind: String, Redact: Secret,
 		Description: "Shared key of an `in_forward` that sets `shared_key`: the plugin answers its HELO with the PING digest. Give it as `${ENV_VAR}`; it is never logged.",
 		field:       func(c *Config) any { return &c.ForwardSharedKey }},
 	{Name: "Forward_Self_Hostname", Kind: String, Default: "(the host name)",
@@ -143,28 +164,31 @@ var Options = []Option{
 	{Name: "Forward_TLS_Vhost", Kind: String,
 		Description: "Name expected in the receiver's certificate (and sent as SNI); defaults to `Forward_Host`.",
 		field:       func(c *Config) any { return &c.ForwardTLSVhost }},
-	{Name: "HTTP_URL", Kind: String,
-		Description: "Endpoint for `Alert_Output http`, e.g. `https://splunk:8088/services/collector/event` or `https://es:9200/_bulk`.",
+	{Name: "HTTP_URL", Kind: String, Redact: URLUserInfo,
+		Description: "Endpoint for `Alert_Output http`, e.g. `https://splunk:8088/services/collector/event` or `https://es:9200/_bulk`. A user and password in it are never logged.",
 		field:       func(c *Config) any { return &c.HTTPURL }},
 	{Name: "HTTP_Format", Kind: Enum, Default: "json", Values: []string{"json", "ndjson", "splunk_hec", "es_bulk"},
 		Description: "Body: a JSON array of alerts, one alert per line, Splunk HEC event envelopes, or Elasticsearch bulk `create` actions whose `_id` is the alert key (a retried alert is a 409, not a duplicate).",
 		field:       func(c *Config) any { return &c.HTTPFormat }},
-	{Name: "HTTP_Headers", Kind: String,
-		Description: "Extra headers as `Name: value` pairs separated by `;` (Fluent Bit hands a Go plugin only the first of a repeated key).",
+	{Name: "HTTP_Headers", Kind: String, Redact: HeaderValues,
+		Description: "Extra headers as `Name: value` pairs separated by `;` (Fluent Bit hands a Go plugin only the first of a repeated key). Their values are never logged.",
 		field:       func(c *Config) any { return &c.HTTPHeaders }},
 	{Name: "HTTP_Timeout", Kind: Duration, Default: "10s",
 		Description: "Longest a request may take, answer included.",
 		field:       func(c *Config) any { return &c.HTTPTimeout }},
+	{Name: "HTTP_Max_Batch_Size", Kind: Bytes, Default: "4M",
+		Description: "Largest request body: alerts are posted in bodies of at most this size (one alert larger than it goes alone). Keep it under the receiver's limit (Splunk HEC's `max_content_length`, Elasticsearch's `http.max_content_length`).",
+		field:       func(c *Config) any { return &c.HTTPMaxBatchSize }},
 	{Name: "HTTP_User", Kind: String,
 		Description: "Basic auth user.",
 		field:       func(c *Config) any { return &c.HTTPUser }},
-	{Name: "HTTP_Passwd", Kind: String, Secret: true,
+	{Name: "HTTP_Passwd", Kind: String, Redact: Secret,
 		Description: "Basic auth password. Give secrets as `${ENV_VAR}`; they are never logged.",
 		field:       func(c *Config) any { return &c.HTTPPasswd }},
-	{Name: "HTTP_Bearer_Token", Kind: String, Secret: true,
+	{Name: "HTTP_Bearer_Token", Kind: String, Redact: Secret,
 		Description: "Sent as `Authorization: Bearer <token>`.",
 		field:       func(c *Config) any { return &c.HTTPBearerToken }},
-	{Name: "HTTP_Splunk_Token", Kind: String, Secret: true,
+	{Name: "HTTP_Splunk_Token", Kind: String, Redact: Secret,
 		Description: "HEC token, sent as `Authorization: Splunk <token>`.",
 		field:       func(c *Config) any { return &c.HTTPSplunkToken }},
 	{Name: "HTTP_Splunk_Sourcetype", Kind: String, Default: "aws:cloudtrail:quarantine",
@@ -198,14 +222,17 @@ var Options = []Option{
 		Description: "Copy the original CloudTrail event into each alert under `event`.",
 		field:       func(c *Config) any { return &c.IncludeEvent }},
 	{Name: "Dedup_Cache_Size", Kind: Int, Default: "100000", Min: 1, Max: 10000000,
-		Description: "How many delivered alert keys (rule + eventID) each instance remembers to drop duplicates from re-delivered chunks; the oldest are forgotten first. About 100 bytes each.",
+		Description: "How many delivered alert keys (rule + eventID) each instance remembers, so a re-read file or a re-delivered chunk does not alert again; the oldest are forgotten first. About 100 bytes each, in memory or in `State_Dir`.",
 		field:       func(c *Config) any { return &c.DedupCacheSize }},
-	{Name: "Spool_Dir", Kind: String,
-		Description: "Directory where alerts that could not be delivered are kept (fsync'd) and from where a background sender delivers them, in order, with capped exponential backoff; they survive a restart. Unset: the flush returns RETRY instead. One directory per instance.",
-		field:       func(c *Config) any { return &c.SpoolDir }},
-	{Name: "Spool_Max_Size", Kind: Bytes, Default: "100M",
-		Description: "Most undelivered alert bytes the spool holds; when full, the flush returns RETRY and a warning says so.",
-		field:       func(c *Config) any { return &c.SpoolMaxSize }},
+	{Name: "Dedup_TTL", Kind: Duration, Default: "30d",
+		Description: "How long a delivered alert key is remembered; past it, an event read again (a file re-read from its start, say) alerts again. A Go duration, or days as `30d`.",
+		field:       func(c *Config) any { return &c.DedupTTL }},
+	{Name: "State_Dir", Kind: String, Aliases: []string{"Spool_Dir"},
+		Description: "Directory of the instance's durable store (one bbolt file, `state.db`): undelivered alerts wait there, in order, and a background sender delivers them with capped exponential backoff; the keys of delivered alerts are kept there too, so neither a restart nor a re-read file alerts twice. A flush returns OK once its alerts are stored (fsync'd). Unset: delivery happens in the flush, which returns RETRY when it fails, and delivered keys are kept in memory only. One directory per instance. `Spool_Dir` is its old name; a spool of the old format is taken over at start.",
+		field:       func(c *Config) any { return &c.StateDir }},
+	{Name: "Queue_Max_Size", Kind: Bytes, Default: "100M", Aliases: []string{"Spool_Max_Size"},
+		Description: "Most undelivered alert bytes the store holds; when full, the flush returns RETRY and a warning says so. `Spool_Max_Size` is its old name.",
+		field:       func(c *Config) any { return &c.QueueMaxSize }},
 	{Name: "Stats_Interval", Kind: Duration, Default: "off", Off: true,
 		Description: "How often each instance logs its counters (records, events, alerts by rule, delivered, retried, duplicates dropped, records skipped by reason) at info level; they are always logged at exit.",
 		field:       func(c *Config) any { return &c.StatsInterval }},
@@ -218,11 +245,22 @@ func Load(g Getter) (*Config, error) {
 	for i := range Options {
 		o := &Options[i]
 		raw := strings.TrimSpace(g.Get(o.Name))
+		name := o.Name // as the user wrote it, for the error
+		for _, alias := range o.Aliases {
+			old := strings.TrimSpace(g.Get(alias))
+			switch {
+			case old == "":
+			case raw == "":
+				raw, name = old, alias
+			case old != raw:
+				return nil, fmt.Errorf("%s: set also as %s, its old name, to another value: keep one", o.Name, alias)
+			}
+		}
 		if raw == "" {
 			raw = o.defaultValue()
 		}
 		if err := o.set(c, raw); err != nil {
-			return nil, fmt.Errorf("%s: %q %s", o.Name, raw, err.Error())
+			return nil, fmt.Errorf("%s: %q %s", name, raw, err.Error())
 		}
 	}
 	return c, c.validate()
@@ -254,6 +292,10 @@ func (o *Option) defaultValue() string {
 	return o.Default
 }
 
+// minBatch is the smallest batch cap that leaves room for an alert's
+// framing.
+const minBatch = 1 << 10
+
 func (c *Config) validate() error {
 	switch {
 	case c.AlertOutput == "file" && c.FilePath == "":
@@ -268,6 +310,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("Forward_TLS_Crt_File: needs Forward_TLS_Key_File, and the other way round")
 	case (c.HTTPTLSCrtFile == "") != (c.HTTPTLSKeyFile == ""):
 		return fmt.Errorf("HTTP_TLS_Crt_File: needs HTTP_TLS_Key_File, and the other way round")
+	case c.ForwardMaxBatchSize < minBatch:
+		return fmt.Errorf("Forward_Max_Batch_Size: %d is too small for one message: use at least 1K", c.ForwardMaxBatchSize)
+	case c.HTTPMaxBatchSize < minBatch:
+		return fmt.Errorf("HTTP_Max_Batch_Size: %d is too small for one request: use at least 1K", c.HTTPMaxBatchSize)
 	case c.AlertOutput == "http" && !strings.HasPrefix(c.HTTPURL, "http://") && !strings.HasPrefix(c.HTTPURL, "https://"):
 		return fmt.Errorf("HTTP_URL: %q is not an http:// or https:// URL (required when Alert_Output is http)", c.HTTPURL)
 	}
@@ -310,7 +356,7 @@ func (o *Option) set(c *Config, raw string) error {
 			*p = 0
 			return nil
 		}
-		d, err := time.ParseDuration(raw)
+		d, err := parseDuration(raw)
 		if err != nil {
 			var secs float64
 			secs, err = strconv.ParseFloat(raw, 64)
@@ -343,6 +389,19 @@ func (o *Option) set(c *Config, raw string) error {
 	return nil
 }
 
+// parseDuration is time.ParseDuration plus whole days ("30d"), the unit
+// retention is usually given in.
+func parseDuration(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n > 100000 {
+			return 0, errors.New("bad days")
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(s)
+}
+
 // parseSize reads bytes with an optional K, M or G (powers of 1024).
 func parseSize(s string) (int64, error) {
 	mult := int64(1)
@@ -373,8 +432,8 @@ func (c *Config) Effective() string {
 		var s string
 		switch p := o.field(c).(type) {
 		case *string:
-			s = strconv.Quote(*p)
-			if o.Secret && *p != "" {
+			s = strconv.Quote(o.redact(*p))
+			if o.Redact == Secret && *p != "" {
 				s = "(set)"
 			}
 		case *bool:
@@ -386,6 +445,9 @@ func (c *Config) Effective() string {
 			if *p == 0 && o.Off {
 				s = "off"
 			}
+			if *p >= 24*time.Hour && *p%(24*time.Hour) == 0 {
+				s = strconv.Itoa(int(*p/(24*time.Hour))) + "d"
+			}
 		case *[]string:
 			s = strconv.Quote(strings.Join(*p, ","))
 		case *Size:
@@ -394,6 +456,112 @@ func (c *Config) Effective() string {
 		parts = append(parts, o.Name+"="+s)
 	}
 	return strings.Join(parts, " ")
+}
+
+// redact hides the secret part of v, as o.Redact says.
+func (o *Option) redact(v string) string {
+	if v == "" {
+		return v
+	}
+	switch o.Redact {
+	case Secret:
+		return "(set)"
+	case HeaderValues:
+		var parts []string
+		for _, pair := range strings.Split(v, ";") {
+			if name, _, ok := strings.Cut(pair, ":"); ok {
+				parts = append(parts, strings.TrimSpace(name)+": (redacted)")
+			} else if strings.TrimSpace(pair) != "" {
+				parts = append(parts, "(redacted)")
+			}
+		}
+		return strings.Join(parts, "; ")
+	case URLUserInfo:
+		if u, err := url.Parse(v); err == nil {
+			if u.User != nil {
+				u.User = url.User("(redacted)")
+				return strings.Replace(u.String(), "%28redacted%29", "(redacted)", 1)
+			}
+			return v
+		}
+		return "(unparsable URL, not shown)"
+	}
+	return v
+}
+
+// Secrets are the configured values that must never appear in a log
+// line: whole secrets, header values and URL user-info.
+func (c *Config) Secrets() []string {
+	var out []string
+	for i := range Options {
+		o := &Options[i]
+		v, ok := o.field(c).(*string)
+		if !ok || *v == "" {
+			continue
+		}
+		switch o.Redact {
+		case Secret:
+			out = append(out, *v)
+		case HeaderValues:
+			headers, _ := c.Headers()
+			for _, h := range headers {
+				if h[1] != "" {
+					out = append(out, h[1])
+				}
+				// "ApiKey <key>", "Basic <b64>": the credential alone too.
+				if f := strings.Fields(h[1]); len(f) > 1 {
+					for _, w := range f {
+						if len(w) >= 8 {
+							out = append(out, w)
+						}
+					}
+				}
+			}
+		case URLUserInfo:
+			if u, err := url.Parse(*v); err == nil && u.User != nil {
+				out = append(out, u.User.Username())
+				if pw, ok := u.User.Password(); ok {
+					out = append(out, pw)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// Warnings are settings of the configured output that are allowed but
+// probably not meant: TLS settings while TLS is off, and certificate
+// verification turned off.
+func (c *Config) Warnings() []string {
+	type setting struct {
+		key string
+		set bool
+	}
+	check := func(tlsOn bool, off string, verifyKey string, verify bool, settings []setting) []string {
+		var w []string
+		for _, s := range settings {
+			if s.set && !tlsOn {
+				w = append(w, s.key+" is set but "+off+": it is not used")
+			}
+		}
+		switch {
+		case !verify && !tlsOn:
+			w = append(w, verifyKey+" is set but "+off+": it is not used")
+		case !verify:
+			w = append(w, verifyKey+" is off: the receiver's certificate is not checked, so anyone on the path can read and forge alerts")
+		}
+		return w
+	}
+	switch c.AlertOutput {
+	case "forward":
+		return check(c.ForwardTLS, "Forward_TLS is off", "Forward_TLS_Verify", c.ForwardTLSVerify, []setting{
+			{"Forward_TLS_CA_File", c.ForwardTLSCAFile != ""}, {"Forward_TLS_Crt_File", c.ForwardTLSCrtFile != ""},
+			{"Forward_TLS_Key_File", c.ForwardTLSKeyFile != ""}, {"Forward_TLS_Vhost", c.ForwardTLSVhost != ""}})
+	case "http":
+		return check(strings.HasPrefix(strings.ToLower(c.HTTPURL), "https://"), "HTTP_URL is not https://", "HTTP_TLS_Verify", c.HTTPTLSVerify, []setting{
+			{"HTTP_TLS_CA_File", c.HTTPTLSCAFile != ""}, {"HTTP_TLS_Crt_File", c.HTTPTLSCrtFile != ""}, {"HTTP_TLS_Key_File", c.HTTPTLSKeyFile != ""}})
+	}
+	return nil
 }
 
 // Markdown renders the table for the README's configuration reference.

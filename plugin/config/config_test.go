@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -113,6 +114,88 @@ func TestREADMEReference(t *testing.T) {
 		t.Fatal("README lacks the config markers")
 	}
 	if got, want := s[i+len(begin):j], config.Markdown(); got != want {
-		t.Fatalf("README config reference is stale; replace it with:\n%s", want)
+		if os.Getenv("UPDATE_README") != "" {
+			os.WriteFile(paths.Repo("README.md"), []byte(s[:i+len(begin)]+want+s[j:]), 0o644)
+			return
+		}
+		t.Fatalf("README config reference is stale (UPDATE_README=1 go test ./plugin/config rewrites it); it should be:\n%s", want)
+	}
+}
+
+// Every secret-bearing key set at once: the effective configuration shows
+// none of the secrets, and Secrets lists each for the logger to scrub.
+func TestSecretsAreRedacted(t *testing.T) {
+	c, err := config.Load(keys{
+		"Alert_Output": "http", "HTTP_URL": "https://alice:pw-in-url@es.example:9200/_bulk",
+		"HTTP_Headers": "Authorization: ApiKey c2VjcmV0LWFwaS1rZXk=; X-Team: secops",
+		"HTTP_Passwd":  "basic-pw", "HTTP_Bearer_Token": "bearer-tok", "HTTP_Splunk_Token": "hec-tok", "Forward_Shared_Key": "shared-k",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := c.Effective()
+	secrets := []string{"alice", "pw-in-url", "c2VjcmV0LWFwaS1rZXk=", "secops", "basic-pw", "bearer-tok", "hec-tok", "shared-k"}
+	for _, s := range secrets {
+		if strings.Contains(line, s) {
+			t.Errorf("effective configuration shows %q: %s", s, line)
+		}
+	}
+	for _, want := range []string{`HTTP_URL="https://(redacted)@es.example:9200/_bulk"`, `HTTP_Headers="Authorization: (redacted); X-Team: (redacted)"`, "HTTP_Passwd=(set)"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("effective configuration lacks %s: %s", want, line)
+		}
+	}
+	got := c.Secrets()
+	for _, s := range secrets {
+		if !slices.Contains(got, s) {
+			t.Errorf("Secrets() lacks %q: %q", s, got)
+		}
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	for _, c := range []struct {
+		set  keys
+		want []string
+	}{
+		{keys{"Alert_Output": "forward", "Forward_TLS_CA_File": "/ca.pem"}, []string{"Forward_TLS_CA_File is set but Forward_TLS is off: it is not used"}},
+		{keys{"Alert_Output": "forward", "Forward_TLS": "on", "Forward_TLS_Verify": "off"}, []string{"Forward_TLS_Verify is off: the receiver's certificate is not checked, so anyone on the path can read and forge alerts"}},
+		{keys{"Alert_Output": "http", "HTTP_URL": "http://h/", "HTTP_TLS_Verify": "off"}, []string{"HTTP_TLS_Verify is set but HTTP_URL is not https://: it is not used"}},
+		{keys{"Alert_Output": "http", "HTTP_URL": "https://h/", "HTTP_TLS_CA_File": "/ca.pem"}, nil},
+		{keys{"Alert_Output": "stdout", "Forward_TLS_CA_File": "/ca.pem"}, nil},
+	} {
+		cfg, err := config.Load(c.set)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.Warnings(); !slices.Equal(got, c.want) {
+			t.Errorf("%v: warnings %q, want %q", c.set, got, c.want)
+		}
+	}
+}
+
+// Spool_Dir and Spool_Max_Size, the old names, still work; both names
+// with different values is an error naming the key.
+func TestAliasesAndDays(t *testing.T) {
+	c, err := config.Load(keys{"Spool_Dir": "/var/lib/ctq", "spool_max_size": "5M", "Dedup_TTL": "7d"})
+	if err != nil || c.StateDir != "/var/lib/ctq" || c.QueueMaxSize != 5<<20 || c.DedupTTL != 7*24*time.Hour {
+		t.Fatalf("%+v: %v", c, err)
+	}
+	if !strings.Contains(c.Effective(), "Dedup_TTL=7d") {
+		t.Errorf("effective: %s", c.Effective())
+	}
+	if _, err := config.Load(keys{"State_Dir": "/a", "Spool_Dir": "/a"}); err != nil {
+		t.Errorf("the same value under both names: %v", err)
+	}
+	if _, err := config.Load(keys{"State_Dir": "/a", "Spool_Dir": "/b"}); err == nil || !strings.HasPrefix(err.Error(), "State_Dir: set also as Spool_Dir") {
+		t.Errorf("two values: %v", err)
+	}
+	for _, bad := range []string{"d", "-3d", "1.5d", "3w"} {
+		if _, err := config.Load(keys{"Dedup_TTL": bad}); err == nil || !strings.HasPrefix(err.Error(), "Dedup_TTL:") {
+			t.Errorf("Dedup_TTL=%s: %v", bad, err)
+		}
+	}
+	if _, err := config.Load(keys{"Forward_Max_Batch_Size": "100"}); err == nil || !strings.HasPrefix(err.Error(), "Forward_Max_Batch_Size:") {
+		t.Errorf("tiny batch: %v", err)
 	}
 }

@@ -4,10 +4,11 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestBoundedFIFO(t *testing.T) {
-	s := New(3)
+	s := New(3, time.Hour)
 	for i := range 5 {
 		s.Add(strconv.Itoa(i))
 	}
@@ -18,7 +19,7 @@ func TestBoundedFIFO(t *testing.T) {
 }
 
 func TestConcurrent(t *testing.T) {
-	s := New(1000)
+	s := New(1000, time.Hour)
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Go(func() {
@@ -32,5 +33,20 @@ func TestConcurrent(t *testing.T) {
 	wg.Wait()
 	if s.Len() != 1000 {
 		t.Fatalf("len %d", s.Len())
+	}
+}
+
+func TestKeysExpire(t *testing.T) {
+	now := time.Unix(0, 0)
+	s := New(10, time.Hour)
+	s.now = func() time.Time { return now }
+	s.Add("a")
+	now = now.Add(59 * time.Minute)
+	if !s.Has("a") {
+		t.Fatal("forgotten before its TTL")
+	}
+	now = now.Add(time.Minute)
+	if s.Has("a") {
+		t.Fatal("remembered past its TTL")
 	}
 }

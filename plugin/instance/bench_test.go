@@ -23,10 +23,11 @@ func BenchmarkFlushAllQuarantine(b *testing.B) {
 	}
 	chunk := fbchunk.FromValues(time.Unix(0, 0), bodies)
 	f := &flaky{}
-	in := newInstance(b, f)
+	in, _ := newInstance(b, f)
+	defer in.Close()
 	b.ReportAllocs()
 	for b.Loop() {
-		in.delivered = dedup.New(10000)
+		in.delivered = dedup.New(10000, time.Hour)
 		f.got = f.got[:0]
 		if in.Flush(chunk, "t") != OK || len(f.got) != 1000 {
 			b.Fatal("not delivered")

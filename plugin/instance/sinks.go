@@ -26,7 +26,8 @@ func newSink(cfg *config.Config) (sink.Sink, error) {
 		return s, nil
 	case "forward":
 		o := forward.Options{Network: "tcp", Address: net.JoinHostPort(cfg.ForwardHost, strconv.Itoa(cfg.ForwardPort)), Tag: cfg.AlertTag,
-			Timeout: cfg.ForwardTimeout, SharedKey: cfg.ForwardSharedKey, SelfHostname: cfg.ForwardSelfHostname}
+			Timeout: cfg.ForwardTimeout, SharedKey: cfg.ForwardSharedKey, SelfHostname: cfg.ForwardSelfHostname,
+			MaxBatchBytes: int(cfg.ForwardMaxBatchSize)}
 		if cfg.ForwardUnixPath != "" {
 			o.Network, o.Address = "unix", cfg.ForwardUnixPath
 		}
@@ -53,6 +54,7 @@ func newSink(cfg *config.Config) (sink.Sink, error) {
 			URL: cfg.HTTPURL, Format: httpsink.Format(cfg.HTTPFormat), Headers: headers, Timeout: cfg.HTTPTimeout, TLS: tc,
 			User: cfg.HTTPUser, Password: cfg.HTTPPasswd, BearerToken: cfg.HTTPBearerToken, SplunkToken: cfg.HTTPSplunkToken,
 			Source: cfg.HTTPSplunkSource, Sourcetype: cfg.HTTPSplunkSourcetype, Index: cfg.HTTPSplunkIndex, ESIndex: cfg.HTTPESIndex,
+			MaxBatchBytes: int(cfg.HTTPMaxBatchSize),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("HTTP_URL: %v", err)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"time"
 )
@@ -18,6 +19,9 @@ type Logger struct {
 	mu     sync.Mutex
 	w      io.Writer
 	now    func() time.Time
+	// redact replaces every configured secret in a line, whatever wrote
+	// it: an error from a library or an answer a receiver echoed back.
+	redact *strings.Replacer
 }
 
 // New logs to stderr for the named plugin instance.
@@ -32,9 +36,26 @@ func (l *Logger) Errorf(format string, a ...any) { l.log("error", format, a) }
 func (l *Logger) Warnf(format string, a ...any)  { l.log(" warn", format, a) }
 func (l *Logger) Infof(format string, a ...any)  { l.log(" info", format, a) }
 
-func (l *Logger) log(level, format string, a []any) {
-	line := fmt.Sprintf("[%s] [%s] %s%s\n", l.now().Format("2006/01/02 15:04:05"), level, l.prefix, fmt.Sprintf(format, a...))
+// Redact makes every later line show each of secrets as (redacted).
+func (l *Logger) Redact(secrets []string) {
+	var pairs []string
+	for _, s := range secrets {
+		if s != "" {
+			pairs = append(pairs, s, "(redacted)")
+		}
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.redact = strings.NewReplacer(pairs...)
+}
+
+func (l *Logger) log(level, format string, a []any) {
+	msg := fmt.Sprintf(format, a...)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.redact != nil {
+		msg = l.redact.Replace(msg)
+	}
+	line := fmt.Sprintf("[%s] [%s] %s%s\n", l.now().Format("2006/01/02 15:04:05"), level, l.prefix, msg)
 	io.WriteString(l.w, line) //nolint:errcheck // nowhere left to report a failed log write
 }

@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -41,19 +42,28 @@ func File(path string) (*Lines, error) {
 // Encoding is JSON: one object per line.
 func (l *Lines) Encoding() Encoding { return JSON }
 
+// Batches is one batch: a local write has no size limit to respect.
+func (l *Lines) Batches(alerts []Alert) [][]Alert {
+	if len(alerts) == 0 {
+		return nil
+	}
+	return [][]Alert{alerts}
+}
+
 // Deliver writes the whole batch with one write, so concurrent writers
 // (other instances, Fluent Bit's own stdout output) cannot split a line.
-func (l *Lines) Deliver(alerts []Alert) error {
+// A local write has no receiver to wait for: ctx is not consulted.
+func (l *Lines) Deliver(_ context.Context, alerts []Alert) error {
 	if len(alerts) == 0 {
 		return nil
 	}
 	size := 0
 	for _, a := range alerts {
-		size += len(a.JSON) + 1
+		size += len(a.Doc) + 1
 	}
 	buf := make([]byte, 0, size)
 	for _, a := range alerts {
-		buf = append(append(buf, a.JSON...), '\n')
+		buf = append(append(buf, a.Doc...), '\n')
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()

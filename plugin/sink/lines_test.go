@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,13 +13,13 @@ func TestFileAppendsAndSurvivesRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Deliver([]Alert{{JSON: []byte(`{"a":1}`)}, {JSON: []byte(`{"a":2}`)}}); err != nil {
+	if err := s.Deliver(context.Background(), []Alert{{Doc: []byte(`{"a":1}`)}, {Doc: []byte(`{"a":2}`)}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Rename(path, path+".1"); err != nil { // logrotate
 		t.Fatal(err)
 	}
-	if err := s.Deliver([]Alert{{JSON: []byte(`{"a":3}`)}}); err != nil {
+	if err := s.Deliver(context.Background(), []Alert{{Doc: []byte(`{"a":3}`)}}); err != nil {
 		t.Fatal(err)
 	}
 	old, _ := os.ReadFile(path + ".1")
@@ -44,7 +45,7 @@ func TestFileErrors(t *testing.T) {
 	if err := os.Mkdir(path, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Deliver([]Alert{{JSON: []byte(`{}`)}}); err == nil {
+	if err := s.Deliver(context.Background(), []Alert{{Doc: []byte(`{}`)}}); err == nil {
 		t.Fatal("delivered into a directory")
 	}
 }

@@ -29,7 +29,7 @@ var (
 func mustLoad(b testing.TB) dataset {
 	loadOnce.Do(func() {
 		for _, e := range corpus.Panther(b) {
-			js, _ := value.ToJSON(e)
+			js := value.ToJSON(e)
 			if containsNeedle(js) {
 				loaded.quarantine = append(loaded.quarantine, e)
 			} else {
@@ -111,7 +111,7 @@ func chunkLogFiles(events []any) []byte {
 func chunkJSONString(events []any) []byte {
 	var b []byte
 	for _, e := range events {
-		js, _ := value.ToJSON(e)
+		js := value.ToJSON(e)
 		b = fbchunk.AppendV2(b, t0, nil, map[string]any{"log": string(js)})
 	}
 	return b

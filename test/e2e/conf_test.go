@@ -34,8 +34,13 @@ func knownKey(k string) bool {
 		return true
 	}
 	for _, o := range config.Options {
-		if strings.ToLower(o.Name) == k {
+		if strings.EqualFold(o.Name, k) {
 			return true
+		}
+		for _, alias := range o.Aliases {
+			if strings.EqualFold(alias, k) {
+				return true
+			}
 		}
 	}
 	return false

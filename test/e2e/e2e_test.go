@@ -25,7 +25,7 @@ import (
 
 func TestEveryShapeThroughThePlugin(t *testing.T) {
 	ev := quarantineApplied(t)
-	js, _ := value.ToJSON(ev)
+	js := value.ToJSON(ev)
 	noise := map[string]any{"eventName": "GetObject", "eventSource": "s3.amazonaws.com", "eventID": "n-1"}
 	ecs := map[string]any{
 		"@timestamp": "2026-11-20T08:15:42Z", "event.action": "DetachUserPolicy", "event.outcome": "success", "event.id": "ecs-1",
@@ -242,6 +242,11 @@ func TestBadConfigFailsInit(t *testing.T) {
 		{kv("Forward_TLS_Key_File", "/etc/k.pem"), "Forward_TLS_Crt_File: needs Forward_TLS_Key_File, and the other way round"},
 		{kv("Alert_Output", "forward", "Forward_TLS", "on", "Forward_TLS_Crt_File", "/nonexistent/c.pem", "Forward_TLS_Key_File", "/nonexistent/k.pem"), "Forward_TLS_Crt_File: open /nonexistent/c.pem: no such file or directory"},
 		{kv("Spool_Max_Size", "lots"), `Spool_Max_Size: "lots" is not a size such as 512K, 100M or 1G`},
+		{kv("Queue_Max_Size", "0"), `Queue_Max_Size: "0" is not a size such as 512K, 100M or 1G`},
+		{kv("State_Dir", "/a", "Spool_Dir", "/b"), "State_Dir: set also as Spool_Dir, its old name, to another value: keep one"},
+		{kv("Dedup_TTL", "forever"), `Dedup_TTL: "forever" is not a positive duration such as 500ms, 10s or 10`},
+		{kv("Forward_Max_Batch_Size", "10"), "Forward_Max_Batch_Size: 10 is too small for one message: use at least 1K"},
+		{kv("HTTP_Max_Batch_Size", "big"), `HTTP_Max_Batch_Size: "big" is not a size such as 512K, 100M or 1G`},
 		{kv("Alert_Output", "http"), `HTTP_URL: "" is not an http:// or https:// URL (required when Alert_Output is http)`},
 		{kv("HTTP_Format", "xml"), `HTTP_Format: "xml" is not one of json, ndjson, splunk_hec, es_bulk`},
 		{kv("HTTP_Headers", "X-A: 1; broken"), `HTTP_Headers: "broken" is not a "Name: value" pair (separate pairs with ;)`},
@@ -437,7 +442,7 @@ func TestStatsAreLogged(t *testing.T) {
 	if len(stats) == 0 {
 		t.Fatalf("no periodic stats line:\n%s", res.Stderr)
 	}
-	if !strings.Contains(res.Stderr, "exit: flushes=3 records=3 candidates=3 events=3 alerts=3 delivered=0 duplicates_dropped=0 retries=3 ") ||
+	if !strings.Contains(res.Stderr, "exit: flushes=3 records=3 candidates=3 events=3 alerts=3 delivered=0 queued=0 duplicates_dropped=0 retries=3 ") ||
 		!strings.Contains(res.Stderr, "alerts_by_rule=aws.iam.quarantine_applied:3,aws.iam.quarantine_attempt_failed:0,aws.iam.quarantine_removed:0") {
 		t.Fatalf("exit counters:\n%s", res.Stderr)
 	}

@@ -66,13 +66,7 @@ func appendGroupMarker(b []byte, sec uint32) []byte {
 	return mustAppend(b, map[string]any{"resource": map[string]any{}})
 }
 
-func mustAppend(b []byte, v any) []byte {
-	b, err := value.AppendMsgpack(b, v)
-	if err != nil {
-		panic(err)
-	}
-	return b
-}
+func mustAppend(b []byte, v any) []byte { return value.AppendMsgpack(b, v) }
 
 // Lines reads JSON lines (blank lines skipped) into values.
 func Lines(r io.Reader) ([]any, error) {

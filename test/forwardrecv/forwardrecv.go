@@ -52,7 +52,14 @@ type Options struct {
 	SharedKey string
 	// TLS, when set, makes the listener speak TLS.
 	TLS *tls.Config
+	// BufferMaxSize is in_forward's buffer_max_size: a message that does
+	// not fit closes the connection unread, as in_forward does ("incoming
+	// data exceed limit"). 0 means in_forward's default, 6,144,000 bytes.
+	BufferMaxSize int
 }
+
+// DefaultBufferMaxSize is in_forward's default buffer_max_size.
+const DefaultBufferMaxSize = 6144000
 
 // Server is a running receiver.
 type Server struct {
@@ -63,6 +70,7 @@ type Server struct {
 	messages int
 	refused  int
 	dropped  int
+	oversize int
 	conns    map[net.Conn]bool
 	wg       sync.WaitGroup
 	closed   bool
@@ -73,6 +81,9 @@ func Start(t testing.TB, o Options) *Server {
 	t.Helper()
 	if o.Network == "" {
 		o.Network = "tcp"
+	}
+	if o.BufferMaxSize == 0 {
+		o.BufferMaxSize = DefaultBufferMaxSize
 	}
 	if o.Address == "" {
 		if o.Network == "unix" {
@@ -228,10 +239,26 @@ func (s *Server) serve(c net.Conn) {
 		if n > 0 {
 			buf = append(buf, readTo[:n]...)
 		}
+		if len(buf) > s.o.BufferMaxSize {
+			// in_forward's buffer cannot grow further and the message is
+			// still incomplete: it drops the connection.
+			s.mu.Lock()
+			s.oversize++
+			s.mu.Unlock()
+			return
+		}
 		if err != nil {
 			return
 		}
 	}
+}
+
+// Oversized is the number of connections closed for a message larger
+// than BufferMaxSize.
+func (s *Server) Oversized() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.oversize
 }
 
 // Refused is the number of connections whose handshake failed.

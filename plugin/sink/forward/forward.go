@@ -5,6 +5,7 @@
 package forward
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
@@ -14,6 +15,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tinylib/msgp/msgp"
@@ -27,9 +29,13 @@ type Options struct {
 	Network string // "tcp" or "unix"
 	Address string // host:port or socket path
 	Tag     string
-	// Timeout bounds one Deliver as a whole: connect, handshakes, write
-	// and the ack.
+	// Timeout bounds one message's round trip as a whole: connect,
+	// handshakes, write and the ack.
 	Timeout time.Duration
+	// MaxBatchBytes caps one Forward message: in_forward closes the
+	// connection on a message over its buffer_max_size (6,144,000 bytes by
+	// default), so a bigger one could never be delivered.
+	MaxBatchBytes int
 	// TLS, when set, wraps the connection (verification is the config's).
 	TLS *tls.Config
 	// SharedKey, when set, answers the receiver's HELO with a PING
@@ -46,6 +52,8 @@ type Sink struct {
 	// and one outstanding chunk at a time keeps matching them trivial.
 	mu   sync.Mutex
 	conn net.Conn
+	// live is the connection a delivery is using, for interrupt.
+	live atomic.Pointer[net.Conn]
 	buf  []byte
 	ack  []byte
 }
@@ -62,6 +70,8 @@ func New(o Options) (*Sink, error) {
 		return nil, errors.New("no tag")
 	case o.Timeout <= 0:
 		return nil, errors.New("timeout must be positive")
+	case o.MaxBatchBytes <= messageOverhead(o.Tag):
+		return nil, fmt.Errorf("batch size %d leaves no room for an alert", o.MaxBatchBytes)
 	}
 	return &Sink{o: o}, nil
 }
@@ -69,35 +79,71 @@ func New(o Options) (*Sink, error) {
 // Encoding is msgpack: records are embedded in the message as they are.
 func (s *Sink) Encoding() sink.Encoding { return sink.Msgpack }
 
+// Batches cuts alerts into Forward messages of at most MaxBatchBytes.
+func (s *Sink) Batches(alerts []sink.Alert) [][]sink.Alert {
+	return sink.Cut(alerts, s.o.MaxBatchBytes-messageOverhead(s.o.Tag), entrySize)
+}
+
+// entrySize is what one alert adds to a message: [time, record].
+func entrySize(a sink.Alert) int { return 1 + eventTimeSize + len(a.Doc) }
+
+const eventTimeSize = 10
+
+// messageOverhead is a message's size without its entries: the headers,
+// the tag and the option map, with room for the largest headers.
+func messageOverhead(tag string) int { return 5 + 5 + len(tag) + 5 + 64 }
+
 // Deliver sends the batch as one Forward-mode message and waits for its ack.
-func (s *Sink) Deliver(alerts []sink.Alert) error {
+func (s *Sink) Deliver(ctx context.Context, alerts []sink.Alert) error {
 	if len(alerts) == 0 {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("forward %s %s: %w", s.o.Network, s.o.Address, err)
+	}
 	deadline := time.Now().Add(s.o.Timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	// A cancelled context cuts the wait short through the connection's
+	// deadline, the one thing a blocked read or write listens to.
+	stop := context.AfterFunc(ctx, s.interrupt)
+	defer stop()
 	chunkID := newChunkID()
 	s.buf = appendMessage(s.buf[:0], s.o.Tag, alerts, chunkID)
 
 	reused := s.conn != nil
-	err := s.send(deadline, chunkID)
+	err := s.send(ctx, deadline, chunkID)
 	var perr *protocolError
-	if err != nil && reused && !errors.As(err, &perr) && time.Now().Before(deadline) {
+	if err != nil && reused && !errors.As(err, &perr) && time.Now().Before(deadline) && ctx.Err() == nil {
 		// A kept connection may have died while idle (receiver restarted):
 		// that says nothing about the receiver now, so try once afresh with
 		// the same chunk id. A protocol error is not staleness: the
 		// receiver answered, and sending again could store the batch twice.
-		if err2 := s.send(deadline, chunkID); err2 != nil {
+		if err2 := s.send(ctx, deadline, chunkID); err2 != nil {
 			err = fmt.Errorf("%w (after reconnecting: kept connection failed: %v)", err2, err)
 		} else {
 			err = nil
 		}
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", err, ctx.Err())
+		}
 		return fmt.Errorf("forward %s %s: %w", s.o.Network, s.o.Address, err)
 	}
 	return nil
+}
+
+// interrupt makes a blocked read or write of the connection in use return
+// now. It runs on its own goroutine (context.AfterFunc) while the
+// delivering one holds s.mu, so it reads the connection from live.
+func (s *Sink) interrupt() {
+	if c := s.live.Load(); c != nil {
+		(*c).SetDeadline(time.Now())
+	}
 }
 
 // protocolError is a receiver that answered, but wrongly.
@@ -111,13 +157,20 @@ func protocolErrorf(format string, a ...any) error {
 
 // send makes one attempt; on failure the connection is dropped so that
 // nothing half-read is ever mistaken for the next batch's ack.
-func (s *Sink) send(deadline time.Time, chunkID string) error {
+func (s *Sink) send(ctx context.Context, deadline time.Time, chunkID string) error {
 	if s.conn == nil {
-		c, err := s.dial(deadline)
+		c, err := s.dial(ctx, deadline)
 		if err != nil {
 			return err
 		}
 		s.conn = c
+	}
+	c := s.conn
+	s.live.Store(&c)
+	defer s.live.Store(nil)
+	if ctx.Err() != nil {
+		// Cancelled before live was set: interrupt found nothing to cut.
+		s.conn.SetDeadline(time.Now())
 	}
 	err := s.roundTrip(deadline, chunkID)
 	if err != nil {
@@ -148,23 +201,26 @@ func (s *Sink) roundTrip(deadline time.Time, chunkID string) error {
 }
 
 // dial connects, wraps the connection in TLS and authenticates, as set.
-func (s *Sink) dial(deadline time.Time) (net.Conn, error) {
+func (s *Sink) dial(ctx context.Context, deadline time.Time) (net.Conn, error) {
 	d := net.Dialer{Deadline: deadline}
-	c, err := d.Dial(s.o.Network, s.o.Address)
+	c, err := d.DialContext(ctx, s.o.Network, s.o.Address)
 	if err != nil {
 		return nil, err
 	}
 	if s.o.TLS != nil {
 		tc := tls.Client(c, s.o.TLS)
 		tc.SetDeadline(deadline)
-		if err := tc.Handshake(); err != nil {
+		if err := tc.HandshakeContext(ctx); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("tls: %w", err)
 		}
 		c = tc
 	}
 	if s.o.SharedKey != "" {
-		if err := s.authenticate(c, deadline); err != nil {
+		s.live.Store(&c)
+		err := s.authenticate(c, deadline)
+		s.live.Store(nil)
+		if err != nil {
 			c.Close()
 			return nil, err
 		}
@@ -262,7 +318,7 @@ func appendMessage(b []byte, tag string, alerts []sink.Alert, chunkID string) []
 	for _, a := range alerts {
 		b = msgp.AppendArrayHeader(b, 2)
 		b = value.AppendEventTime(b, a.Time)
-		b = append(b, a.Msgpack...)
+		b = append(b, a.Doc...)
 	}
 	b = msgp.AppendMapHeader(b, 2)
 	b = msgp.AppendString(b, "chunk")

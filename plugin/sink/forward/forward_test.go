@@ -2,8 +2,10 @@ package forward_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -26,14 +28,24 @@ func alerts(prefix string, n int) []sink.Alert {
 		rec := msgp.AppendMapHeader(nil, 1)
 		rec = msgp.AppendString(rec, "event_id")
 		rec = msgp.AppendString(rec, fmt.Sprintf("%s-%d", prefix, i))
-		out = append(out, sink.Alert{Time: time.Unix(1763626542, int64(i)*1000+7), Key: fmt.Sprint(i), Msgpack: rec})
+		out = append(out, sink.Alert{Time: time.Unix(1763626542, int64(i)*1000+7), Key: fmt.Sprint(i), Doc: rec})
 	}
 	return out
 }
 
+// deliver sends a batch in the batches the sink cuts, as the plugin does,
+// and insists that success means every alert arrived.
+func deliver(s *forward.Sink, alerts []sink.Alert) error {
+	n, err := sink.Send(context.Background(), s, alerts, func([]sink.Alert) error { return nil })
+	if err == nil && n != len(alerts) {
+		return fmt.Errorf("delivered %d of %d without an error", n, len(alerts))
+	}
+	return err
+}
+
 func newSink(t *testing.T, network, addr string, timeout time.Duration) *forward.Sink {
 	t.Helper()
-	s, err := forward.New(forward.Options{Network: network, Address: addr, Tag: "sec.alerts", Timeout: timeout})
+	s, err := forward.New(forward.Options{Network: network, Address: addr, Tag: "sec.alerts", Timeout: timeout, MaxBatchBytes: 4 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +59,7 @@ func TestDeliverTCPAndUnix(t *testing.T) {
 			srv := forwardrecv.Start(t, forwardrecv.Options{Network: network})
 			s := newSink(t, network, srv.Addr(), 2*time.Second)
 			batch := alerts("a", 3)
-			if err := s.Deliver(batch); err != nil {
+			if err := deliver(s, batch); err != nil {
 				t.Fatal(err)
 			}
 			got := srv.Entries()
@@ -55,7 +67,7 @@ func TestDeliverTCPAndUnix(t *testing.T) {
 				t.Fatalf("%d entries in %d messages, want 3 in 1", len(got), srv.Messages())
 			}
 			for i, e := range got {
-				if e.Tag != "sec.alerts" || !e.Time.Equal(batch[i].Time) || !bytes.Equal(e.Raw, batch[i].Msgpack) {
+				if e.Tag != "sec.alerts" || !e.Time.Equal(batch[i].Time) || !bytes.Equal(e.Raw, batch[i].Doc) {
 					t.Errorf("entry %d: %+v", i, e)
 				}
 				if e.Time.Nanosecond() != batch[i].Time.Nanosecond() {
@@ -68,7 +80,7 @@ func TestDeliverTCPAndUnix(t *testing.T) {
 
 func TestEmptyBatchIsNoOp(t *testing.T) {
 	s := newSink(t, "tcp", "127.0.0.1:1", time.Second)
-	if err := s.Deliver(nil); err != nil {
+	if err := deliver(s, nil); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -76,7 +88,7 @@ func TestEmptyBatchIsNoOp(t *testing.T) {
 func TestNoAckTimesOut(t *testing.T) {
 	srv := forwardrecv.Start(t, forwardrecv.Options{NoAck: true})
 	s := newSink(t, "tcp", srv.Addr(), 200*time.Millisecond)
-	err := s.Deliver(alerts("a", 1))
+	err := deliver(s, alerts("a", 1))
 	want := "forward tcp " + srv.Addr() + ": no ack within 200ms"
 	if err == nil || err.Error() != want {
 		t.Fatalf("got %v, want %q", err, want)
@@ -92,7 +104,7 @@ func TestNothingListening(t *testing.T) {
 	ln.Close()
 	for network, addr := range map[string]string{"tcp": deadTCP, "unix": filepath.Join(t.TempDir(), "absent.sock")} {
 		s := newSink(t, network, addr, time.Second)
-		if err := s.Deliver(alerts("a", 1)); err == nil || !strings.Contains(err.Error(), addr) {
+		if err := deliver(s, alerts("a", 1)); err == nil || !strings.Contains(err.Error(), addr) {
 			t.Errorf("%s: got %v", network, err)
 		}
 	}
@@ -106,12 +118,12 @@ func TestReconnectsAfterReceiverRestart(t *testing.T) {
 			srv := forwardrecv.Start(t, forwardrecv.Options{Network: network})
 			addr := srv.Addr()
 			s := newSink(t, network, addr, 2*time.Second)
-			if err := s.Deliver(alerts("a", 1)); err != nil {
+			if err := deliver(s, alerts("a", 1)); err != nil {
 				t.Fatal(err)
 			}
 			srv.Close()
 			srv2 := forwardrecv.Start(t, forwardrecv.Options{Network: network, Address: addr})
-			if err := s.Deliver(alerts("b", 2)); err != nil {
+			if err := deliver(s, alerts("b", 2)); err != nil {
 				t.Fatalf("after restart: %v", err)
 			}
 			if n, m := len(srv2.Entries()), srv2.Messages(); n != 2 || m != 1 {
@@ -128,13 +140,13 @@ func TestUnackedBatchIsNotDelivered(t *testing.T) {
 	srv := forwardrecv.Start(t, forwardrecv.Options{DropFirst: 1})
 	s := newSink(t, "tcp", srv.Addr(), time.Second)
 	batch := alerts("a", 2)
-	if err := s.Deliver(batch); err == nil {
+	if err := deliver(s, batch); err == nil {
 		t.Fatal("delivered without an ack")
 	}
 	if m := srv.Messages(); m != 1 {
 		t.Fatalf("%d messages after a failure on a fresh connection, want 1", m)
 	}
-	if err := s.Deliver(batch); err != nil {
+	if err := deliver(s, batch); err != nil {
 		t.Fatal(err)
 	}
 	assertOnce(t, srv.Entries(), 2)
@@ -144,7 +156,7 @@ func TestCloseAfterEach(t *testing.T) {
 	srv := forwardrecv.Start(t, forwardrecv.Options{CloseAfterEach: true})
 	s := newSink(t, "tcp", srv.Addr(), 2*time.Second)
 	for i := range 5 {
-		if err := s.Deliver(alerts(fmt.Sprint("d", i), 2)); err != nil {
+		if err := deliver(s, alerts(fmt.Sprint("d", i), 2)); err != nil {
 			t.Fatalf("deliver %d: %v", i, err)
 		}
 	}
@@ -164,7 +176,7 @@ func TestConcurrentDeliver(t *testing.T) {
 			for g := range 8 {
 				wg.Go(func() {
 					for i := range 5 {
-						if err := s.Deliver(alerts(fmt.Sprintf("g%d-%d", g, i), 3)); err != nil {
+						if err := deliver(s, alerts(fmt.Sprintf("g%d-%d", g, i), 3)); err != nil {
 							errs <- err
 						}
 					}
@@ -312,10 +324,10 @@ func TestChunkIDReusedOnlyForResend(t *testing.T) {
 		return chunk, false
 	})
 	s := newSink(t, "tcp", srv.ln.Addr().String(), 2*time.Second)
-	if err := s.Deliver(alerts("a", 1)); err != nil {
+	if err := deliver(s, alerts("a", 1)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Deliver(alerts("b", 1)); err != nil {
+	if err := deliver(s, alerts("b", 1)); err != nil {
 		t.Fatal(err)
 	}
 	chunks, conns := srv.seen()
@@ -339,10 +351,10 @@ func TestRetriesOnceOnly(t *testing.T) {
 		return "", true
 	})
 	s := newSink(t, "tcp", srv.ln.Addr().String(), 2*time.Second)
-	if err := s.Deliver(alerts("a", 1)); err != nil {
+	if err := deliver(s, alerts("a", 1)); err != nil {
 		t.Fatal(err)
 	}
-	err := s.Deliver(alerts("b", 1))
+	err := deliver(s, alerts("b", 1))
 	if err == nil || !strings.Contains(err.Error(), "after reconnecting") {
 		t.Fatalf("got %v", err)
 	}
@@ -361,17 +373,17 @@ func TestWrongAckIsAnError(t *testing.T) {
 		return "someone-else", false
 	})
 	s := newSink(t, "tcp", srv.ln.Addr().String(), time.Second)
-	if err := s.Deliver(alerts("a", 1)); err != nil {
+	if err := deliver(s, alerts("a", 1)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Deliver(alerts("b", 1)); err == nil || !strings.Contains(err.Error(), "does not match") {
+	if err := deliver(s, alerts("b", 1)); err == nil || !strings.Contains(err.Error(), "does not match") {
 		t.Fatalf("got %v", err)
 	}
 	if chunks, conns := srv.seen(); len(chunks) != 2 || conns != 1 {
 		t.Fatalf("%d messages on %d connections, want 2 on 1", len(chunks), conns)
 	}
 	// The connection that answered wrongly is not reused.
-	if err := s.Deliver(alerts("c", 1)); err == nil {
+	if err := deliver(s, alerts("c", 1)); err == nil {
 		t.Fatal("wrong ack accepted")
 	}
 	if _, conns := srv.seen(); conns != 2 {
@@ -381,10 +393,11 @@ func TestWrongAckIsAnError(t *testing.T) {
 
 func TestOptionsValidated(t *testing.T) {
 	for _, o := range []forward.Options{
-		{Network: "udp", Address: "x", Tag: "t", Timeout: time.Second},
-		{Network: "tcp", Tag: "t", Timeout: time.Second},
-		{Network: "tcp", Address: "x", Timeout: time.Second},
-		{Network: "tcp", Address: "x", Tag: "t"},
+		{Network: "udp", Address: "x", Tag: "t", Timeout: time.Second, MaxBatchBytes: 1 << 20},
+		{Network: "tcp", Tag: "t", Timeout: time.Second, MaxBatchBytes: 1 << 20},
+		{Network: "tcp", Address: "x", Timeout: time.Second, MaxBatchBytes: 1 << 20},
+		{Network: "tcp", Address: "x", Tag: "t", MaxBatchBytes: 1 << 20},
+		{Network: "tcp", Address: "x", Tag: "t", Timeout: time.Second, MaxBatchBytes: 50},
 	} {
 		if _, err := forward.New(o); err == nil {
 			t.Errorf("%+v accepted", o)
@@ -394,24 +407,24 @@ func TestOptionsValidated(t *testing.T) {
 
 func TestSharedKeyHandshake(t *testing.T) {
 	srv := forwardrecv.Start(t, forwardrecv.Options{SharedKey: "s3cret"})
-	good, err := forward.New(forward.Options{Network: "tcp", Address: srv.Addr(), Tag: "t", Timeout: 2 * time.Second,
+	good, err := forward.New(forward.Options{Network: "tcp", Address: srv.Addr(), Tag: "t", Timeout: 2 * time.Second, MaxBatchBytes: 4 << 20,
 		SharedKey: "s3cret", SelfHostname: "edge-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer good.Close()
-	if err := good.Deliver(alerts("a", 2)); err != nil {
+	if err := deliver(good, alerts("a", 2)); err != nil {
 		t.Fatal(err)
 	}
-	bad, _ := forward.New(forward.Options{Network: "tcp", Address: srv.Addr(), Tag: "t", Timeout: 2 * time.Second,
+	bad, _ := forward.New(forward.Options{Network: "tcp", Address: srv.Addr(), Tag: "t", Timeout: 2 * time.Second, MaxBatchBytes: 4 << 20,
 		SharedKey: "guess", SelfHostname: "edge-1"})
 	defer bad.Close()
-	if err := bad.Deliver(alerts("b", 1)); err == nil || !strings.Contains(err.Error(), "receiver refused authentication: shared_key mismatch") {
+	if err := deliver(bad, alerts("b", 1)); err == nil || !strings.Contains(err.Error(), "receiver refused authentication: shared_key mismatch") {
 		t.Fatalf("wrong key: %v", err)
 	}
-	none, _ := forward.New(forward.Options{Network: "tcp", Address: srv.Addr(), Tag: "t", Timeout: 300 * time.Millisecond})
+	none, _ := forward.New(forward.Options{Network: "tcp", Address: srv.Addr(), Tag: "t", Timeout: 300 * time.Millisecond, MaxBatchBytes: 4 << 20})
 	defer none.Close()
-	if err := none.Deliver(alerts("c", 1)); err == nil {
+	if err := deliver(none, alerts("c", 1)); err == nil {
 		t.Fatal("delivered without the handshake")
 	}
 	// The client gives up on seeing HELO, maybe before the receiver has
@@ -432,13 +445,13 @@ func TestTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	send := func(c *tls.Config) error {
-		s, err := forward.New(forward.Options{Network: "tcp", Address: srv.Addr(), Tag: "t", Timeout: 2 * time.Second,
+		s, err := forward.New(forward.Options{Network: "tcp", Address: srv.Addr(), Tag: "t", Timeout: 2 * time.Second, MaxBatchBytes: 4 << 20,
 			TLS: c, SharedKey: "k", SelfHostname: "edge-1"})
 		if err != nil {
 			return err
 		}
 		defer s.Close()
-		return s.Deliver(alerts("tls", 1))
+		return deliver(s, alerts("tls", 1))
 	}
 	if err := send(&tls.Config{RootCAs: pki.CAPool, ServerName: "127.0.0.1", Certificates: []tls.Certificate{clientCert}}); err != nil {
 		t.Fatalf("verified mTLS: %v", err)
@@ -449,5 +462,84 @@ func TestTLS(t *testing.T) {
 	}
 	if n := len(srv.Entries()); n != 1 {
 		t.Fatalf("receiver holds %d entries", n)
+	}
+}
+
+// bigAlerts are n alerts of about size bytes each.
+func bigAlerts(prefix string, n, size int) []sink.Alert {
+	out := alerts(prefix, n)
+	for i := range out {
+		rec := msgp.AppendMapHeader(nil, 2)
+		rec = msgp.AppendString(rec, "event_id")
+		rec = msgp.AppendString(rec, fmt.Sprintf("%s-%d", prefix, i))
+		rec = msgp.AppendString(rec, "pad")
+		out[i].Doc = msgp.AppendString(rec, strings.Repeat("p", size))
+	}
+	return out
+}
+
+// in_forward drops the connection on a message over its buffer_max_size:
+// batches are cut under MaxBatchBytes, so 10 MB of alerts arrive in
+// messages the receiver takes, where one message would never arrive.
+func TestBatchesFitTheReceiver(t *testing.T) {
+	srv := forwardrecv.Start(t, forwardrecv.Options{})
+	many := bigAlerts("big", 2000, 5000)
+	s, err := forward.New(forward.Options{Network: "tcp", Address: srv.Addr(), Tag: "t", Timeout: 5 * time.Second, MaxBatchBytes: 4 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := deliver(s, many); err != nil {
+		t.Fatal(err)
+	}
+	assertOnce(t, srv.Entries(), len(many))
+	if srv.Oversized() != 0 || srv.Messages() < 3 {
+		t.Fatalf("%d messages, %d refused as oversized", srv.Messages(), srv.Oversized())
+	}
+
+	// The same alerts in one message are refused, as by in_forward.
+	one, _ := forward.New(forward.Options{Network: "tcp", Address: srv.Addr(), Tag: "t", Timeout: 5 * time.Second, MaxBatchBytes: 64 << 20})
+	defer one.Close()
+	if err := one.Deliver(context.Background(), many); err == nil || srv.Oversized() != 1 {
+		t.Fatalf("an oversized message: %d refused, %v", srv.Oversized(), err)
+	}
+}
+
+// When a later message fails, Deliver says how many alerts the earlier
+// ones carried, so exactly those count as delivered.
+func TestPartialDeliveryIsCounted(t *testing.T) {
+	srv := startScripted(t, func(n int, chunk string) (string, bool) {
+		if n < 2 {
+			return chunk, false
+		}
+		return "", true
+	})
+	many := bigAlerts("p", 30, 100)
+	s, _ := forward.New(forward.Options{Network: "tcp", Address: srv.ln.Addr().String(), Tag: "t", Timeout: time.Second, MaxBatchBytes: 1200})
+	defer s.Close()
+	n, err := sink.Send(context.Background(), s, many, func([]sink.Alert) error { return nil })
+	if err == nil || n == 0 || n >= len(many) {
+		t.Fatalf("delivered %d of %d: %v", n, len(many), err)
+	}
+	if chunks, _ := srv.seen(); len(chunks) < 3 {
+		t.Fatalf("%d messages", len(chunks))
+	}
+}
+
+// A cancelled context ends the wait for an ack that Timeout would let
+// run on.
+func TestContextEndsTheWait(t *testing.T) {
+	srv := forwardrecv.Start(t, forwardrecv.Options{NoAck: true})
+	s, _ := forward.New(forward.Options{Network: "tcp", Address: srv.Addr(), Tag: "t", Timeout: time.Hour, MaxBatchBytes: 1 << 20})
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	if err := s.Deliver(ctx, alerts("c", 2)); err == nil || !errors.Is(err, context.Canceled) {
+		t.Fatalf("delivered: %v", err)
+	}
+	dl, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel2()
+	if err := s.Deliver(dl, alerts("d", 2)); err == nil {
+		t.Fatal("delivered past the context's deadline without an ack")
 	}
 }

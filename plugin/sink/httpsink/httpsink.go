@@ -6,11 +6,14 @@ package httpsink
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"time"
@@ -45,18 +48,26 @@ type Options struct {
 	Host, Source, Sourcetype, Index string
 	// ESIndex names the index in each bulk action (else the URL's).
 	ESIndex string
+	// MaxBatchBytes caps one request body; more alerts take more requests.
+	MaxBatchBytes int
 }
 
-// Sink posts each batch as one request.
+// Sink posts batches of alerts, one request each.
 type Sink struct {
 	o      Options
 	client *http.Client
+	// safeURL is URL without its user-info, for error messages.
+	safeURL string
 }
 
 // New validates o.
 func New(o Options) (*Sink, error) {
-	if o.URL == "" {
-		return nil, fmt.Errorf("no URL")
+	u, err := url.Parse(o.URL)
+	if err != nil || o.URL == "" {
+		return nil, fmt.Errorf("not a URL")
+	}
+	if o.MaxBatchBytes <= 0 {
+		return nil, fmt.Errorf("batch size must be positive")
 	}
 	switch o.Format {
 	case JSON, NDJSON, SplunkHEC, ESBulk:
@@ -68,7 +79,14 @@ func New(o Options) (*Sink, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = o.TLS
-	return &Sink{o: o, client: &http.Client{Timeout: o.Timeout, Transport: tr}}, nil
+	return &Sink{o: o, client: &http.Client{Timeout: o.Timeout, Transport: tr}, safeURL: Redact(u)}, nil
+}
+
+// Redact writes u without its user-info (user and password) for logs.
+func Redact(u *url.URL) string {
+	c := *u
+	c.User = nil
+	return c.String()
 }
 
 // Encoding is JSON: every format is built from JSON alerts.
@@ -80,16 +98,37 @@ func (s *Sink) Close() error {
 	return nil
 }
 
-// Deliver posts the batch and reads the answer; only a 2xx answer (and,
-// for es_bulk, no failed item) counts as delivered.
-func (s *Sink) Deliver(alerts []sink.Alert) error {
+// Batches cuts alerts into bodies of at most MaxBatchBytes.
+func (s *Sink) Batches(alerts []sink.Alert) [][]sink.Alert {
+	var scratch []byte
+	return sink.Cut(alerts, s.o.MaxBatchBytes-s.closing(), func(a sink.Alert) int {
+		// A part's size is the part itself (escapes make it hard to count);
+		// a first part is as long as any other: '[' instead of ','.
+		scratch = s.appendPart(scratch[:0], a, false)
+		return len(scratch)
+	})
+}
+
+// Deliver posts the batch as one request; only a 2xx answer (and, for
+// es_bulk, no failed item) counts as delivered.
+func (s *Sink) Deliver(ctx context.Context, alerts []sink.Alert) error {
 	if len(alerts) == 0 {
 		return nil
 	}
-	body, contentType := s.body(alerts)
-	req, err := http.NewRequest(http.MethodPost, s.o.URL, bytes.NewReader(body))
+	var b []byte
+	for i, a := range alerts {
+		b = s.appendPart(b, a, i == 0)
+	}
+	contentType := "application/json"
+	switch s.o.Format {
+	case JSON:
+		b = append(b, ']')
+	case ESBulk, NDJSON:
+		contentType = "application/x-ndjson"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.o.URL, bytes.NewReader(b))
 	if err != nil {
-		return err
+		return fmt.Errorf("http %s: %v", s.safeURL, err)
 	}
 	req.Header.Set("Content-Type", contentType)
 	for _, h := range s.o.Headers {
@@ -105,68 +144,71 @@ func (s *Sink) Deliver(alerts []sink.Alert) error {
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			// net/http masks the password but keeps the user name.
+			uerr.URL = s.safeURL
+		}
 		return fmt.Errorf("http: %w", err)
 	}
 	defer resp.Body.Close()
-	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("http %s: %s: %.300s", s.o.URL, resp.Status, answer)
+		answer, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
+		return fmt.Errorf("http %s: %s: %s", s.safeURL, resp.Status, answer)
 	}
 	if s.o.Format == ESBulk {
-		return bulkErrors(answer)
+		return bulkErrors(resp.Body)
 	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // keeps the connection reusable
 	return nil
 }
 
-func (s *Sink) body(alerts []sink.Alert) ([]byte, string) {
-	var b []byte
+// closing is what body adds after the last part.
+func (s *Sink) closing() int {
+	if s.o.Format == JSON {
+		return 1
+	}
+	return 0
+}
+
+// appendPart appends one alert in the body's format.
+func (s *Sink) appendPart(b []byte, a sink.Alert, first bool) []byte {
 	switch s.o.Format {
 	case JSON:
-		b = append(b, '[')
-		for i, a := range alerts {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, a.JSON...)
+		if first {
+			b = append(b, '[')
+		} else {
+			b = append(b, ',')
 		}
-		return append(b, ']'), "application/json"
+		return append(b, a.Doc...)
 	case SplunkHEC:
-		for _, a := range alerts {
-			b = append(b, `{"time":`...)
-			b = strconv.AppendFloat(b, float64(a.Time.UnixNano())/1e9, 'f', 3, 64)
-			b = appendField(b, "host", s.o.Host)
-			b = appendField(b, "source", s.o.Source)
-			b = appendField(b, "sourcetype", s.o.Sourcetype)
-			if s.o.Index != "" {
-				b = appendField(b, "index", s.o.Index)
-			}
-			b = append(b, `,"event":`...)
-			b = append(b, a.JSON...)
-			b = append(b, "}\n"...)
+		b = append(b, `{"time":`...)
+		b = strconv.AppendFloat(b, float64(a.Time.UnixNano())/1e9, 'f', 3, 64)
+		b = appendField(b, "host", s.o.Host)
+		b = appendField(b, "source", s.o.Source)
+		b = appendField(b, "sourcetype", s.o.Sourcetype)
+		if s.o.Index != "" {
+			b = appendField(b, "index", s.o.Index)
 		}
-		return b, "application/json"
+		b = append(b, `,"event":`...)
+		b = append(b, a.Doc...)
+		return append(b, "}\n"...)
 	case ESBulk:
-		for _, a := range alerts {
-			// create with an _id from rule and eventID: a re-sent alert is
-			// refused as a conflict (409) instead of indexed twice.
-			b = append(b, `{"create":{`...)
-			if s.o.ESIndex != "" {
-				b = append(b, `"_index":`...)
-				b = value.AppendJSONString(b, s.o.ESIndex)
-				b = append(b, ',')
-			}
-			b = append(b, `"_id":`...)
-			b = value.AppendJSONString(b, a.Key)
-			b = append(b, "}}\n"...)
-			b = append(b, a.JSON...)
-			b = append(b, '\n')
+		// create with an _id from rule and eventID: a re-sent alert is
+		// refused as a conflict (409) instead of indexed twice.
+		b = append(b, `{"create":{`...)
+		if s.o.ESIndex != "" {
+			b = append(b, `"_index":`...)
+			b = value.AppendJSONString(b, s.o.ESIndex)
+			b = append(b, ',')
 		}
-		return b, "application/x-ndjson"
+		b = append(b, `"_id":`...)
+		b = value.AppendJSONString(b, a.Key)
+		b = append(b, "}}\n"...)
+		b = append(b, a.Doc...)
+		return append(b, '\n')
 	default: // NDJSON
-		for _, a := range alerts {
-			b = append(append(b, a.JSON...), '\n')
-		}
-		return b, "application/x-ndjson"
+		return append(append(b, a.Doc...), '\n')
 	}
 }
 
@@ -177,32 +219,70 @@ func appendField(b []byte, k, v string) []byte {
 	return value.AppendJSONString(b, v)
 }
 
-// bulkErrors reads a bulk response: items that were created, or that
-// already existed (409: an earlier attempt got through), are delivered;
-// any other failure fails the batch, which is safe to send again.
-func bulkErrors(answer []byte) error {
-	var r struct {
-		Errors bool `json:"errors"`
-		Items  []map[string]struct {
-			Status int `json:"status"`
-			Error  struct {
-				Type   string `json:"type"`
-				Reason string `json:"reason"`
-			} `json:"error"`
-		} `json:"items"`
+// bulkResult is one item of a bulk response.
+type bulkResult struct {
+	Status int `json:"status"`
+	Error  struct {
+		Type   string `json:"type"`
+		Reason string `json:"reason"`
+	} `json:"error"`
+}
+
+// bulkErrors reads a bulk response, streaming: an answer for thousands of
+// alerts is long, and it is read whole, item by item, however long.
+// Items that were created, or that already existed (409: an earlier
+// attempt got through), are delivered; any other failure fails the batch,
+// which is safe to send again.
+func bulkErrors(r io.Reader) error {
+	dec := json.NewDecoder(r)
+	bad := func(err error) error { return fmt.Errorf("es_bulk: unreadable response: %v", err) }
+	if err := expectDelim(dec, '{'); err != nil {
+		return bad(err)
 	}
-	if err := json.Unmarshal(answer, &r); err != nil {
-		return fmt.Errorf("es_bulk: unreadable response: %v", err)
-	}
-	if !r.Errors {
-		return nil
-	}
-	for _, item := range r.Items {
-		for _, res := range item {
-			if res.Status/100 != 2 && res.Status != http.StatusConflict {
-				return fmt.Errorf("es_bulk: item failed with %d %s: %s", res.Status, res.Error.Type, res.Error.Reason)
+	var failed error
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return bad(err)
+		}
+		if tok != "items" {
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return bad(err)
+			}
+			continue
+		}
+		if err := expectDelim(dec, '['); err != nil {
+			return bad(err)
+		}
+		for dec.More() {
+			var item map[string]bulkResult
+			if err := dec.Decode(&item); err != nil {
+				return bad(err)
+			}
+			for _, res := range item {
+				if failed == nil && res.Status/100 != 2 && res.Status != http.StatusConflict {
+					failed = fmt.Errorf("es_bulk: item failed with %d %s: %s", res.Status, res.Error.Type, res.Error.Reason)
+				}
 			}
 		}
+		if err := expectDelim(dec, ']'); err != nil {
+			return bad(err)
+		}
+	}
+	if err := expectDelim(dec, '}'); err != nil {
+		return bad(err)
+	}
+	return failed
+}
+
+func expectDelim(dec *json.Decoder, want json.Delim) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if tok != want {
+		return fmt.Errorf("want %v, got %v", want, tok)
 	}
 	return nil
 }

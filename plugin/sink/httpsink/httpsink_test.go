@@ -3,11 +3,18 @@ package httpsink
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,22 +22,28 @@ import (
 )
 
 var alerts = []sink.Alert{
-	{Time: time.Unix(1763626542, 250_000_000), Key: "aws.iam.quarantine_applied/e-1", JSON: []byte(`{"rule":{"id":"aws.iam.quarantine_applied"},"event_id":"e-1"}`)},
-	{Time: time.Unix(1763626543, 0), Key: "aws.iam.quarantine_removed/e-2", JSON: []byte(`{"rule":{"id":"aws.iam.quarantine_removed"},"event_id":"e-2"}`)},
+	{Time: time.Unix(1763626542, 250_000_000), Key: "aws.iam.quarantine_applied/e-1", Doc: []byte(`{"rule":{"id":"aws.iam.quarantine_applied"},"event_id":"e-1"}`)},
+	{Time: time.Unix(1763626543, 0), Key: "aws.iam.quarantine_removed/e-2", Doc: []byte(`{"rule":{"id":"aws.iam.quarantine_removed"},"event_id":"e-2"}`)},
 }
 
-// server records one request and answers with status and body.
+// server records requests (the last in req and body) and answers each
+// with status and answer.
 type server struct {
 	*httptest.Server
-	req  *http.Request
-	body []byte
+	mu     sync.Mutex
+	req    *http.Request
+	body   []byte
+	bodies [][]byte
 }
 
 func newServer(t *testing.T, status int, answer string) *server {
 	s := &server{}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.req = r
-		s.body, _ = io.ReadAll(r.Body)
+		body, _ := io.ReadAll(r.Body)
+		s.mu.Lock()
+		s.req, s.body = r, body
+		s.bodies = append(s.bodies, body)
+		s.mu.Unlock()
 		w.WriteHeader(status)
 		io.WriteString(w, answer)
 	}))
@@ -38,13 +51,26 @@ func newServer(t *testing.T, status int, answer string) *server {
 	return s
 }
 
-func deliver(t *testing.T, o Options) error {
+func deliverAll(t *testing.T, o Options, as []sink.Alert) (int, error) {
+	t.Helper()
+	if o.MaxBatchBytes == 0 {
+		o.MaxBatchBytes = 4 << 20
+	}
 	s, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	return s.Deliver(alerts)
+	return sink.Send(context.Background(), s, as, func([]sink.Alert) error { return nil })
+}
+
+func deliver(t *testing.T, o Options) error {
+	t.Helper()
+	n, err := deliverAll(t, o, alerts)
+	if err == nil && n != len(alerts) {
+		t.Fatalf("delivered %d of %d without an error", n, len(alerts))
+	}
+	return err
 }
 
 func TestJSONWithHeadersAndBasicAuth(t *testing.T) {
@@ -70,7 +96,7 @@ func TestNDJSONWithBearer(t *testing.T) {
 	if err := deliver(t, Options{URL: srv.URL, Format: NDJSON, Timeout: time.Second, BearerToken: "tok"}); err != nil {
 		t.Fatal(err)
 	}
-	if srv.req.Header.Get("Authorization") != "Bearer tok" || string(srv.body) != string(alerts[0].JSON)+"\n"+string(alerts[1].JSON)+"\n" {
+	if srv.req.Header.Get("Authorization") != "Bearer tok" || string(srv.body) != string(alerts[0].Doc)+"\n"+string(alerts[1].Doc)+"\n" {
 		t.Fatalf("%v %s", srv.req.Header, srv.body)
 	}
 }
@@ -124,7 +150,7 @@ func TestESBulk(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSuffix(string(srv.body), "\n"), "\n")
 	if len(lines) != 4 || lines[0] != `{"create":{"_index":"cloudtrail-quarantine-alerts","_id":"aws.iam.quarantine_applied/e-1"}}` ||
-		lines[1] != string(alerts[0].JSON) || srv.req.Header.Get("Content-Type") != "application/x-ndjson" {
+		lines[1] != string(alerts[0].Doc) || srv.req.Header.Get("Content-Type") != "application/x-ndjson" {
 		t.Fatalf("bulk body:\n%s", srv.body)
 	}
 	conflict := `{"errors":true,"items":[{"create":{"status":409,"error":{"type":"version_conflict_engine_exception","reason":"document already exists"}}},{"create":{"status":201}}]}`
@@ -146,5 +172,101 @@ func TestTimeout(t *testing.T) {
 	defer hang.Close()
 	if err := deliver(t, Options{URL: hang.URL, Format: JSON, Timeout: 100 * time.Millisecond}); err == nil {
 		t.Fatal("no timeout")
+	}
+}
+
+// Every format cuts its bodies under MaxBatchBytes, in order, and the
+// batches together carry every alert once.
+func TestBatchesStayUnderTheCap(t *testing.T) {
+	var many []sink.Alert
+	for i := range 50 {
+		doc := fmt.Sprintf(`{"event_id":"e-%02d","pad":"%s"}`, i, strings.Repeat("x", 1000))
+		many = append(many, sink.Alert{Time: time.Unix(1763626542, 0), Key: fmt.Sprintf("r/e-%02d", i), Doc: []byte(doc)})
+	}
+	const limit = 10_000
+	for _, f := range []Format{JSON, NDJSON, SplunkHEC, ESBulk} {
+		t.Run(string(f), func(t *testing.T) {
+			srv := newServer(t, 200, `{"errors":false,"items":[]}`)
+			n, err := deliverAll(t, Options{URL: srv.URL, Format: f, Timeout: time.Second, MaxBatchBytes: limit}, many)
+			if err != nil || n != len(many) {
+				t.Fatalf("delivered %d: %v", n, err)
+			}
+			if len(srv.bodies) < 5 {
+				t.Fatalf("%d requests for 50 KB under a 10 KB cap", len(srv.bodies))
+			}
+			var ids []string
+			for _, b := range srv.bodies {
+				if len(b) > limit {
+					t.Errorf("body of %d bytes over the %d cap", len(b), limit)
+				}
+				ids = append(ids, regexp.MustCompile(`"event_id":"(e-\d+)"`).FindAllString(string(b), -1)...)
+			}
+			if len(ids) != len(many) || !slices.IsSorted(ids) || len(slices.Compact(slices.Clone(ids))) != len(ids) {
+				t.Fatalf("alerts across the batches: %v", ids)
+			}
+		})
+	}
+	// One alert over the cap goes alone rather than never.
+	srv := newServer(t, 200, "")
+	if n, err := deliverAll(t, Options{URL: srv.URL, Format: NDJSON, Timeout: time.Second, MaxBatchBytes: 100}, many[:2]); err != nil || n != 2 || len(srv.bodies) != 2 {
+		t.Fatalf("oversized alerts: %d delivered in %d requests: %v", n, len(srv.bodies), err)
+	}
+}
+
+// A bulk answer is read whole, however long: an item that failed after
+// more than a megabyte of answer still fails the batch.
+func TestLongBulkAnswer(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{"took":30,"errors":true,"items":[`)
+	for i := range 20000 {
+		fmt.Fprintf(&b, `{"create":{"_index":"cloudtrail-quarantine-alerts","_id":"aws.iam.quarantine_applied/%08d","_version":1,"result":"created","status":201}},`, i)
+	}
+	ok := b.String() + `{"create":{"status":409,"error":{"type":"version_conflict_engine_exception"}}}]}`
+	bad := b.String() + `{"create":{"status":400,"error":{"type":"mapper_parsing_exception","reason":"late failure"}}}]}`
+	if len(ok) < 2<<20 {
+		t.Fatalf("answer of %d bytes is not long", len(ok))
+	}
+	if err := deliver(t, Options{URL: newServer(t, 200, ok).URL, Format: ESBulk, Timeout: 5 * time.Second}); err != nil {
+		t.Fatalf("created and conflicting items: %v", err)
+	}
+	if err := deliver(t, Options{URL: newServer(t, 200, bad).URL, Format: ESBulk, Timeout: 5 * time.Second}); err == nil || !strings.Contains(err.Error(), "late failure") {
+		t.Fatalf("the last item failed: %v", err)
+	}
+	if err := deliver(t, Options{URL: newServer(t, 200, `{"errors":false,"items":[{"create":`).URL, Format: ESBulk, Timeout: time.Second}); err == nil {
+		t.Fatal("a cut answer counted as delivered")
+	}
+}
+
+// Errors name the endpoint without its user-info.
+func TestErrorsHideUserInfo(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens: connection refused
+	for _, u := range []string{"http://alice:s3cr3t-pw@" + addr + "/hook", "http://alice@" + newServer(t, 500, "no").Listener.Addr().String() + "/"} {
+		err := deliver(t, Options{URL: u, Format: JSON, Timeout: time.Second})
+		if err == nil || strings.Contains(err.Error(), "alice") || strings.Contains(err.Error(), "s3cr3t") {
+			t.Fatalf("error shows user-info: %v", err)
+		}
+	}
+}
+
+// A cancelled context ends a delivery that the request timeout would let
+// hang on.
+func TestContextEndsDelivery(t *testing.T) {
+	release := make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
+	defer hang.Close()
+	defer close(release)
+	s, err := New(Options{URL: hang.URL, Format: JSON, Timeout: time.Hour, MaxBatchBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	if err := s.Deliver(ctx, alerts); err == nil || !errors.Is(err, context.Canceled) {
+		t.Fatalf("delivered: %v", err)
 	}
 }

@@ -13,9 +13,9 @@ import (
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/harness"
 )
 
-func spoolProps(port int, dir string, extra ...string) []harness.KV {
+func storeProps(port int, dir string, extra ...string) []harness.KV {
 	return kv(append([]string{"Alert_Output", "forward", "Forward_Port", strconv.Itoa(port), "Forward_Timeout", "500ms",
-		"Spool_Dir", dir}, extra...)...)
+		"State_Dir", dir}, extra...)...)
 }
 
 func eventIDs(entries []forwardrecv.Entry) []string {
@@ -49,20 +49,20 @@ func TestSpoolSurvivesRestart(t *testing.T) {
 	for _, c := range chunks {
 		flushes = append(flushes, harness.Flush{Tag: tag, Data: c})
 	}
-	res := harness.Run(t, harness.Options{Instances: [][]harness.KV{spoolProps(port, dir)}, Flushes: flushes, Retries: -1})
-	if res.Summary["ok"] != int64(len(chunks)) || !strings.Contains(res.Stderr, "stay in the spool") {
+	res := harness.Run(t, harness.Options{Instances: [][]harness.KV{storeProps(port, dir)}, Flushes: flushes, Retries: -1})
+	if res.Summary["ok"] != int64(len(chunks)) || !strings.Contains(res.Stderr, "stay in ") {
 		t.Fatalf("first run: %v\n%s", res.Summary, tail(res.Stderr))
 	}
 
 	srv := forwardrecv.Start(t, forwardrecv.Options{Address: addr})
-	res = harness.Run(t, harness.Options{Instances: [][]harness.KV{spoolProps(port, dir)}})
-	if !strings.Contains(res.Stderr, "undelivered alerts from an earlier run") {
+	res = harness.Run(t, harness.Options{Instances: [][]harness.KV{storeProps(port, dir)}})
+	if !strings.Contains(res.Stderr, "undelivered alert(s) from an earlier run") {
 		t.Fatalf("second run did not pick up the spool:\n%s", tail(res.Stderr))
 	}
 	if got := eventIDs(srv.WaitEntries(t, len(ids), 5*time.Second)); !slices.Equal(got, ids) {
 		t.Fatalf("receiver got %v, want %v in order", got, ids)
 	}
-	if strings.Contains(res.Stderr, "stay in the spool") {
+	if strings.Contains(res.Stderr, "stay in ") {
 		t.Fatalf("spool not drained:\n%s", tail(res.Stderr))
 	}
 }
@@ -77,7 +77,7 @@ func TestSpoolKeepsOrder(t *testing.T) {
 		flushes = append(flushes, harness.Flush{Tag: tag, Data: c})
 	}
 	res := harness.Run(t, harness.Options{
-		Instances: [][]harness.KV{spoolProps(srv.Port(), filepath.Join(t.TempDir(), "spool"))},
+		Instances: [][]harness.KV{storeProps(srv.Port(), filepath.Join(t.TempDir(), "spool"))},
 		Flushes:   flushes,
 		Retries:   -1,
 	})
@@ -93,8 +93,8 @@ func TestSpoolKeepsOrder(t *testing.T) {
 func TestSpoolUnusableOrFull(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "not-a-dir")
 	os.WriteFile(file, nil, 0o600)
-	res := harness.Run(t, harness.Options{Instances: [][]harness.KV{spoolProps(1, file)}})
-	if res.ExitCode != 1 || !strings.Contains(res.Stderr, "invalid configuration: Spool_Dir: mkdir "+file+": not a directory") {
+	res := harness.Run(t, harness.Options{Instances: [][]harness.KV{storeProps(1, file)}})
+	if res.ExitCode != 1 || !strings.Contains(res.Stderr, "invalid configuration: State_Dir: mkdir "+file+": not a directory") {
 		t.Fatalf("exit %d\n%s", res.ExitCode, res.Stderr)
 	}
 
@@ -102,11 +102,11 @@ func TestSpoolUnusableOrFull(t *testing.T) {
 	port := closed.Port()
 	closed.Close()
 	res = harness.Run(t, harness.Options{
-		Instances: [][]harness.KV{spoolProps(port, filepath.Join(t.TempDir(), "spool"), "Spool_Max_Size", "200")},
+		Instances: [][]harness.KV{storeProps(port, filepath.Join(t.TempDir(), "spool"), "Queue_Max_Size", "200")},
 		Flushes:   []harness.Flush{{Tag: tag, Data: chunkOf(quarantineApplied(t))}},
 		Retries:   1,
 	})
-	if got := rcs(res); !slices.Equal(got, []int{2, 2}) || !strings.Contains(res.Stderr, "nor spool them (spool is full)") {
+	if got := rcs(res); !slices.Equal(got, []int{2, 2}) || !strings.Contains(res.Stderr, "could not store 1 alert(s), asking Fluent Bit to retry the chunk: the state store's queue is full") {
 		t.Fatalf("rcs %v\n%s", got, tail(res.Stderr))
 	}
 }
@@ -122,12 +122,12 @@ func TestSpoolWithReceiverThatNeverAcks(t *testing.T) {
 	for _, c := range chunks {
 		flushes = append(flushes, harness.Flush{Tag: tag, Data: c})
 	}
-	res := harness.Run(t, harness.Options{Instances: [][]harness.KV{spoolProps(mute.Port(), dir, "Forward_Timeout", "200ms")}, Flushes: flushes})
-	if res.Summary["ok"] != int64(len(chunks)) || !strings.Contains(res.Stderr, "stay in the spool") {
+	res := harness.Run(t, harness.Options{Instances: [][]harness.KV{storeProps(mute.Port(), dir, "Forward_Timeout", "200ms")}, Flushes: flushes})
+	if res.Summary["ok"] != int64(len(chunks)) || !strings.Contains(res.Stderr, "stay in ") {
 		t.Fatalf("%v\n%s", res.Summary, tail(res.Stderr))
 	}
 	good := forwardrecv.Start(t, forwardrecv.Options{})
-	harness.Run(t, harness.Options{Instances: [][]harness.KV{spoolProps(good.Port(), dir)}})
+	harness.Run(t, harness.Options{Instances: [][]harness.KV{storeProps(good.Port(), dir)}})
 	if got := eventIDs(good.WaitEntries(t, len(ids), 5*time.Second)); !slices.Equal(got, ids) {
 		t.Fatalf("got %v, want %v", got, ids)
 	}
@@ -149,8 +149,8 @@ func TestSpoolTwoInstancesWorkersUnderFaults(t *testing.T) {
 	}
 	res := harness.Run(t, harness.Options{
 		Instances: [][]harness.KV{
-			spoolProps(srv.Port(), filepath.Join(t.TempDir(), "spool-a")),
-			spoolProps(srv.Port(), filepath.Join(t.TempDir(), "spool-b")),
+			storeProps(srv.Port(), filepath.Join(t.TempDir(), "spool-a")),
+			storeProps(srv.Port(), filepath.Join(t.TempDir(), "spool-b")),
 		},
 		Flushes: flushes,
 		Workers: 2,
@@ -198,7 +198,7 @@ func TestReceiverDownAtStartUpLater(t *testing.T) {
 	addr, port := freeAddress(t)
 	flushes, ids := flushesOf(t, "aws.iam.quarantine_applied")
 	p := harness.Start(t, harness.Options{
-		Instances: [][]harness.KV{spoolProps(port, filepath.Join(t.TempDir(), "spool"))},
+		Instances: [][]harness.KV{storeProps(port, filepath.Join(t.TempDir(), "spool"))},
 		Flushes:   flushes, PauseMS: 150, Retries: -1,
 	})
 	time.Sleep(400 * time.Millisecond)
@@ -219,7 +219,7 @@ func TestReceiverKilledMidStream(t *testing.T) {
 	addr := first.Addr()
 	flushes, ids := flushesOf(t, "aws.iam.quarantine_applied")
 	p := harness.Start(t, harness.Options{
-		Instances: [][]harness.KV{spoolProps(first.Port(), filepath.Join(t.TempDir(), "spool"))},
+		Instances: [][]harness.KV{storeProps(first.Port(), filepath.Join(t.TempDir(), "spool"))},
 		Flushes:   flushes, PauseMS: 200, Retries: -1,
 	})
 	first.WaitEntries(t, 2, 5*time.Second)
@@ -243,14 +243,14 @@ func TestSlowReceiver(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "spool")
 	slow := forwardrecv.Start(t, forwardrecv.Options{SlowRead: true})
 	res := harness.Run(t, harness.Options{
-		Instances: [][]harness.KV{spoolProps(slow.Port(), dir, "Forward_Timeout", "300ms")},
+		Instances: [][]harness.KV{storeProps(slow.Port(), dir, "Forward_Timeout", "300ms")},
 		Flushes:   []harness.Flush{{Tag: tag, Data: chunkOf(quarantineApplied(t))}},
 	})
-	if got := rcs(res); !slices.Equal(got, []int{1}) || !strings.Contains(res.Stderr, "stay in the spool") {
+	if got := rcs(res); !slices.Equal(got, []int{1}) || !strings.Contains(res.Stderr, "stay in ") {
 		t.Fatalf("rcs %v\n%s", got, tail(res.Stderr))
 	}
 	good := forwardrecv.Start(t, forwardrecv.Options{})
-	harness.Run(t, harness.Options{Instances: [][]harness.KV{spoolProps(good.Port(), dir)}})
+	harness.Run(t, harness.Options{Instances: [][]harness.KV{storeProps(good.Port(), dir)}})
 	if n := len(good.WaitEntries(t, 1, 5*time.Second)); n != 1 {
 		t.Fatalf("good receiver got %d", n)
 	}
@@ -263,15 +263,15 @@ func TestSpoolFullThenRetry(t *testing.T) {
 	addr, port := freeAddress(t)
 	removed := fixtures(t, "aws.iam.quarantine_removed", "positive")
 	p := harness.Start(t, harness.Options{
-		// Room for about one alert: the second chunk cannot be spooled.
-		Instances: [][]harness.KV{spoolProps(port, filepath.Join(t.TempDir(), "spool"), "Spool_Max_Size", "2K", "Include_Event", "off")},
+		// Room for two alerts: the second chunk's two cannot join the first.
+		Instances: [][]harness.KV{storeProps(port, filepath.Join(t.TempDir(), "spool"), "Queue_Max_Size", "3K", "Include_Event", "off")},
 		Flushes:   []harness.Flush{{Tag: tag, Data: chunkOf(removed[0])}, {Tag: tag, Data: chunkOf(removed[1], removed[2])}},
 		Retries:   5, RetryWaitMS: 400,
 	})
 	time.Sleep(300 * time.Millisecond)
 	srv := forwardrecv.Start(t, forwardrecv.Options{Address: addr})
 	res := p.Wait()
-	if got := rcs(res); len(got) < 3 || got[0] != 1 || got[1] != 2 || got[len(got)-1] != 1 || !strings.Contains(res.Stderr, "spool is full") {
+	if got := rcs(res); len(got) < 3 || got[0] != 1 || got[1] != 2 || got[len(got)-1] != 1 || !strings.Contains(res.Stderr, "queue is full") {
 		t.Fatalf("rcs %v\n%s", got, tail(res.Stderr))
 	}
 	want := []string{removed[0]["eventID"].(string), removed[1]["eventID"].(string), removed[2]["eventID"].(string)}

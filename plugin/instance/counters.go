@@ -1,0 +1,78 @@
+package instance
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/rules"
+)
+
+// Counters are cumulative per instance.
+type Counters struct {
+	Flushes, Records, Candidates, Events   atomic.Int64
+	Alerts, Delivered, Duplicates, Retries atomic.Int64
+	Queued                                 atomic.Int64 // alerts kept in the store for the sender
+	SkippedMalformed, SkippedNotMap        atomic.Int64
+	SkippedTruncated, SkippedUndecodable   atomic.Int64
+	SkippedEvents                          atomic.Int64 // bad events inside a record (a log file's Records)
+	GroupMarkers, EncodeErrors, Panics     atomic.Int64
+	OwnAlerts                              atomic.Int64 // chunks tagged Alert_Tag, passed over
+	// AlertsByRule counts alerts found per rule id (before de-duplication).
+	AlertsByRule map[string]*atomic.Int64
+}
+
+func (c *Counters) init() {
+	c.AlertsByRule = map[string]*atomic.Int64{}
+	for _, r := range rules.All() {
+		c.AlertsByRule[r.ID] = new(atomic.Int64)
+	}
+}
+
+func (in *Instance) count(st detect.Stats) {
+	c := &in.Counters
+	c.Flushes.Add(1)
+	c.Records.Add(int64(st.Records))
+	c.Candidates.Add(int64(st.Candidates))
+	c.Events.Add(int64(st.Events))
+	c.Alerts.Add(int64(st.Findings))
+	c.SkippedMalformed.Add(int64(st.Skipped.Malformed))
+	c.SkippedNotMap.Add(int64(st.Skipped.NotMap))
+	c.SkippedTruncated.Add(int64(st.Skipped.Truncated))
+	c.SkippedUndecodable.Add(int64(st.Undecodable))
+	c.SkippedEvents.Add(int64(st.SkippedEvents))
+	c.GroupMarkers.Add(int64(st.Skipped.Group))
+}
+
+// Summary renders the counters as one log line.
+func (c *Counters) Summary() string {
+	ids := slices.Sorted(maps.Keys(c.AlertsByRule))
+	byRule := make([]string, len(ids))
+	for i, id := range ids {
+		byRule[i] = fmt.Sprintf("%s:%d", id, c.AlertsByRule[id].Load())
+	}
+	return fmt.Sprintf("flushes=%d records=%d candidates=%d events=%d alerts=%d delivered=%d queued=%d duplicates_dropped=%d retries=%d skipped_malformed=%d skipped_not_map=%d skipped_truncated=%d skipped_undecodable=%d skipped_events=%d group_markers=%d encode_errors=%d own_alert_chunks=%d panics=%d alerts_by_rule=%s",
+		c.Flushes.Load(), c.Records.Load(), c.Candidates.Load(), c.Events.Load(), c.Alerts.Load(), c.Delivered.Load(), c.Queued.Load(),
+		c.Duplicates.Load(), c.Retries.Load(), c.SkippedMalformed.Load(), c.SkippedNotMap.Load(), c.SkippedTruncated.Load(),
+		c.SkippedUndecodable.Load(), c.SkippedEvents.Load(), c.GroupMarkers.Load(), c.EncodeErrors.Load(), c.OwnAlerts.Load(), c.Panics.Load(), strings.Join(byRule, ","))
+}
+
+// logStats logs the counters every interval, so an operator can see the
+// instance is alive and what it dropped and why.
+func (in *Instance) logStats(ctx context.Context) {
+	t := time.NewTicker(in.cfg.StatsInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			in.log.Infof("stats: %s", in.Counters.Summary())
+		case <-ctx.Done():
+			return
+		}
+	}
+}

@@ -1,0 +1,112 @@
+package state
+
+import (
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/tinylib/msgp/msgp"
+)
+
+// The files of layout 1, the Spool_Dir of earlier versions: an append-only
+// log of [uint32 length][uint32 CRC-32C][msgpack [EventTime, key, JSON,
+// msgpack]] records and the offset up to which they were delivered.
+const (
+	spoolLog    = "alerts.spool"
+	spoolOffset = "delivered.offset"
+)
+
+var spoolFiles = []string{spoolLog, spoolOffset, spoolOffset + ".tmp", "lock"}
+
+// migrateSpool takes the undelivered alerts of a layout-1 spool in the
+// same directory into the queue, then removes the old files. A crash in
+// between takes them again next time: their keys are known by then, so
+// none is queued twice.
+func (s *Store) migrateSpool() (int, error) {
+	data, err := os.ReadFile(filepath.Join(s.o.Dir, spoolLog))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var offset int64
+	if b, err := os.ReadFile(filepath.Join(s.o.Dir, spoolOffset)); err == nil && len(b) == 8 {
+		offset = int64(binary.BigEndian.Uint64(b))
+	}
+	entries := readSpool(data, offset)
+	taken := 0
+	if len(entries) > 0 {
+		// The old spool was bounded by its own size; the queue takes what
+		// it held even past MaxQueueBytes rather than lose it.
+		ok, err := s.enqueue(entries, math.MaxInt64)
+		if err != nil {
+			return 0, err
+		}
+		for _, t := range ok {
+			if t {
+				taken++
+			}
+		}
+	}
+	for _, f := range spoolFiles {
+		if err := os.Remove(filepath.Join(s.o.Dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return taken, err
+		}
+	}
+	return taken, nil
+}
+
+// readSpool reads the records after offset, up to the first that is torn,
+// fails its checksum or is empty (a crash can leave zeros at the end).
+func readSpool(data []byte, offset int64) []Entry {
+	table := crc32.MakeTable(crc32.Castagnoli)
+	var out []Entry
+	at := 0
+	for at+8 <= len(data) {
+		n := int(binary.BigEndian.Uint32(data[at:]))
+		end := at + 8 + n
+		if n == 0 || end > len(data) || crc32.Checksum(data[at+8:end], table) != binary.BigEndian.Uint32(data[at+4:]) {
+			break
+		}
+		if int64(at) >= offset {
+			if e, ok := spoolRecord(data[at+8 : end]); ok {
+				out = append(out, e)
+			}
+		}
+		at = end
+	}
+	return out
+}
+
+func spoolRecord(p []byte) (Entry, bool) {
+	var e Entry
+	n, p, err := msgp.ReadArrayHeaderBytes(p)
+	if err != nil || n != 4 || len(p) < 10 || p[0] != 0xd7 {
+		return e, false
+	}
+	e.Time = time.Unix(int64(binary.BigEndian.Uint32(p[2:])), int64(binary.BigEndian.Uint32(p[6:])))
+	var js, mp []byte
+	if e.Key, p, err = msgp.ReadStringBytes(p[10:]); err != nil {
+		return e, false
+	}
+	if js, p, err = msgp.ReadBytesBytes(p, nil); err != nil {
+		return e, false
+	}
+	if mp, _, err = msgp.ReadBytesBytes(p, nil); err != nil {
+		return e, false
+	}
+	switch {
+	case len(mp) > 0:
+		e.Kind, e.Body = LegacyMsgpack, mp
+	case len(js) > 0:
+		e.Kind, e.Body = LegacyJSON, js
+	default:
+		return e, false
+	}
+	return e, true
+}
