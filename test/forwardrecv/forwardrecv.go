@@ -17,6 +17,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -67,6 +68,7 @@ type Server struct {
 	ln       net.Listener
 	mu       sync.Mutex
 	entries  []Entry
+	batches  []int // entries per stored message
 	messages int
 	refused  int
 	dropped  int
@@ -122,6 +124,13 @@ func (s *Server) Entries() []Entry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]Entry(nil), s.entries...)
+}
+
+// LargestBatch is the most entries one stored message carried.
+func (s *Server) LargestBatch() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Max(append([]int{0}, s.batches...))
 }
 
 // Messages is the number of protocol messages read (stored or not).
@@ -335,6 +344,7 @@ func (s *Server) handle(c net.Conn, msg []byte) bool {
 	}
 	s.mu.Lock()
 	s.entries = append(s.entries, entries...)
+	s.batches = append(s.batches, len(entries))
 	s.mu.Unlock()
 	if chunk, ok := option["chunk"].(string); ok && !s.o.NoAck {
 		ack := msgp.AppendMapHeader(nil, 1)

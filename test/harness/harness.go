@@ -181,6 +181,12 @@ func Start(t testing.TB, o Options) *Proc {
 	return p
 }
 
+// Kill ends the harness with SIGKILL, as a crash or an OOM kill would:
+// no exit callback runs.
+func (p *Proc) Kill() {
+	p.cmd.Process.Kill()
+}
+
 // Wait waits for the harness to exit and parses what it reported.
 func (p *Proc) Wait() Result {
 	p.t.Helper()
@@ -193,7 +199,7 @@ func (p *Proc) Wait() Result {
 	var exit *exec.ExitError
 	switch {
 	case errors.As(err, &exit):
-		res.ExitCode = exit.ExitCode()
+		res.ExitCode = exit.ExitCode() // -1 when killed by a signal
 	case err != nil:
 		p.t.Fatal(err)
 	}
