@@ -237,8 +237,11 @@ func (a *Alert) AppendMsgpack(b []byte, f Format) ([]byte, error) {
 }
 
 func (a *Alert) encode(e encoder, f Format) error {
-	if f == ECS {
+	switch f {
+	case ECS:
 		return a.ecsFields(e)
+	case OCSF:
+		return a.ocsfFields(e)
 	}
 	return a.fields(e)
 }
