@@ -88,6 +88,9 @@ func New(name string, cfg *config.Config, log *logx.Logger) (*Instance, error) {
 	if cfg.AlertFormat == "ecs" {
 		in.format = alert.ECS
 	}
+	if cfg.AlertFormat == "ocsf" {
+		in.format = alert.OCSF
+	}
 	in.Counters.AlertsByRule = map[string]*atomic.Int64{}
 	for _, r := range rules.All() {
 		in.Counters.AlertsByRule[r.ID] = new(atomic.Int64)
