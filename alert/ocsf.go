@@ -67,8 +67,8 @@ func ocsfObjs(k string, objs ...[]ocsfField) ocsfField {
 	}
 }
 
-// ocsfIf keeps f only when cond holds: for objects an OCSF constraint
-// (at_least_one of name, uid, ...) forbids without their identifying field.
+// ocsfIf keeps f only when cond holds: for objects OCSF forbids without a
+// field they require (api without operation, remediation without desc).
 func ocsfIf(cond bool, f ocsfField) ocsfField {
 	if !cond {
 		return nil
@@ -109,12 +109,13 @@ var ocsfIAMTypes = map[string]string{"user": "User", "group": "Group", "role": "
 //
 // The CloudTrail call that triggered the finding is its evidence: in 2004
 // the class-level actor belongs to the host profile and there is no
-// src_endpoint, so caller, API and source sit in evidences[0], as AWS's
-// own GuardDuty findings do. The IAM identity and the policy are the
-// resources. A key's lifecycle (the exposed key and its owner, when it was
-// exposed and quarantined, the calls a use alert stands for) joins as one
-// more resources entry, finding_info's first/last seen times and the
-// class-level count, start_time, end_time and duration.
+// src_endpoint, so caller, API and source sit in evidences[0], as in the
+// OCSF mapping of GuardDuty findings from Security Hub. The IAM identity
+// and the policy are the resources. A key's lifecycle (the exposed key and
+// its owner, when it was exposed and quarantined, how long each step took)
+// joins as one more resources entry; the calls a use alert stands for as
+// the class-level count, start_time and end_time. Not duration: in 1.1.0
+// it is a 32-bit count of milliseconds, 24 days at most.
 func (a *Alert) ocsfFields(e encoder) error {
 	var raw []byte
 	var err error
@@ -157,7 +158,7 @@ func (a *Alert) ocsfFields(e encoder) error {
 		a.ocsfFindingInfo(ms),
 		ocsfObj("cloud",
 			ocsfStr("provider", "AWS"),
-			ocsfIf(a.AccountID != "", ocsfAWSAccount(a.AccountID)),
+			ocsfAWSAccount(a.AccountID),
 			ocsfStr("region", a.Region)),
 		ocsfObjs("evidences", a.ocsfEvidence()),
 		ocsfObjs("resources", a.ocsfTarget(), a.ocsfPolicy()),
@@ -174,7 +175,11 @@ func (a *Alert) ocsfFields(e encoder) error {
 	return err
 }
 
+// ocsfAWSAccount is nil without uid: an account needs a name or uid.
 func ocsfAWSAccount(uid string) ocsfField {
+	if uid == "" {
+		return nil
+	}
 	return ocsfObj("account", ocsfStr("uid", uid), ocsfInt("type_id", 10), ocsfStr("type", "AWS Account"))
 }
 
@@ -259,13 +264,12 @@ func (a *Alert) ocsfActor() ocsfField {
 	if !a.ocsfHasUser() {
 		return nil
 	}
-	account := arnAccount(a.Actor.ARN)
 	return ocsfObj("actor", ocsfObj("user",
 		ocsfStr("type", a.Actor.Type),
 		ocsfStr("name", a.Actor.UserName),
 		ocsfStr("uid", a.Actor.ARN),
 		ocsfStr("credential_uid", a.Actor.AccessKeyID),
-		ocsfIf(account != "", ocsfAWSAccount(account))))
+		ocsfAWSAccount(arnAccount(a.Actor.ARN))))
 }
 
 // arnAccount is the account field of an ARN (arn:aws:iam::111122223333:user/x),
