@@ -251,9 +251,12 @@ func (a *Alert) AppendMsgpack(b []byte, f Format) []byte {
 }
 
 func (a *Alert) encode(e encoder, f Format) {
-	if f == ECS {
+	switch f {
+	case ECS:
 		a.ecsFields(e)
-		return
+	case OCSF:
+		a.ocsfFields(e)
+	default:
+		a.fields(e)
 	}
-	a.fields(e)
 }

@@ -89,7 +89,7 @@ func FuzzEncode(f *testing.F) {
 		"aws.cloudtrail.request_parameters": "{userName=a, policyArn=arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV2}"}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, a := range alertsOf(t, b) {
-			for _, format := range []alert.Format{alert.Native, alert.ECS} {
+			for _, format := range []alert.Format{alert.Native, alert.ECS, alert.OCSF} {
 				if js := a.AppendJSON(nil, format); !json.Valid(js) {
 					t.Fatalf("alert encodes to invalid JSON %q", js)
 				}
@@ -113,7 +113,7 @@ func TestDecodeRoundTrips(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				for _, f := range []alert.Format{alert.Native, alert.ECS} {
+				for _, f := range []alert.Format{alert.Native, alert.ECS, alert.OCSF} {
 					if !bytes.Equal(back.AppendMsgpack(nil, f), a.AppendMsgpack(nil, f)) || !bytes.Equal(back.AppendJSON(nil, f), a.AppendJSON(nil, f)) {
 						t.Errorf("%s format %d: decoded alert encodes differently", a.Key, f)
 					}

@@ -92,7 +92,7 @@ func New(name string, cfg *config.Config, log *logx.Logger) (*Instance, error) {
 	return in, nil
 }
 
-var formats = map[string]alert.Format{"native": alert.Native, "ecs": alert.ECS}
+var formats = map[string]alert.Format{"native": alert.Native, "ecs": alert.ECS, "ocsf": alert.OCSF}
 
 // maxLoggedKeys bounds the delivery log line: a replay of thousands of
 // quarantine events must not flood Fluent Bit's log.

@@ -252,7 +252,7 @@ func TestBadConfigFailsInit(t *testing.T) {
 		{kv("HTTP_Headers", "X-A: 1; broken"), `HTTP_Headers: "broken" is not a "Name: value" pair (separate pairs with ;)`},
 		{kv("HTTP_Timeout", "never"), `HTTP_Timeout: "never" is not a positive duration such as 500ms, 10s or 10`},
 		{kv("Alert_Output", "http", "HTTP_URL", "https://x", "HTTP_TLS_CA_File", "/nonexistent/ca.pem"), "HTTP_TLS_CA_File: open /nonexistent/ca.pem: no such file or directory"},
-		{kv("Alert_Format", "cef"), `Alert_Format: "cef" is not one of native, ecs`},
+		{kv("Alert_Format", "cef"), `Alert_Format: "cef" is not one of native, ecs, ocsf`},
 	}
 	for _, c := range cases {
 		res := harness.Run(t, harness.Options{Instances: [][]harness.KV{c.props}})
