@@ -18,6 +18,7 @@ import (
 	"net"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -76,6 +77,7 @@ type Server struct {
 	conns    map[net.Conn]bool
 	wg       sync.WaitGroup
 	closed   bool
+	down     bool
 }
 
 // Start listens and serves until the test ends (or Close).
@@ -94,29 +96,65 @@ func Start(t testing.TB, o Options) *Server {
 			o.Address = "127.0.0.1:0"
 		}
 	}
-	ln, err := net.Listen(o.Network, o.Address)
-	if err != nil {
+	s := &Server{o: o, conns: map[net.Conn]bool{}}
+	if err := s.listen(); err != nil {
 		t.Fatal(err)
 	}
-	if o.TLS != nil {
-		ln = tls.NewListener(ln, o.TLS)
-	}
-	s := &Server{o: o, ln: ln, conns: map[net.Conn]bool{}}
-	s.wg.Add(1)
-	go s.accept()
+	s.o.Address = s.ln.Addr().String()
 	t.Cleanup(s.Close)
 	return s
 }
 
+func (s *Server) listen() error {
+	ln, err := net.Listen(s.o.Network, s.o.Address)
+	if err != nil {
+		return err
+	}
+	if s.o.TLS != nil {
+		ln = tls.NewListener(ln, s.o.TLS)
+	}
+	s.ln = ln
+	s.wg.Add(1)
+	go s.accept(ln)
+	return nil
+}
+
+// SetDown stops the receiver as a crash would, dropping its connections
+// but keeping what it stored (true), or starts it again on the same
+// address (false).
+func (s *Server) SetDown(down bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.down == down {
+		return
+	}
+	s.down = down
+	if down {
+		s.ln.Close()
+		for c := range s.conns {
+			c.Close()
+		}
+		return
+	}
+	for i := 0; s.listen() != nil; i++ {
+		if i == 100 {
+			panic("forwardrecv: cannot listen again on " + s.o.Address)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // Addr is host:port or the socket path.
-func (s *Server) Addr() string { return s.ln.Addr().String() }
+func (s *Server) Addr() string { return s.o.Address }
 
 // Port is the TCP port (0 for unix sockets).
 func (s *Server) Port() int {
-	if a, ok := s.ln.Addr().(*net.TCPAddr); ok {
-		return a.Port
+	if s.o.Network != "tcp" {
+		return 0
 	}
-	return 0
+	_, port, _ := net.SplitHostPort(s.o.Address)
+	n, _ := strconv.Atoi(port)
+	return n
 }
 
 // Entries returns a snapshot of what was stored.
@@ -167,20 +205,21 @@ func (s *Server) Close() {
 	for c := range s.conns {
 		c.Close()
 	}
+	ln := s.ln
 	s.mu.Unlock()
-	s.ln.Close()
+	ln.Close()
 	s.wg.Wait()
 }
 
-func (s *Server) accept() {
+func (s *Server) accept(ln net.Listener) {
 	defer s.wg.Done()
 	for {
-		c, err := s.ln.Accept()
+		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
 		s.mu.Lock()
-		if s.closed {
+		if s.closed || s.down {
 			s.mu.Unlock()
 			c.Close()
 			return

@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
@@ -154,7 +155,8 @@ func (s *Sink) Deliver(ctx context.Context, alerts []sink.Alert) error {
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		answer, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
-		return fmt.Errorf("http %s: %s: %s", s.safeURL, resp.Status, answer)
+		// One log line, whatever the answer's layout.
+		return fmt.Errorf("http %s: %s: %s", s.safeURL, resp.Status, strings.Join(strings.Fields(string(answer)), " "))
 	}
 	if s.o.Format == ESBulk {
 		return bulkErrors(resp.Body)
