@@ -80,9 +80,14 @@ var canonicalKeys = func() map[string]string {
 // canonical gives an event whose keys some pipeline lower-cased
 // (eventname) CloudTrail's own key case, so every later lookup is exact.
 // Events that already have eventName are returned as they are: the check
-// costs one map lookup, the rebuild only happens for the rare others.
+// costs one map lookup, the rebuild only happens for the rare others. So
+// are OCSF records (an api object): no CloudTrail event has one, and
+// rebuilding them doubled what reading one costs.
 func canonical(m map[string]any) map[string]any {
 	if _, ok := m["eventName"]; ok {
+		return m
+	}
+	if _, ok := m["api"].(map[string]any); ok {
 		return m
 	}
 	return recase(m, 0)

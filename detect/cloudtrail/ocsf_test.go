@@ -381,3 +381,39 @@ func FuzzResolveOCSF(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkResolveMsgpack: what one candidate costs, a plain CloudTrail
+// event (read in place) against its Security Lake records (decoded into
+// maps, since OCSF never takes the zero-copy view).
+func BenchmarkResolveMsgpack(b *testing.B) {
+	ev := corpus.Fixture(b, "aws.iam.quarantine_applied", "positive", "attach_user_v2")
+	bodies := map[string]map[string]any{"cloudtrail": ev}
+	for _, f := range ocsfForms {
+		rec, err := f.convert(ev)
+		if err != nil {
+			b.Fatal(err)
+		}
+		bodies["ocsf-"+f.name] = rec
+	}
+	for _, name := range []string{"cloudtrail", "ocsf-v2", "ocsf-v1"} {
+		msg, err := value.AppendMsgpack(nil, bodies[name])
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(name, func(b *testing.B) {
+			r := cloudtrail.Resolver{}
+			b.ReportAllocs()
+			b.SetBytes(int64(len(msg)))
+			for b.Loop() {
+				n, err := r.ResolveMsgpack(msg, func(e *cloudtrail.Event) {
+					if e.Param("policyArn") == "" {
+						b.Fatal("no policyArn")
+					}
+				})
+				if n != 1 || err != nil {
+					b.Fatal(n, err)
+				}
+			}
+		})
+	}
+}
