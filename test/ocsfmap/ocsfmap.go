@@ -26,7 +26,8 @@
 //     target, because 1.1.0 requires user in Account Change.
 //   - metadata.version is the OCSF version (the API Activity tables say
 //     eventVersion; the samples say "1.1.0" / "1.0.0-rc.2").
-//   - Security Lake v2 writes status only (no status_id); v1 writes both.
+//   - status: the 1.1.0 tables and samples have status alone, the rc.2
+//     ones status and status_id; so does this.
 //
 // Fields no mapping names go to unmapped as the samples show: dotted paths
 // (userIdentity.sessionContext.sessionIssuer.type), every value a string
@@ -41,6 +42,7 @@ package ocsfmap
 
 import (
 	"errors"
+	"maps"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -220,10 +222,7 @@ func withDecodedParams(ev map[string]any) map[string]any {
 	if _, isMap := v.(map[string]any); err != nil || !isMap {
 		return ev
 	}
-	cp := make(map[string]any, len(ev))
-	for k, x := range ev {
-		cp[k] = x
-	}
+	cp := maps.Clone(ev)
 	cp["requestParameters"] = v
 	return cp
 }
