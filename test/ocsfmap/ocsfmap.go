@@ -31,13 +31,19 @@
 //
 // Fields no mapping names go to unmapped as the samples show: dotted paths
 // (userIdentity.sessionContext.sessionIssuer.type), every value a string
-// ("true", "false", numbers written out), nulls and empty objects left out.
-// The samples have no array there; arrays are written as JSON text, which
-// is what a map<string,string> column can hold. In v1, whose schema has no
+// ("true", "false", numbers written out), nulls, empty objects and empty
+// arrays left out; every alternative source of a conditional field counts as
+// mapped. No sample has a non-empty array there; they are written as JSON
+// text, what a map<string,string> column can hold. In v1, whose schema has no
 // api.request.data, the request parameters land there too
 // (requestParameters.policyArn), as AWS's own Security Lake queries read
 // them (awslabs/aws-security-analytics-bootstrap, amazon_security_lake_queries_
 // cloudtrail_management.md: unmapped['requestParameters.policyArn']).
+//
+// Given the six samples' .raw events, this writes their .ocsf records but for
+// four things: times in UTC (the samples use the writer's local offset),
+// key order inside the JSON of api.*.data, the order of observables, and ""
+// where the samples write two apostrophes for a missing requestID.
 package ocsfmap
 
 import (
