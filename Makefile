@@ -77,5 +77,6 @@ fuzz:
 	$(GO) test ./alert/ -run '^$$' -fuzz '^FuzzOCSF$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./detect/cloudtrail/ -run '^$$' -fuzz '^FuzzParseFlattened$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./detect/cloudtrail/ -run '^$$' -fuzz '^FuzzResolveJSON$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./detect/cloudtrail/ -run '^$$' -fuzz '^FuzzResolveOCSF$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/value/ -run '^$$' -fuzz '^FuzzAppendJSON$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/value/ -run '^$$' -fuzz '^FuzzAppendJSONString$$' -fuzztime $(FUZZTIME)

@@ -1,8 +1,9 @@
 // Package cloudtrail sees a decoded log record as the CloudTrail events it
 // carries, whatever shape the record has: a plain event, a CloudTrail log
 // file object, an EventBridge event, an event serialised as a JSON string
-// under a message key, or an Elastic Common Schema document. Every shape is
-// normalised into one Event, so rules are written once.
+// under a message key, an Elastic Common Schema document, or an OCSF record
+// (Amazon Security Lake). Every shape is normalised into one Event, so rules
+// are written once.
 package cloudtrail
 
 import (
@@ -28,7 +29,7 @@ type Event struct {
 	// Params is requestParameters as a map, whatever form it arrived in;
 	// nil when it was null, absent or unreadable.
 	Params map[string]any
-	// Raw is the event as it arrived (the whole document for ECS): a
+	// Raw is the event as it arrived (the whole document for ECS and OCSF): a
 	// map[string]any, or value.Raw msgpack when read without decoding.
 	Raw any
 	// Shape names the record shape the event came from.
@@ -52,6 +53,7 @@ const (
 	ShapeLogFile     Shape = "log_file"    // an element of a {"Records": [...]} object
 	ShapeEventBridge Shape = "eventbridge" // the detail of an EventBridge event
 	ShapeECS         Shape = "ecs"         // an Elastic Common Schema document
+	ShapeOCSF        Shape = "ocsf"        // an OCSF record, as Amazon Security Lake writes them
 )
 
 // Param returns a request parameter as a string ("" when absent or not a
@@ -78,9 +80,14 @@ var canonicalKeys = func() map[string]string {
 // canonical gives an event whose keys some pipeline lower-cased
 // (eventname) CloudTrail's own key case, so every later lookup is exact.
 // Events that already have eventName are returned as they are: the check
-// costs one map lookup, the rebuild only happens for the rare others.
+// costs one map lookup, the rebuild only happens for the rare others. So
+// are OCSF records (an api object): no CloudTrail event has one, and
+// rebuilding them doubled what reading one costs.
 func canonical(m map[string]any) map[string]any {
 	if _, ok := m["eventName"]; ok {
+		return m
+	}
+	if _, ok := m["api"].(map[string]any); ok {
 		return m
 	}
 	return recase(m, 0)

@@ -48,6 +48,10 @@ func (r *Resolver) resolve(body map[string]any, emit func(*Event), unwrap bool) 
 		emit(fromECS(body, action))
 		return 1
 	}
+	if op := pathStr(body, "api.operation"); op != "" {
+		emit(fromOCSF(body, op))
+		return 1
+	}
 	if !unwrap {
 		return 0
 	}

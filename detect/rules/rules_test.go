@@ -5,11 +5,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/cloudtrail"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/rules"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/ocsfmap"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/paths"
 )
 
@@ -20,9 +22,13 @@ func fired(t *testing.T, raw []byte) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return firedOn(v.(map[string]any))
+}
+
+func firedOn(body map[string]any) []string {
 	var ids []string
 	r := cloudtrail.Resolver{}
-	r.Resolve(v.(map[string]any), func(e *cloudtrail.Event) {
+	r.Resolve(body, func(e *cloudtrail.Event) {
 		for _, rule := range rules.All() {
 			if _, ok := rule.Match(e); ok {
 				ids = append(ids, rule.ID)
@@ -31,6 +37,13 @@ func fired(t *testing.T, raw []byte) []string {
 	})
 	return ids
 }
+
+// ocsfForms are the records Amazon Security Lake writes for a CloudTrail
+// event: source version 2 (OCSF 1.1.0) and 1 (1.0.0-rc.2).
+var ocsfForms = []struct {
+	name    string
+	convert func(map[string]any) (map[string]any, error)
+}{{"ocsf-v2", ocsfmap.SecurityLakeV2}, {"ocsf-v1", ocsfmap.SecurityLakeV1}}
 
 // The examples are the tests: every rule has positives that fire it (and
 // no other rule) and negatives that do not fire it.
@@ -43,23 +56,36 @@ func TestRuleExamples(t *testing.T) {
 				t.Fatalf("%s: only %d %s examples in %s", rule.ID, len(files), kind, dir)
 			}
 			for _, f := range files {
-				t.Run(rule.ID+"/"+kind+"/"+filepath.Base(f), func(t *testing.T) {
-					raw, err := os.ReadFile(f)
-					if err != nil {
-						t.Fatal(err)
-					}
-					got := fired(t, raw)
+				raw, err := os.ReadFile(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				check := func(t *testing.T, got []string, encoded []byte) {
 					if kind == "positive" {
 						if !slices.Equal(got, []string{rule.ID}) {
 							t.Fatalf("want exactly [%s], got %v", rule.ID, got)
 						}
-						if !containsNeedle(raw) {
+						if !containsNeedle(encoded) {
 							t.Fatal("positive example holds no needle: the prefilter would miss it")
 						}
 					} else if slices.Contains(got, rule.ID) {
 						t.Fatalf("negative example fired %s", rule.ID)
 					}
-				})
+				}
+				name := rule.ID + "/" + kind + "/" + filepath.Base(f)
+				t.Run(name, func(t *testing.T) { check(t, fired(t, raw), raw) })
+				// The same example as Security Lake stores it: same verdict.
+				for _, form := range ocsfForms {
+					t.Run(name+"/"+form.name, func(t *testing.T) {
+						v, _ := value.FromJSON(raw)
+						rec, err := form.convert(v.(map[string]any))
+						if err != nil {
+							t.Fatal(err)
+						}
+						js := value.ToJSON(rec)
+						check(t, firedOn(rec), js)
+					})
+				}
 			}
 		}
 	}
@@ -93,38 +119,59 @@ func TestRuleMetadata(t *testing.T) {
 	}
 }
 
-// The public tests of the quarantine rules give the verdict for raw
-// CloudTrail events: any public rule's True is ours. OCSF-shaped events
-// (Security Lake) are not resolved yet.
+// The public tests of the quarantine rules. For raw CloudTrail events any
+// public rule's True is ours. The four OCSF-shaped ones are Panther's own
+// fragments of Security Lake records (p_log_type OCSF.ApiActivity or
+// OCSF.Authentication; api.*, actor.user.uid as an ARN, request data as a
+// JSON string, unmapped.recipientAccountId, as Security Lake v2 writes
+// them, but no class_uid, metadata or time, and an AttachUserPolicy
+// labelled Authentication where AWS's mapping has Account Change). No
+// public rule in the manifest reads that shape, so the verdict is the
+// owning Panther rule's declared ExpectedResult: True means
+// quarantine_applied.
 func TestPublicQuarantineRuleTests(t *testing.T) {
 	manifest, err := os.ReadFile(paths.Corpus("quarantine_rule_tests", "MANIFEST.tsv"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	lines := bytes.Split(bytes.TrimSpace(manifest), []byte("\n"))
-	checked := 0
+	raw, ocsf := 0, 0
 	for _, line := range lines[1:] {
-		col := bytes.Split(line, []byte("\t"))
-		file, kind := string(col[0]), string(col[7])
-		if bytes.Contains([]byte(kind), []byte("OCSF")) {
-			continue
+		col := strings.Split(string(line), "\t")
+		file, expected, kind := col[0], col[6], col[7]
+		isOCSF := strings.Contains(kind, "OCSF")
+		want := slices.Contains(col[8:12], "True")
+		if isOCSF {
+			want = expected == "True"
 		}
-		want := slices.Contains([]string{string(col[8]), string(col[9]), string(col[10]), string(col[11])}, "True")
-		raw, err := os.ReadFile(paths.Corpus("quarantine_rule_tests", file))
+		body, err := os.ReadFile(paths.Corpus("quarantine_rule_tests", file))
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := fired(t, raw)
+		got := fired(t, body)
 		if want && !slices.Equal(got, []string{"aws.iam.quarantine_applied"}) {
 			t.Errorf("%s: want quarantine_applied, got %v", file, got)
 		}
 		if !want && len(got) != 0 {
 			t.Errorf("%s: want no alert, got %v", file, got)
 		}
-		checked++
+		if isOCSF {
+			v, _ := value.FromJSON(body)
+			var shapes []cloudtrail.Shape
+			(&cloudtrail.Resolver{}).Resolve(v.(map[string]any), func(e *cloudtrail.Event) { shapes = append(shapes, e.Shape) })
+			if !slices.Equal(shapes, []cloudtrail.Shape{cloudtrail.ShapeOCSF}) {
+				t.Errorf("%s: read as %v, want one ocsf event", file, shapes)
+			}
+			if want && !containsNeedle(body) {
+				t.Errorf("%s: no needle: the prefilter would miss it", file)
+			}
+			ocsf++
+		} else {
+			raw++
+		}
 	}
-	if checked != 9 {
-		t.Fatalf("checked %d raw CloudTrail tests, want 9", checked)
+	if raw != 9 || ocsf != 4 {
+		t.Fatalf("checked %d raw CloudTrail and %d OCSF tests, want 9 and 4", raw, ocsf)
 	}
 }
 

@@ -6,7 +6,8 @@ import (
 	"time"
 )
 
-// goSafe runs loop on its own goroutine until the instance closes. A panic
+// goSafe runs loop on its own goroutine until the instance closes (loop
+// returns once in.stop is closed; ctx is for its deliveries). A panic
 // in it is a bug, and must not take Fluent Bit down: it is logged in one
 // line naming the goroutine, counted, and the loop starts again after a
 // backoff.
@@ -19,7 +20,7 @@ func (in *Instance) goSafe(name string, loop func(ctx context.Context)) {
 				return // loop returned: the instance is closing
 			}
 			select {
-			case <-in.ctx.Done():
+			case <-in.stop:
 				return
 			case <-time.After(backoff(failures)):
 			}

@@ -64,14 +64,14 @@ func (c *Counters) Summary() string {
 
 // logStats logs the counters every interval, so an operator can see the
 // instance is alive and what it dropped and why.
-func (in *Instance) logStats(ctx context.Context) {
+func (in *Instance) logStats(context.Context) {
 	t := time.NewTicker(in.cfg.StatsInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
 			in.log.Infof("stats: %s", in.Counters.Summary())
-		case <-ctx.Done():
+		case <-in.stop:
 			return
 		}
 	}

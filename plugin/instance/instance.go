@@ -55,7 +55,11 @@ type Instance struct {
 	store *state.Store
 	wake  chan struct{}
 
-	ctx        context.Context // cancelled by Close: stops background work and deliveries
+	// stop is closed by Close: background loops end after what they are
+	// doing. ctx is the deliveries' context, cancelled when Close's budget
+	// runs out, so a delivery in flight may finish (and be recorded) first.
+	stop       chan struct{}
+	ctx        context.Context
 	cancel     context.CancelFunc
 	background sync.WaitGroup
 
@@ -77,6 +81,7 @@ func New(name string, cfg *config.Config, log *logx.Logger) (*Instance, error) {
 		log:    log,
 		format: formats[cfg.AlertFormat],
 		wake:   make(chan struct{}, 1),
+		stop:   make(chan struct{}),
 	}
 	in.Counters.init()
 	in.ctx, in.cancel = context.WithCancel(context.Background())
@@ -218,7 +223,10 @@ func (in *Instance) Log() *logx.Logger { return in.log }
 // sink and logs the counters.
 func (in *Instance) Close() error {
 	deadline := time.Now().Add(ExitBudget)
-	in.cancel()
+	cut := time.AfterFunc(ExitBudget, in.cancel)
+	defer cut.Stop()
+	defer in.cancel()
+	close(in.stop)
 	in.background.Wait()
 	if in.store != nil {
 		in.drain(deadline)

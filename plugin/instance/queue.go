@@ -91,6 +91,11 @@ func (in *Instance) enqueue(alerts []alert.Alert) Result {
 func (in *Instance) sendQueued(ctx context.Context) {
 	failures := 0
 	for {
+		select {
+		case <-in.stop:
+			return
+		default:
+		}
 		wait := time.Duration(0)
 		switch sent, err := in.sendRound(ctx); {
 		case err != nil:
@@ -110,7 +115,7 @@ func (in *Instance) sendQueued(ctx context.Context) {
 		}
 		timer := time.NewTimer(wait)
 		select {
-		case <-ctx.Done():
+		case <-in.stop:
 			timer.Stop()
 			return
 		case <-in.wake:
@@ -118,7 +123,7 @@ func (in *Instance) sendQueued(ctx context.Context) {
 			if failures > 0 {
 				// New alerts are no reason to hammer a receiver that is down.
 				select {
-				case <-ctx.Done():
+				case <-in.stop:
 					return
 				case <-time.After(min(wait, time.Second)):
 				}
