@@ -3,6 +3,7 @@ package alert_test
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"reflect"
 	"testing"
 	"time"
@@ -128,6 +129,32 @@ func TestDecodeRoundTrips(t *testing.T) {
 	for _, bad := range [][]byte{nil, {0x81}, msgp.AppendMapHeader(nil, 0), msgp.AppendString(nil, "x")} {
 		if _, err := alert.Decode(bad, t0, "k"); err == nil {
 			t.Errorf("%x decoded", bad)
+		}
+	}
+}
+
+// NaN and infinities in an event read through the map path (ECS here) or
+// in place: the alert is made, in every format, with null for them.
+func TestOddValuesBecomeNull(t *testing.T) {
+	ecs := map[string]any{"event.action": "AttachUserPolicy", "event.id": "nan-1", "score": math.NaN(), "big": math.Inf(1),
+		"aws.cloudtrail.request_parameters": "{userName=a, policyArn=arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV2}"}
+	plain := corpus.Fixture(t, "aws.iam.quarantine_applied", "positive", "attach_user_v2")
+	plain["responseElements"] = map[string]any{"x": math.Inf(-1)}
+	for body, want := range map[*map[string]any][]string{&ecs: {`"score":null`, `"big":null`}, &plain: {`"x":null`}} {
+		alerts := alertsOf(t, fbchunk.AppendV2(nil, t0, nil, *body))
+		if len(alerts) != 1 {
+			t.Fatalf("%d alerts", len(alerts))
+		}
+		for _, f := range []alert.Format{alert.Native, alert.ECS, alert.OCSF} {
+			if js := alerts[0].AppendJSON(nil, f); !json.Valid(js) {
+				t.Errorf("format %d: %s", f, js)
+			}
+		}
+		native := alerts[0].AppendJSON(nil, alert.Native)
+		for _, w := range want {
+			if !bytes.Contains(native, []byte(w)) {
+				t.Errorf("alert lacks %s: %s", w, native)
+			}
 		}
 	}
 }

@@ -99,7 +99,9 @@ func recase(m map[string]any, depth int) map[string]any {
 		if c, ok := canonicalKeys[strings.ToLower(k)]; ok {
 			k = c
 		}
-		if sub, ok := v.(map[string]any); ok && depth < 4 {
+		// An EventBridge detail is an event of its own, made canonical (or
+		// not) on its own terms, as the fast path reads it.
+		if sub, ok := v.(map[string]any); ok && depth < 4 && k != "detail" {
 			v = recase(sub, depth+1)
 		}
 		if _, dup := out[k]; !dup {
@@ -109,17 +111,7 @@ func recase(m map[string]any, depth int) map[string]any {
 	return out
 }
 
-func str(m map[string]any, key string) string {
-	switch v := field(m, key).(type) {
-	case string:
-		return v
-	case nil:
-		return ""
-	default:
-		// Account ids sometimes arrive as numbers.
-		return string(value.ToJSON(v))
-	}
-}
+func str(m map[string]any, key string) string { return value.Text(field(m, key)) }
 
 func obj(m map[string]any, key string) map[string]any {
 	o, _ := field(m, key).(map[string]any)

@@ -1,8 +1,6 @@
 package cloudtrail
 
 import (
-	"strconv"
-
 	"github.com/tinylib/msgp/msgp"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
@@ -16,12 +14,18 @@ import (
 // the events found and the events of a log file it had to skip (one that
 // cannot be read does not hide the rest of the file).
 func (r *Resolver) ResolveMsgpack(body []byte, emit func(*Event)) (found, skipped int, err error) {
-	var top struct{ eventName, records, detail []byte }
+	var top struct {
+		eventName, records, detail []byte
+		named                      bool
+	}
 	err = eachField(body, func(k string, v []byte) {
 		// The first of duplicate keys wins, as in the map path.
 		switch {
-		case k == "eventName" && top.eventName == nil:
-			top.eventName = v
+		case k == "eventName" && !top.named:
+			top.named = true
+			if msgp.NextType(v) != msgp.NilType { // null names no event, as in the map path
+				top.eventName = v
+			}
 		case k == "Records" && top.records == nil:
 			top.records = v
 		case k == "detail" && top.detail == nil:
@@ -83,9 +87,15 @@ func (r *Resolver) allEvents(arr []byte) bool {
 	return err == nil
 }
 
+// hasEventName reports whether m is a map whose first eventName is not
+// null: what the map path takes for an event.
 func hasEventName(m []byte) bool {
-	found := false
-	err := eachField(m, func(k string, _ []byte) { found = found || k == "eventName" })
+	seen, found := false, false
+	err := eachField(m, func(k string, v []byte) {
+		if k == "eventName" && !seen {
+			seen, found = true, msgp.NextType(v) != msgp.NilType
+		}
+	})
 	return err == nil && found
 }
 
@@ -196,23 +206,6 @@ func (r *Resolver) viewEvent(ev []byte, shape Shape, emit func(*Event)) (int, er
 // set stores the text of v in dst unless an earlier duplicate key did.
 func set(dst *string, v []byte) {
 	if *dst == "" {
-		*dst = text(v)
+		*dst = value.TextMsgpack(v)
 	}
-}
-
-// text reads a scalar as a string: str or bin as is, numbers written out
-// (account ids sometimes arrive as numbers), anything else as "".
-func text(v []byte) string {
-	switch msgp.NextType(v) {
-	case msgp.StrType, msgp.BinType:
-		s, _, _ := value.ReadText(v)
-		return value.Intern(s)
-	case msgp.IntType:
-		i, _, _ := msgp.ReadInt64Bytes(v)
-		return strconv.FormatInt(i, 10)
-	case msgp.UintType:
-		u, _, _ := msgp.ReadUint64Bytes(v)
-		return strconv.FormatUint(u, 10)
-	}
-	return ""
 }

@@ -4,6 +4,8 @@ import (
 	"math"
 	"slices"
 	"strconv"
+
+	"github.com/tinylib/msgp/msgp"
 )
 
 // ToJSON encodes v as compact JSON with sorted map keys, so the same value
@@ -68,4 +70,52 @@ func appendFloat(dst []byte, f float64) []byte {
 		return append(dst, "null"...)
 	}
 	return strconv.AppendFloat(dst, f, 'g', -1, 64)
+}
+
+// Text is a scalar as text: a string as it is, a number or boolean written
+// out (account ids sometimes arrive as numbers); anything else is "".
+func Text(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case int64:
+		return strconv.FormatInt(v, 10)
+	case uint64:
+		return strconv.FormatUint(v, 10)
+	case float64:
+		return floatText(v)
+	case bool:
+		return strconv.FormatBool(v)
+	}
+	return ""
+}
+
+// TextMsgpack is Text of one msgpack value, read in place; common strings
+// cost no allocation.
+func TextMsgpack(b []byte) string {
+	switch msgp.NextType(b) {
+	case msgp.StrType, msgp.BinType:
+		s, _, _ := ReadText(b)
+		return Intern(s)
+	case msgp.IntType:
+		i, _, _ := msgp.ReadInt64Bytes(b)
+		return strconv.FormatInt(i, 10)
+	case msgp.UintType:
+		u, _, _ := msgp.ReadUint64Bytes(b)
+		return strconv.FormatUint(u, 10)
+	case msgp.Float32Type, msgp.Float64Type:
+		f, _, _ := msgp.ReadFloat64Bytes(b)
+		return floatText(f)
+	case msgp.BoolType:
+		v, _, _ := msgp.ReadBoolBytes(b)
+		return strconv.FormatBool(v)
+	}
+	return ""
+}
+
+func floatText(f float64) string {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return ""
+	}
+	return strconv.FormatFloat(f, 'g', -1, 64)
 }

@@ -1,15 +1,17 @@
 package value
 
 import (
-	"errors"
+	"bytes"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 
 	"github.com/tinylib/msgp/msgp"
 )
 
-// AppendJSON transcodes one msgpack object to JSON, keeping map key order.
-// str and bin both become JSON strings (Fluent Bit writes text as either);
+// AppendJSON transcodes one msgpack object to JSON, keeping map key order;
+// of duplicate keys the first wins, as everywhere in this project. str and
+// bin both become JSON strings (Fluent Bit writes text as either);
 // invalid UTF-8 becomes U+FFFD; NaN, infinities and extensions become null,
 // and so does anything nested deeper than MaxDepth: an alert must not be
 // lost because some unrelated field of its event is absurdly deep. It is
@@ -19,7 +21,118 @@ func AppendJSON(dst, b []byte) ([]byte, error) {
 	return dst, err
 }
 
-var errNotString = errors.New("map key is not a string")
+// keySet tells the first of a map's keys from later duplicates: a scan of
+// the few keys an event's maps have, a hash set for a hostile map of
+// thousands.
+type keySet struct {
+	n     int
+	small [][]byte
+	large map[string]struct{}
+}
+
+// add reports whether k is new, and remembers it.
+func (s *keySet) add(k []byte) bool {
+	if s.large != nil {
+		if _, dup := s.large[string(k)]; dup {
+			return false
+		}
+		s.large[string(k)] = struct{}{}
+		s.n++
+		return true
+	}
+	if slices.ContainsFunc(s.small, func(o []byte) bool { return bytes.Equal(o, k) }) {
+		return false
+	}
+	s.small = append(s.small, k)
+	s.n++
+	if len(s.small) > 32 {
+		s.large = make(map[string]struct{}, 64)
+		for _, o := range s.small {
+			s.large[string(o)] = struct{}{}
+		}
+		s.small = nil
+	}
+	return true
+}
+
+// mapKeyText reads a map key as text: a string as it is, any other
+// scalar as its JSON text.
+func mapKeyText(b []byte, depth int) (text, rest []byte, err error) {
+	if k, rest, err := ReadText(b); err == nil {
+		return k, rest, nil
+	}
+	return appendJSON(nil, b, depth+1)
+}
+
+// Canonical rewrites one msgpack object the way the map path would write
+// it back: of duplicate keys the first wins, keys and bin values become
+// str, extensions and what is nested deeper than MaxDepth become nil. An
+// alert carries its event this way, so an event read in place and the same
+// event decoded into a map give one alert.
+func Canonical(b []byte) ([]byte, error) {
+	dst, _, err := appendCanonical(nil, b, 0)
+	return dst, err
+}
+
+func appendCanonical(dst, b []byte, depth int) ([]byte, []byte, error) {
+	if depth > MaxDepth {
+		rest, err := msgp.Skip(b)
+		return msgp.AppendNil(dst), rest, err
+	}
+	switch msgp.NextType(b) {
+	case msgp.MapType:
+		n, b, err := msgp.ReadMapHeaderBytes(b)
+		if err != nil {
+			return dst, b, err
+		}
+		type entry struct{ k, v []byte }
+		var entries []entry
+		var seen keySet
+		for range n {
+			var k []byte
+			if k, b, err = mapKeyText(b, depth); err != nil {
+				return dst, b, err
+			}
+			end, err := msgp.Skip(b)
+			if err != nil {
+				return dst, b, err
+			}
+			if seen.add(k) {
+				entries = append(entries, entry{k, b[:len(b)-len(end)]})
+			}
+			b = end
+		}
+		dst = msgp.AppendMapHeader(dst, uint32(len(entries)))
+		for _, e := range entries {
+			dst = msgp.AppendStringFromBytes(dst, e.k)
+			if dst, _, err = appendCanonical(dst, e.v, depth+1); err != nil {
+				return dst, b, err
+			}
+		}
+		return dst, b, nil
+	case msgp.ArrayType:
+		n, b, err := msgp.ReadArrayHeaderBytes(b)
+		if err != nil {
+			return dst, b, err
+		}
+		dst = msgp.AppendArrayHeader(dst, n)
+		for range n {
+			if dst, b, err = appendCanonical(dst, b, depth+1); err != nil {
+				return dst, b, err
+			}
+		}
+		return dst, b, nil
+	case msgp.StrType, msgp.BinType:
+		s, rest, err := ReadText(b)
+		return msgp.AppendStringFromBytes(dst, s), rest, err
+	case msgp.IntType, msgp.UintType, msgp.Float32Type, msgp.Float64Type, msgp.BoolType, msgp.NilType:
+		rest, err := msgp.Skip(b)
+		return append(dst, b[:len(b)-len(rest)]...), rest, err
+	default: // extensions
+		rest, err := msgp.Skip(b)
+		return msgp.AppendNil(dst), rest, err
+	}
+}
 
 func appendJSON(dst, b []byte, depth int) ([]byte, []byte, error) {
 	if depth > MaxDepth {
@@ -34,19 +147,20 @@ func appendJSON(dst, b []byte, depth int) ([]byte, []byte, error) {
 			return dst, b, err
 		}
 		dst = append(dst, '{')
-		for i := range n {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			k, rest, err := ReadText(b)
-			if err == nil {
-				b = rest
-			} else {
-				// A number or other scalar key: written as its JSON text.
-				k, b, err = appendJSON(nil, b, depth+1)
-			}
-			if err != nil {
+		var seen keySet
+		for range n {
+			var k []byte
+			if k, b, err = mapKeyText(b, depth); err != nil {
 				return dst, b, err
+			}
+			if !seen.add(k) {
+				if b, err = msgp.Skip(b); err != nil {
+					return dst, b, err
+				}
+				continue
+			}
+			if seen.n > 1 {
+				dst = append(dst, ',')
 			}
 			dst = AppendJSONString(dst, k)
 			dst = append(dst, ':')

@@ -117,7 +117,7 @@ func (d decoder) mapKey(b []byte, depth int) (string, []byte, error) {
 	if s, rest, err := ReadText(b); err == nil {
 		return Intern(s), rest, nil
 	}
-	k, rest, err := appendJSON(nil, b, depth+1)
+	k, rest, err := mapKeyText(b, depth)
 	return string(k), rest, err
 }
 
@@ -246,7 +246,13 @@ func AppendMsgpack(b []byte, v any) []byte {
 	case string:
 		return msgp.AppendString(b, v)
 	case Raw:
-		return append(b, v...)
+		// As the map path would have written the value: duplicate keys
+		// dropped, text as str (see Canonical).
+		c, err := Canonical(v)
+		if err != nil {
+			return msgp.AppendNil(b)
+		}
+		return append(b, c...)
 	case []byte:
 		return msgp.AppendBytes(b, v)
 	case int64:

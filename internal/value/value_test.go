@@ -103,3 +103,34 @@ func FuzzAppendJSONString(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCanonical: the canonical form of any msgpack decodes to the same
+// value as the original (first of duplicate keys, bin as text, extensions
+// as nil), and its JSON is the original's JSON.
+func FuzzCanonical(f *testing.F) {
+	b := msgp.AppendMapHeader(nil, 3)
+	b = msgp.AppendBytes(b, []byte("k"))
+	b = msgp.AppendInt(b, 1)
+	b = msgp.AppendString(b, "k")
+	b = msgp.AppendInt(b, 2)
+	b = msgp.AppendInt(b, 7)
+	b, _ = msgp.AppendExtension(b, &msgp.RawExtension{Type: 3, Data: []byte{1}})
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := Canonical(b)
+		if err != nil {
+			return
+		}
+		want, err1 := FromMsgpack(b)
+		got, err2 := FromMsgpack(c)
+		// Compared as sorted JSON: NaN is not equal to itself.
+		if (err1 == nil) != (err2 == nil) || string(ToJSON(want)) != string(ToJSON(got)) {
+			t.Fatalf("canonical %x of %x decodes to %#v, not %#v", c, b, got, want)
+		}
+		j1, e1 := AppendJSON(nil, b)
+		j2, e2 := AppendJSON(nil, c)
+		if e1 != nil || e2 != nil || string(j1) != string(j2) {
+			t.Fatalf("JSON %s / %s (%v %v)", j1, j2, e1, e2)
+		}
+	})
+}

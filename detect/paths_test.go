@@ -1,0 +1,128 @@
+package detect_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"testing"
+
+	"github.com/tinylib/msgp/msgp"
+
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/alert"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/cloudtrail"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/rules"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/fbchunk"
+)
+
+// pathSeeds are record bodies of every shape the fast path reads, as
+// msgpack, plus the odd values the two paths must read alike.
+func pathSeeds(f *testing.F) {
+	for _, rule := range []string{"aws.iam.quarantine_applied", "aws.iam.quarantine_attempt_failed", "aws.iam.quarantine_removed"} {
+		for _, kind := range []string{"positive", "negative"} {
+			for _, ev := range corpus.Fixtures(f, rule, kind) {
+				f.Add(value.AppendMsgpack(nil, ev))
+				f.Add(value.AppendMsgpack(nil, map[string]any{"Records": []any{ev, ev}}))
+				f.Add(value.AppendMsgpack(nil, map[string]any{"detail-type": "AWS API Call via CloudTrail", "detail": ev}))
+			}
+		}
+	}
+	odd := map[string]any{"eventName": "AttachUserPolicy", "eventSource": true, "recipientAccountId": 1.5, "eventID": int64(-3),
+		"awsRegion": nil, "userIdentity": map[string]any{"accountId": uint64(1 << 63), "type": []any{"x"}},
+		"requestParameters": map[string]any{"userName": "u", "policyArn": "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV2", "n": 1e308}}
+	f.Add(value.AppendMsgpack(nil, odd))
+	f.Add(value.AppendMsgpack(nil, map[string]any{"eventName": nil, "detail": odd}))
+	f.Add(value.AppendMsgpack(nil, map[string]any{"Records": []any{odd, map[string]any{"eventName": nil}}}))
+}
+
+// events reads body both ways: in place (what Scan does) and decoded
+// into a map first (what the map-only resolver does).
+func events(body []byte) (fast, slow []*cloudtrail.Event, ok bool) {
+	r := cloudtrail.Resolver{EventKeys: []string{"log", "message"}}
+	if _, skipped, err := r.ResolveMsgpack(body, func(e *cloudtrail.Event) { fast = append(fast, e) }); err != nil || skipped > 0 {
+		return nil, nil, false // the detector counts it as undecodable
+	}
+	v, err := value.FromMsgpack(body)
+	m, isMap := v.(map[string]any)
+	if err != nil || !isMap {
+		return nil, nil, false
+	}
+	r.Resolve(m, func(e *cloudtrail.Event) { slow = append(slow, e) })
+	return fast, slow, true
+}
+
+// document is an alert in its JSON and its msgpack form, as they decode:
+// key order and number types set aside, what a receiver sees.
+func document(t *testing.T, e *cloudtrail.Event, rule *rules.Rule, m rules.Finding) [2]any {
+	a := alert.New(detect.Finding{Rule: rule, Event: e, Match: m, Key: "k"}, true)
+	var doc [2]any
+	if err := json.Unmarshal(a.AppendJSON(nil, alert.Native), &doc[0]); err != nil {
+		t.Fatalf("alert is not JSON: %v", err)
+	}
+	var js bytes.Buffer
+	if _, err := msgp.UnmarshalAsJSON(&js, a.AppendMsgpack(nil, alert.Native)); err != nil {
+		t.Fatalf("alert is not msgpack: %v", err)
+	}
+	if err := json.Unmarshal(js.Bytes(), &doc[1]); err != nil {
+		t.Fatalf("alert's msgpack is not JSON-able: %v", err)
+	}
+	return doc
+}
+
+// FuzzFastAndMapPathsAgree is the differential check of the two ways to
+// read a record: for the same body, the zero-copy path and the map path
+// find the same events, every rule says the same of them, and their
+// alerts are the same documents.
+func FuzzFastAndMapPathsAgree(f *testing.F) {
+	pathSeeds(f)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if msgp.NextType(body) != msgp.MapType {
+			return
+		}
+		if rest, err := msgp.Skip(body); err != nil || len(rest) > 0 {
+			return
+		}
+		fast, slow, ok := events(body)
+		if !ok {
+			return
+		}
+		if len(fast) != len(slow) {
+			t.Fatalf("fast path %d events, map path %d", len(fast), len(slow))
+		}
+		for i := range fast {
+			a, b := fast[i], slow[i]
+			if a.Name != b.Name || a.Source != b.Source || a.ErrorCode != b.ErrorCode || a.ErrorMessage != b.ErrorMessage ||
+				a.ID != b.ID || a.Time != b.Time || a.Region != b.Region || a.Account != b.Account || a.SourceIP != b.SourceIP ||
+				a.UserAgent != b.UserAgent || a.Actor != b.Actor || a.Shape != b.Shape {
+				t.Fatalf("event %d differs:\nfast %+v\nmap  %+v", i, a, b)
+			}
+			if pa, pb := value.ToJSON(a.Params), value.ToJSON(b.Params); string(pa) != string(pb) {
+				t.Fatalf("event %d parameters differ:\nfast %s\nmap  %s", i, pa, pb)
+			}
+			for _, rule := range rules.All() {
+				ma, oka := rule.Match(a)
+				mb, okb := rule.Match(b)
+				if oka != okb || ma != mb {
+					t.Fatalf("event %d: %s says %v/%+v fast, %v/%+v map", i, rule.ID, oka, ma, okb, mb)
+				}
+				if da, db := document(t, a, rule, ma), document(t, b, rule, mb); oka && !reflect.DeepEqual(da, db) {
+					t.Fatalf("event %d: the alerts of %s differ:\nfast %v\nmap  %v", i, rule.ID, da, db)
+				}
+			}
+		}
+	})
+}
+
+// The seeds agree, and Scan (the fast path) gives their alerts.
+func TestPathsAgreeOnTheExamples(t *testing.T) {
+	ev := applied(t)
+	fast, slow, ok := events(value.AppendMsgpack(nil, map[string]any{"Records": []any{ev, ev}}))
+	if !ok || len(fast) != 2 || len(slow) != 2 {
+		t.Fatalf("%d and %d events", len(fast), len(slow))
+	}
+	if findings, _ := scan(t, fbchunk.AppendV2(nil, t0, nil, ev)); len(findings) != 1 {
+		t.Fatalf("%d findings", len(findings))
+	}
+}
