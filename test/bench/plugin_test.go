@@ -111,3 +111,31 @@ func (c *lineCounter) Write(p []byte) (int, error) {
 	*c += lineCounter(bytes.Count(p, []byte{'\n'}))
 	return len(p), nil
 }
+
+// BenchmarkPluginDurable: the worst case again, with State_Dir: each
+// flush's alerts are written to the store in one transaction and fsync'd
+// before the flush returns (a background sender then delivers them to
+// stdout). Timed inside the flush calls, as BenchmarkPluginAllQuarantine,
+// which is the in-memory path beside it.
+func BenchmarkPluginDurable(b *testing.B) {
+	events := mustLoad(b).allQuarantine()
+	var flushes []harness.Flush
+	for i := 0; i < len(events); i += 1000 {
+		flushes = append(flushes, harness.Flush{Tag: "aws.cloudtrail.events", Data: chunkV2(events[i:min(i+1000, len(events))])})
+	}
+	var flushNS float64
+	for b.Loop() {
+		var lines lineCounter
+		res := harness.Run(b, harness.Options{
+			Instances: [][]harness.KV{{{Key: "State_Dir", Value: b.TempDir()}}},
+			Flushes:   flushes,
+			Quiet:     true,
+			Stdout:    &lines,
+		})
+		if res.ExitCode != 0 || res.Summary["ok"] != int64(len(flushes)) || int(lines) != streamLen {
+			b.Fatalf("exit %d, %d alerts, summary %v\n%s", res.ExitCode, lines, res.Summary, res.Stderr)
+		}
+		flushNS += float64(res.Summary["flush_ns"])
+	}
+	b.ReportMetric(float64(streamLen)*float64(b.N)/(flushNS/1e9), "alerts/s")
+}

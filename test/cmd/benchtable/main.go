@@ -88,6 +88,9 @@ func main() {
 	if a := med("PluginAllQuarantine", "alerts/s"); a > 0 {
 		fmt.Printf("| every record a quarantine, through the .so with JSON encoding and the stdout sink: alerts/s | %s | report |\n", num(a))
 	}
+	if a := med("PluginDurable", "alerts/s"); a > 0 {
+		fmt.Printf("| every record a quarantine, through the .so with State_Dir (stored and fsync'd per flush): alerts/s | %s | report |\n", num(a))
+	}
 	if r := med("Plugin2MBChunks", "records/s"); r > 0 {
 		fmt.Printf("| through the .so, 2 MB chunks: records/s | %s (%s ns per flush) | report |\n", num(r), num(med("Plugin2MBChunks", "ns/flush")))
 	}
