@@ -35,6 +35,10 @@ type Alert struct {
 	// Event is the original event (map[string]any, or value.Raw msgpack
 	// that may alias the scanned chunk); nil when not included.
 	Event any
+	// AccessKey is what the lifecycle knows of the exposed key; Use how
+	// many calls a use alert stands for. Nil when none.
+	AccessKey *rules.Key
+	Use       *rules.Use
 
 	// Time is the alert record's timestamp: the event's eventTime, or the
 	// record's time when eventTime is missing or unreadable.
@@ -80,7 +84,7 @@ var refs = sync.OnceValue(func() map[*rules.Rule]*RuleRef {
 func New(f detect.Finding, includeEvent bool) Alert {
 	e := f.Event
 	a := Alert{
-		Rule:        refs()[f.Rule],
+		Rule:        ruleRef(f.Rule, f.Match.Severity),
 		Title:       f.Rule.Title(e, f.Match),
 		EventID:     e.ID,
 		EventTime:   e.Time,
@@ -98,6 +102,8 @@ func New(f detect.Finding, includeEvent bool) Alert {
 		},
 		Target:       f.Match.Target,
 		Policy:       f.Match.Policy,
+		AccessKey:    f.Match.Key,
+		Use:          f.Match.Use,
 		ErrorCode:    e.ErrorCode,
 		ErrorMessage: e.ErrorMessage,
 		Shape:        string(e.Shape),
@@ -128,14 +134,26 @@ func (r *RuleRef) encodeOnce() {
 	r.json, r.msgpack = j.b, m.b
 }
 
-// ruleByID finds a rule's RuleRef by its id, for alerts read back.
-func ruleByID(id string) *RuleRef {
-	for r, ref := range refs() {
-		if r.ID == id {
-			return ref
-		}
+// severities are Elastic's risk scores of the severities a rule's alert
+// may have instead of its own (a use of a key that failed: medium).
+var severities = map[string]int{"low": 21, "medium": 47, "high": 73, "critical": 99}
+
+var variants sync.Map // rule id + "/" + severity -> *RuleRef
+
+// ruleRef is the rule's RuleRef, or its variant with another severity.
+func ruleRef(r *rules.Rule, severity string) *RuleRef {
+	ref := refs()[r]
+	if severity == "" || severity == r.Severity {
+		return ref
 	}
-	return nil
+	if v, ok := variants.Load(r.ID + "/" + severity); ok {
+		return v.(*RuleRef)
+	}
+	c := *ref
+	c.Severity, c.RiskScore = severity, severities[severity]
+	c.encodeOnce()
+	v, _ := variants.LoadOrStore(r.ID+"/"+severity, &c)
+	return v.(*RuleRef)
 }
 
 func (r *RuleRef) fields(e encoder) {
@@ -162,8 +180,9 @@ func (r *RuleRef) fields(e encoder) {
 }
 
 func (a *Alert) fields(e encoder) {
-	n := 15
-	for _, present := range []bool{a.ErrorCode != "", a.ErrorMessage != "", a.Event != nil} {
+	n := 13
+	for _, present := range []bool{a.Target.Type != "", a.Policy.Name != "", a.AccessKey != nil, a.Use != nil, len(a.lifecycle()) > 0,
+		a.ErrorCode != "", a.ErrorMessage != "", a.Event != nil} {
 		if present {
 			n++
 		}
@@ -188,6 +207,7 @@ func (a *Alert) fields(e encoder) {
 	e.str("access_key_id", a.Actor.AccessKeyID)
 	e.end()
 	a.targetAndPolicy(e)
+	a.lifecycleFields(e)
 	if a.ErrorCode != "" {
 		e.str("error_code", a.ErrorCode)
 	}
@@ -195,7 +215,7 @@ func (a *Alert) fields(e encoder) {
 		e.str("error_message", a.ErrorMessage)
 	}
 	e.str("record_shape", a.Shape)
-	e.str("schema_version", "1")
+	e.str("schema_version", SchemaVersion)
 	if a.Event != nil {
 		e.key("event")
 		e.value(a.Event)
@@ -214,13 +234,23 @@ func (a *Alert) SizeHint() int {
 	return n
 }
 
-// targetAndPolicy writes the target and policy objects both formats carry.
+// SchemaVersion is the native schema's version: 2 added key, use and
+// lifecycle, and made target and policy optional.
+const SchemaVersion = "2"
+
+// targetAndPolicy writes the target and policy objects both formats carry,
+// when the alert has them.
 func (a *Alert) targetAndPolicy(e encoder) {
-	e.key("target")
-	e.begin(2)
-	e.str("type", a.Target.Type)
-	e.str("name", a.Target.Name)
-	e.end()
+	if a.Target.Type != "" {
+		e.key("target")
+		e.begin(2)
+		e.str("type", a.Target.Type)
+		e.str("name", a.Target.Name)
+		e.end()
+	}
+	if a.Policy.Name == "" {
+		return
+	}
 	e.key("policy")
 	if a.Policy.ARN != "" {
 		e.begin(3)
@@ -259,4 +289,92 @@ func (a *Alert) encode(e encoder, f Format) {
 	default:
 		a.fields(e)
 	}
+}
+
+// keyFields are the key object's fields the alert has, in order.
+func (a *Alert) keyFields() []field {
+	k := a.AccessKey
+	if k == nil {
+		return nil
+	}
+	return present(
+		field{"id", k.ID}, field{"user", k.User}, field{"account", k.Account}, field{"exposed_url", k.ExposedURL},
+		field{"first_seen", stamp(k.FirstSeen)}, field{"exposed_at", stamp(k.ExposedAt)},
+		field{"quarantined_at", stamp(k.QuarantinedAt)}, field{"retired_at", stamp(k.RetiredAt)})
+}
+
+// lifecycle is how long after the exposure and after the quarantine the
+// alert's event came: for a retirement, the time to remediate.
+func (a *Alert) lifecycle() []numField {
+	k := a.AccessKey
+	if k == nil {
+		return nil
+	}
+	var out []numField
+	for _, f := range []struct {
+		name string
+		from time.Time
+	}{{"seconds_from_exposure", k.ExposedAt}, {"seconds_from_quarantine", k.QuarantinedAt}} {
+		if !f.from.IsZero() && !a.Time.Before(f.from) {
+			out = append(out, numField{f.name, int(a.Time.Sub(f.from) / time.Second)})
+		}
+	}
+	if k.Waited > 0 {
+		out = append(out, numField{"seconds_waited", int(k.Waited / time.Second)})
+	}
+	return out
+}
+
+// lifecycleFields writes key, use and lifecycle, when the alert has them.
+func (a *Alert) lifecycleFields(e encoder) {
+	if fs := a.keyFields(); a.AccessKey != nil {
+		e.key("key")
+		e.begin(len(fs))
+		for _, f := range fs {
+			e.str(f.k, f.v)
+		}
+		e.end()
+	}
+	if u := a.Use; u != nil {
+		e.key("use")
+		e.begin(3)
+		e.int("calls", int(u.Calls))
+		e.int("total_calls", int(u.Total))
+		e.str("window_start", stamp(u.WindowStart))
+		e.end()
+	}
+	if ls := a.lifecycle(); len(ls) > 0 {
+		e.key("lifecycle")
+		e.begin(len(ls))
+		for _, f := range ls {
+			e.int(f.k, f.v)
+		}
+		e.end()
+	}
+}
+
+type field struct{ k, v string }
+
+type numField struct {
+	k string
+	v int
+}
+
+// present keeps the fields that have a value.
+func present(fs ...field) []field {
+	out := fs[:0]
+	for _, f := range fs {
+		if f.v != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// stamp is an RFC 3339 UTC time, "" for the zero time.
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
 }

@@ -12,9 +12,11 @@ import (
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/alert"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/rules"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/fbchunk"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/sequence"
 )
 
 var t0 = time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
@@ -25,7 +27,8 @@ var detector = detect.New(detect.Options{EventKeys: []string{"log", "message"}})
 // original event included.
 func alertsOf(t testing.TB, chunk []byte) []alert.Alert {
 	t.Helper()
-	findings, _ := detector.Scan(chunk, nil)
+	obs, _ := detector.Scan(chunk, nil, nil)
+	findings := detect.Findings(obs)
 	var out []alert.Alert
 	for _, f := range findings {
 		out = append(out, alert.New(f, true))
@@ -105,25 +108,30 @@ func FuzzEncode(f *testing.F) {
 // An alert read back from its native msgpack (as the state store keeps
 // it) encodes to the same bytes, in every format.
 func TestDecodeRoundTrips(t *testing.T) {
-	checked := 0
-	for _, rule := range []string{"aws.iam.quarantine_applied", "aws.iam.quarantine_attempt_failed", "aws.iam.quarantine_removed"} {
-		for _, ev := range corpus.Fixtures(t, rule, "positive") {
-			for _, a := range alertsOf(t, fbchunk.AppendV2(nil, t0, nil, ev)) {
-				stored := a.AppendMsgpack(nil, alert.Native)
-				back, err := alert.Decode(stored, a.Time, a.Key)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, f := range []alert.Format{alert.Native, alert.ECS, alert.OCSF} {
-					if !bytes.Equal(back.AppendMsgpack(nil, f), a.AppendMsgpack(nil, f)) || !bytes.Equal(back.AppendJSON(nil, f), a.AppendJSON(nil, f)) {
-						t.Errorf("%s format %d: decoded alert encodes differently", a.Key, f)
-					}
-				}
-				checked++
-			}
+	var all []alert.Alert
+	for _, rule := range rules.Stateless() {
+		for _, ev := range corpus.Fixtures(t, rule.ID, "positive") {
+			all = append(all, alertsOf(t, fbchunk.AppendV2(nil, t0, nil, ev))...)
 		}
 	}
-	if checked < 10 {
+	for _, f := range sequence.Findings(t) {
+		all = append(all, alert.New(f, true))
+	}
+	checked := 0
+	for _, a := range all {
+		stored := a.AppendMsgpack(nil, alert.Native)
+		back, err := alert.Decode(stored, a.Time, a.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []alert.Format{alert.Native, alert.ECS, alert.OCSF} {
+			if !bytes.Equal(back.AppendMsgpack(nil, f), a.AppendMsgpack(nil, f)) || !bytes.Equal(back.AppendJSON(nil, f), a.AppendJSON(nil, f)) {
+				t.Errorf("%s format %d: decoded alert encodes differently:\n%s\n%s", a.Key, f, back.AppendJSON(nil, f), a.AppendJSON(nil, f))
+			}
+		}
+		checked++
+	}
+	if checked < 40 {
 		t.Fatalf("checked %d alerts", checked)
 	}
 	for _, bad := range [][]byte{nil, {0x81}, msgp.AppendMapHeader(nil, 0), msgp.AppendString(nil, "x")} {

@@ -56,6 +56,19 @@ func Decode(b []byte, t time.Time, key string) (Alert, error) {
 			return readFields(v, map[string]*string{"name": &a.Policy.Name, "arn": &a.Policy.ARN, "version": &a.Policy.Version})
 		case "event":
 			a.Event = value.Raw(v)
+		case "key":
+			return decodeKey(v, &a)
+		case "use":
+			return decodeUse(v, &a)
+		case "lifecycle":
+			return eachEntry(v, func(k string, v []byte) error {
+				if k != "seconds_waited" {
+					return nil // derived from key and time
+				}
+				n, _, err := msgp.ReadInt64Bytes(v)
+				a.key().Waited = time.Duration(n) * time.Second
+				return err
+			})
 		}
 		return nil
 	})
@@ -67,11 +80,64 @@ func Decode(b []byte, t time.Time, key string) (Alert, error) {
 	}
 	// The rule as this version knows it (its description included); a rule
 	// this version no longer has keeps what the alert said of it.
-	if a.Rule = ruleByID(rule.ID); a.Rule == nil {
+	if r := rules.ByID(rule.ID); r != nil {
+		a.Rule = ruleRef(r, rule.Severity)
+	} else {
 		rule.encodeOnce()
 		a.Rule = &rule
 	}
 	return a, nil
+}
+
+// key is the alert's key case, made when first needed.
+func (a *Alert) key() *rules.Key {
+	if a.AccessKey == nil {
+		a.AccessKey = &rules.Key{}
+	}
+	return a.AccessKey
+}
+
+func decodeKey(b []byte, a *Alert) error {
+	k := a.key()
+	var first, exposed, quarantined, retired string
+	if err := readFields(b, map[string]*string{"id": &k.ID, "user": &k.User, "account": &k.Account, "exposed_url": &k.ExposedURL,
+		"first_seen": &first, "exposed_at": &exposed, "quarantined_at": &quarantined, "retired_at": &retired}); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		s   string
+		dst *time.Time
+	}{{first, &k.FirstSeen}, {exposed, &k.ExposedAt}, {quarantined, &k.QuarantinedAt}, {retired, &k.RetiredAt}} {
+		if f.s == "" {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339Nano, f.s)
+		if err != nil {
+			return err
+		}
+		*f.dst = t
+	}
+	return nil
+}
+
+func decodeUse(b []byte, a *Alert) error {
+	u := &rules.Use{}
+	a.Use = u
+	return eachEntry(b, func(k string, v []byte) error {
+		var err error
+		switch k {
+		case "calls":
+			u.Calls, _, err = msgp.ReadInt64Bytes(v)
+		case "total_calls":
+			u.Total, _, err = msgp.ReadInt64Bytes(v)
+		case "window_start":
+			var s string
+			if err = readString(v, &s); err == nil && s != "" {
+				u.WindowStart, err = time.Parse(time.RFC3339Nano, s)
+			}
+		}
+		return err
+	})
 }
 
 func decodeRule(b []byte, r *RuleRef) error {

@@ -153,11 +153,19 @@ func (a *Alert) ecsFields(e encoder) {
 	e.end()
 	e.end()
 
+	// What ECS has no field for: the plugin's own namespace.
 	e.key("cloudtrail_quarantine")
-	e.begin(4)
+	own := 2
+	for _, present := range []bool{a.Target.Type != "", a.Policy.Name != "", a.AccessKey != nil, a.Use != nil, len(a.lifecycle()) > 0} {
+		if present {
+			own++
+		}
+	}
+	e.begin(own)
 	a.targetAndPolicy(e)
+	a.lifecycleFields(e)
 	e.str("record_shape", a.Shape)
-	e.str("schema_version", "1")
+	e.str("schema_version", SchemaVersion)
 	e.end()
 
 	e.end()

@@ -12,9 +12,12 @@ import (
 	"time"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/alert"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/rules"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/fbchunk"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/paths"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/sequence"
 )
 
 type ecsField struct{ typ, level string }
@@ -83,61 +86,84 @@ func typeOK(typ string, v any) bool {
 func TestECSAlertsMatchTheReference(t *testing.T) {
 	ref := ecsReference(t)
 	checked := 0
-	for _, rule := range []string{"aws.iam.quarantine_applied", "aws.iam.quarantine_attempt_failed", "aws.iam.quarantine_removed"} {
-		for _, ev := range corpus.Fixtures(t, rule, "positive") {
+	for _, rule := range rules.Stateless() {
+		for _, ev := range corpus.Fixtures(t, rule.ID, "positive") {
 			alerts := alertsOf(t, fbchunk.AppendV2(nil, t0, nil, ev))
 			if len(alerts) != 1 {
 				t.Fatalf("%v: %d alerts", ev["eventID"], len(alerts))
 			}
-			js := alerts[0].AppendJSON(nil, alert.ECS)
-			var doc map[string]any
-			if err := json.Unmarshal(js, &doc); err != nil {
-				t.Fatalf("invalid JSON: %v\n%s", err, js)
-			}
-			fields := map[string]any{}
-			leaves("", doc, fields)
-			for name, v := range fields {
-				if strings.HasPrefix(name, "aws.") || strings.HasPrefix(name, "cloudtrail_quarantine.") {
-					continue
-				}
-				f, ok := ref[name]
-				if !ok {
-					t.Errorf("%s is not an ECS field", name)
-					continue
-				}
-				if arr, isArr := v.([]any); isArr {
-					if f.level != "array" {
-						t.Errorf("%s is an array, ECS says %q", name, f.level)
-					}
-					for _, e := range arr {
-						if !typeOK(f.typ, e) {
-							t.Errorf("%s element %v is not %s", name, e, f.typ)
-						}
-					}
-				} else if !typeOK(f.typ, v) {
-					t.Errorf("%s = %v is not %s", name, v, f.typ)
-				}
-			}
-			for name, want := range map[string]any{"event.kind": "alert", "rule.id": rule, "cloud.provider": "aws", "ecs.version": alert.ECSVersion} {
-				if fields[name] != want {
-					t.Errorf("%s = %v, want %v", name, fields[name], want)
-				}
-			}
-			if (fields["event.outcome"] == "failure") != (rule == "aws.iam.quarantine_attempt_failed") {
-				t.Errorf("event.outcome %v for %s", fields["event.outcome"], rule)
-			}
+			fields := checkECS(t, ref, alerts[0])
 			var original map[string]any
-			if err := json.Unmarshal([]byte(fields["event.original"].(string)), &original); err != nil || original["eventID"] != ev["eventID"] {
+			if err := json.Unmarshal([]byte(fields["event.original"].(string)), &original); err != nil || !reflect.DeepEqual(normalize(t, original), normalize(t, ev)) {
 				t.Errorf("event.original is not the event: %v", err)
-			}
-			mp := alerts[0].AppendMsgpack(nil, alert.ECS)
-			if !reflect.DeepEqual(doc, asJSON(t, mp)) {
-				t.Errorf("msgpack and JSON ECS forms differ")
 			}
 			checked++
 		}
 	}
-	if checked < 10 {
+	// And every alert of the lifecycle's examples.
+	for _, f := range sequence.Findings(t) {
+		checkECS(t, ref, alert.New(f, true))
+		checked++
+	}
+	if checked < 40 {
 		t.Fatalf("checked only %d alerts", checked)
 	}
+}
+
+// checkECS checks one alert's ECS document: every field an ECS 9.4 field of
+// the right type (or under aws.* or cloudtrail_quarantine.*), the constant
+// fields, the outcome, and the msgpack form the same as the JSON one. It
+// returns the document's fields.
+func checkECS(t *testing.T, ref map[string]ecsField, a alert.Alert) map[string]any {
+	t.Helper()
+	js := a.AppendJSON(nil, alert.ECS)
+	var doc map[string]any
+	if err := json.Unmarshal(js, &doc); err != nil {
+		t.Fatalf("invalid JSON: %v\n%s", err, js)
+	}
+	fields := map[string]any{}
+	leaves("", doc, fields)
+	for name, v := range fields {
+		if strings.HasPrefix(name, "aws.") || strings.HasPrefix(name, "cloudtrail_quarantine.") {
+			continue
+		}
+		f, ok := ref[name]
+		if !ok {
+			t.Errorf("%s: %s is not an ECS field", a.Rule.ID, name)
+			continue
+		}
+		if arr, isArr := v.([]any); isArr {
+			if f.level != "array" {
+				t.Errorf("%s is an array, ECS says %q", name, f.level)
+			}
+			for _, e := range arr {
+				if !typeOK(f.typ, e) {
+					t.Errorf("%s element %v is not %s", name, e, f.typ)
+				}
+			}
+		} else if !typeOK(f.typ, v) {
+			t.Errorf("%s = %v is not %s", name, v, f.typ)
+		}
+	}
+	for name, want := range map[string]any{"event.kind": "alert", "rule.id": a.Rule.ID, "cloud.provider": "aws", "ecs.version": alert.ECSVersion} {
+		if fields[name] != want {
+			t.Errorf("%s: %s = %v, want %v", a.Rule.ID, name, fields[name], want)
+		}
+	}
+	if (fields["event.outcome"] == "failure") != (a.ErrorCode != "") {
+		t.Errorf("event.outcome %v for %s", fields["event.outcome"], a.Key)
+	}
+	if !reflect.DeepEqual(doc, asJSON(t, a.AppendMsgpack(nil, alert.ECS))) {
+		t.Errorf("msgpack and JSON ECS forms differ")
+	}
+	return fields
+}
+
+// normalize is v as JSON decodes it, for comparing documents.
+func normalize(t *testing.T, v any) any {
+	var out any
+	if err := json.Unmarshal(value.ToJSON(v), &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -159,7 +159,11 @@ func (a *Alert) ocsfFields(e encoder) {
 			ocsfAWSAccount(a.AccountID),
 			ocsfStr("region", a.Region)),
 		ocsfObjs("evidences", a.ocsfEvidence()),
-		ocsfObjs("resources", a.ocsfTarget(), a.ocsfPolicy()),
+		ocsfObjs("resources", a.ocsfTarget(), a.ocsfPolicy(), a.ocsfAccessKey()),
+		// The calls a use alert stands for, from its window's first call.
+		ocsfIf(a.Use != nil, func(e encoder) { e.int("count", int(a.Use.Calls)) }),
+		ocsfIf(a.Use != nil, func(e encoder) { e.int("start_time", int(a.Use.WindowStart.UnixMilli())) }),
+		ocsfIf(a.Use != nil, func(e encoder) { e.int("end_time", ms) }),
 		ocsfObjs("observables", a.ocsfObservables()...),
 		ocsfIf(a.Rule.Runbook != "", ocsfObj("remediation",
 			ocsfStr("desc", "Follow the runbook: "+a.Rule.Runbook),
@@ -290,11 +294,44 @@ func (a *Alert) ocsfTarget() []ocsfField {
 // legacy, ...).
 func (a *Alert) ocsfPolicy() []ocsfField {
 	p := a.Policy
+	if p.Name == "" {
+		return nil
+	}
 	typ := "AWS::IAM::ManagedPolicy"
 	if p.ARN == "" {
 		typ = ocsfIAMType(a.Target.Type, "Policy") // inline: AWS::IAM::UserPolicy
 	}
 	return []ocsfField{ocsfStr("type", typ), ocsfStr("name", p.Name), ocsfStr("uid", p.ARN), ocsfStr("version", p.Version)}
+}
+
+// ocsfAccessKey is the exposed key's case as a resource: the key, its
+// user as the owner, and its lifecycle as the resource's data.
+func (a *Alert) ocsfAccessKey() []ocsfField {
+	k := a.AccessKey
+	if k == nil || (k.ID == "" && k.User == "") {
+		return nil
+	}
+	var data []ocsfField
+	for _, f := range a.keyFields() {
+		if f.k != "id" && f.k != "user" && f.k != "account" {
+			data = append(data, ocsfStr(f.k, f.v))
+		}
+	}
+	for _, f := range a.lifecycle() {
+		data = append(data, ocsfInt(f.k, f.v))
+	}
+	name := k.ID
+	if name == "" {
+		name = "access keys of " + k.User // its user is watched while the key is not known
+	}
+	return []ocsfField{
+		ocsfStr("type", "AWS::IAM::AccessKey"),
+		ocsfStr("uid", k.ID),
+		ocsfStr("name", name),
+		ocsfIf(k.User != "", ocsfObj("owner", ocsfStr("name", k.User), ocsfStr("type", "IAMUser"), ocsfInt("type_id", 99),
+			ocsfAWSAccount(k.Account))),
+		ocsfIf(len(data) > 0, ocsfObj("data", data...)),
+	}
 }
 
 func ocsfIAMType(identity, suffix string) string {

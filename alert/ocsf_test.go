@@ -9,11 +9,13 @@ import (
 	"testing"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/alert"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/fbchunk"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/ocsfschema"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/paths"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/sequence"
 )
 
 var ocsfTables = sync.OnceValues(func() (*ocsfschema.Schema, error) {
@@ -200,7 +202,8 @@ func TestOCSFEveryShape(t *testing.T) {
 	// ECS with next to nothing: no actor, account, region, source, user agent or event id.
 	chunk = fbchunk.AppendV2(chunk, t0, nil, map[string]any{"event.action": "AttachUserPolicy",
 		"aws.cloudtrail.request_parameters": "{userName=a, policyArn=arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV2}"})
-	findings, _ := detector.Scan(chunk, nil)
+	obs, _ := detector.Scan(chunk, nil, nil)
+	findings := detect.Findings(obs)
 	if len(findings) != 5 {
 		t.Fatalf("%d findings", len(findings))
 	}
@@ -234,4 +237,44 @@ func FuzzOCSF(f *testing.F) {
 			ocsfDoc(t, &a)
 		}
 	})
+}
+
+// The alerts of the newer rules (the Health notice and the denied call
+// from their examples, the lifecycle's from its sequences) are valid OCSF
+// too, and carry the key's case as a resource and a use's calls as count.
+func TestOCSFLifecycleAlerts(t *testing.T) {
+	var alerts []alert.Alert
+	for _, rule := range []string{"aws.health.credentials_exposed", "aws.iam.quarantine_denied_call"} {
+		for _, ev := range corpus.Fixtures(t, rule, "positive") {
+			alerts = append(alerts, alertsOf(t, fbchunk.AppendV2(nil, t0, nil, ev))...)
+		}
+	}
+	for _, f := range sequence.Findings(t) {
+		alerts = append(alerts, alert.New(f, true))
+	}
+	uses, keys := 0, 0
+	for i := range alerts {
+		a := &alerts[i]
+		doc := ocsfDoc(t, a)
+		if a.Use != nil {
+			uses++
+			if doc["count"] != float64(a.Use.Calls) || doc["start_time"] != float64(a.Use.WindowStart.UnixMilli()) {
+				t.Errorf("%s: count %v start_time %v for %+v", a.Key, doc["count"], doc["start_time"], a.Use)
+			}
+		}
+		if a.AccessKey != nil && a.AccessKey.ID != "" {
+			keys++
+			found := false
+			for _, r := range doc["resources"].([]any) {
+				r := r.(map[string]any)
+				found = found || (r["type"] == "AWS::IAM::AccessKey" && r["uid"] == a.AccessKey.ID)
+			}
+			if !found {
+				t.Errorf("%s: no access key resource for %s", a.Key, a.AccessKey.ID)
+			}
+		}
+	}
+	if len(alerts) < 30 || uses < 5 || keys < 10 {
+		t.Fatalf("%d alerts, %d uses, %d with a key", len(alerts), uses, keys)
+	}
 }

@@ -6,7 +6,6 @@
 package detect
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"time"
@@ -46,7 +45,7 @@ type Detector struct {
 func New(o Options) *Detector {
 	return &Detector{
 		resolver: cloudtrail.Resolver{EventKeys: o.EventKeys},
-		rules:    rules.All(),
+		rules:    rules.Stateless(),
 	}
 }
 
@@ -65,106 +64,93 @@ type Stats struct {
 	SkippedEvents int
 }
 
-// Scan appends the findings in data to dst.
-func (d *Detector) Scan(data []byte, dst []Finding) ([]Finding, Stats) {
+// Observed is one event of a candidate record, in the order of the chunk,
+// with what the rules that decide from the event alone found in it. The
+// lifecycle engine sees every observed event, findings or none: a call
+// with a watched key is an event no such rule fires on.
+type Observed struct {
+	Event *cloudtrail.Event
+	// Time is the event's eventTime, or the record's time when eventTime
+	// is missing or unreadable.
+	Time     time.Time
+	Findings []Finding
+}
+
+// Scan appends the events of data's candidate records to dst. w is the
+// lifecycle's watch list (nil: no lifecycle), which makes the records that
+// name a watched key candidates too.
+func (d *Detector) Scan(data []byte, w Watch, dst []Observed) ([]Observed, Stats) {
 	var st Stats
 	var r chunk.Reader
 	r.Reset(data)
-	hit := nextHit(data, 0)
+	var p prefilter
+	p.reset(data, w)
 	for r.Next() {
 		rec := r.Record()
 		st.Records++
-		if hit >= 0 && hit < rec.Offset {
-			// The needle was in a record the reader skipped as malformed.
-			hit = nextHit(data, rec.Offset)
-		}
-		end := rec.Offset + len(rec.Raw)
-		if hit < 0 || hit >= end {
+		if !p.candidate(rec.Offset, rec.Offset+len(rec.Raw)) {
 			continue
 		}
-		hit = nextHit(data, end)
 		st.Candidates++
-		before := len(dst)
 		var ok bool
 		if dst, ok = d.scanRecord(rec, dst, &st); !ok {
 			st.Undecodable++
 		}
-		st.Findings += len(dst) - before
 	}
 	st.Skipped = r.Skipped()
 	return dst, st
 }
 
-func (d *Detector) scanRecord(rec *chunk.Record, dst []Finding, st *Stats) ([]Finding, bool) {
+func (d *Detector) scanRecord(rec *chunk.Record, dst []Observed, st *Stats) ([]Observed, bool) {
 	n, skipped, err := d.resolver.ResolveMsgpack(rec.Body, func(e *cloudtrail.Event) {
-		for _, rule := range d.rules {
-			if m, ok := rule.Match(e); ok {
-				dst = append(dst, d.finding(rule, e, m, rec.Time))
-			}
-		}
+		dst = append(dst, d.Observe(e, rec.Time))
+		st.Findings += len(dst[len(dst)-1].Findings)
 	})
 	st.Events += n
 	st.SkippedEvents += skipped
 	return dst, err == nil
 }
 
-// nextHit is the first position at or after from where any needle starts,
-// or -1.
-func nextHit(data []byte, from int) int {
-	best := -1
-	for _, n := range rules.Needles {
-		limit := len(data)
-		if best >= 0 {
-			// Only a nearer match matters: search no further than best.
-			limit = min(best+len(n), len(data))
-		}
-		if i := index(data[from:limit], n); i >= 0 {
-			best = from + i
-		}
-	}
-	return best
-}
-
-// index finds n in data by skipping with IndexByte from one occurrence of
-// n's first byte to the next. Needles start with a byte that is rare in
-// CloudTrail, so this runs at memchr speed; bytes.Index would give up on
-// that after a few false starts in some texts (JSON strings full of 'x'
-// in user agents) and fall back to a slower search.
-func index(data, n []byte) int {
-	for i := 0; ; {
-		j := bytes.IndexByte(data[i:], n[0])
-		if j < 0 {
-			return -1
-		}
-		i += j
-		if bytes.HasPrefix(data[i:], n) {
-			return i
-		}
-		i++
-	}
-}
-
-// finding records that rule fired on e.
-func (d *Detector) finding(rule *rules.Rule, e *cloudtrail.Event, m rules.Finding, recordTime time.Time) Finding {
-	f := Finding{Rule: rule, Event: e, Match: m, Time: recordTime, Key: rule.ID + "/" + eventKey(e)}
+// Observe runs the rules that decide from the event alone on e;
+// recordTime stands in for a missing or unreadable eventTime.
+func (d *Detector) Observe(e *cloudtrail.Event, recordTime time.Time) Observed {
+	o := Observed{Event: e, Time: recordTime}
 	if t, err := time.Parse(time.RFC3339Nano, e.Time); err == nil {
-		f.Time = t
+		o.Time = t
 	}
-	return f
+	for _, rule := range d.rules {
+		if rule.Match == nil {
+			continue
+		}
+		if m, ok := rule.Match(e); ok {
+			o.Findings = append(o.Findings, Finding{Rule: rule, Event: e, Match: m, Time: o.Time, Key: rule.ID + "/" + EventKey(e)})
+		}
+	}
+	return o
 }
 
-// eventKey identifies an event across re-deliveries: its eventID, or, for
+// Findings are all the findings of observed events, in order.
+func Findings(obs []Observed) []Finding {
+	var out []Finding
+	for _, o := range obs {
+		out = append(out, o.Findings...)
+	}
+	return out
+}
+
+// EventKey identifies an event across re-deliveries: its eventID, or, for
 // the rare event without one, a digest of its content.
-func eventKey(e *cloudtrail.Event) string {
+func EventKey(e *cloudtrail.Event) string {
 	if e.ID != "" {
 		return e.ID
 	}
-	var b []byte
-	if raw, ok := e.Raw.(value.Raw); ok {
-		b = raw
-	} else {
-		b = value.ToJSON(e.Raw)
+	// The digest of the event as sorted JSON: the same whichever way the
+	// event was read.
+	v := e.Raw
+	if raw, ok := v.(value.Raw); ok {
+		v, _ = value.FromMsgpack(raw)
 	}
-	sum := sha256.Sum256(b)
+	sum := sha256.Sum256(value.ToJSON(v))
 	return "sha256:" + hex.EncodeToString(sum[:16])
 }
+

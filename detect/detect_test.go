@@ -26,7 +26,8 @@ func scan(t testing.TB, chunk []byte, keys ...string) ([]detect.Finding, detect.
 		keys = []string{"log", "message"}
 	}
 	d := detect.New(detect.Options{EventKeys: keys})
-	return d.Scan(chunk, nil)
+	obs, st := d.Scan(chunk, nil, nil)
+	return detect.Findings(obs), st
 }
 
 func rulesOf(as []detect.Finding) []string {
@@ -201,7 +202,8 @@ func TestCorpusFalsePositives(t *testing.T) {
 	var firing []int
 	d := detect.New(detect.Options{EventKeys: []string{"log", "message"}})
 	for i, ev := range events {
-		alerts, st := d.Scan(fbchunk.AppendV2(nil, t0, nil, ev), nil)
+		obs, st := d.Scan(fbchunk.AppendV2(nil, t0, nil, ev), nil, nil)
+		alerts := detect.Findings(obs)
 		if st.Records != 1 {
 			t.Fatalf("line %d: %+v", i+1, st)
 		}
@@ -216,7 +218,8 @@ func TestCorpusFalsePositives(t *testing.T) {
 		t.Fatalf("alerting lines %v, want [182 225]", firing)
 	}
 	// The whole corpus as one chunk gives the same two.
-	alerts, st := d.Scan(fbchunk.FromValues(t0, events), nil)
+	obs, st := d.Scan(fbchunk.FromValues(t0, events), nil, nil)
+	alerts := detect.Findings(obs)
 	if len(alerts) != 2 || st.Records != 475 {
 		t.Fatalf("one chunk: %d alerts, %+v", len(alerts), st)
 	}
@@ -237,7 +240,7 @@ func TestNoAllocationsForNonCandidates(t *testing.T) {
 	}
 	d := detect.New(detect.Options{EventKeys: []string{"log", "message"}})
 	for name, c := range map[string][]byte{"v2": v2, "legacy": legacy, "logfile": logFile, "jsonstring": jsonString} {
-		if n := testing.AllocsPerRun(20, func() { d.Scan(c, nil) }); n != 0 {
+		if n := testing.AllocsPerRun(20, func() { d.Scan(c, nil, nil) }); n != 0 {
 			t.Errorf("%s: %v allocations per chunk of 50 records", name, n)
 		}
 	}

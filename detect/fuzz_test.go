@@ -27,7 +27,8 @@ func FuzzScan(f *testing.F) {
 	scanSeeds(f)
 	d := detect.New(detect.Options{EventKeys: []string{"log", "message"}})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		findings, _ := d.Scan(b, nil)
+		obs, _ := d.Scan(b, nil, nil)
+		findings := detect.Findings(obs)
 		for _, x := range findings {
 			if x.Rule == nil || x.Event == nil || x.Key == "" {
 				t.Fatalf("incomplete finding %+v", x)

@@ -101,13 +101,16 @@ func FuzzFastAndMapPathsAgree(f *testing.F) {
 			if pa, pb := value.ToJSON(a.Params), value.ToJSON(b.Params); string(pa) != string(pb) {
 				t.Fatalf("event %d parameters differ:\nfast %s\nmap  %s", i, pa, pb)
 			}
-			for _, rule := range rules.All() {
+			for _, rule := range rules.Stateless() {
 				ma, oka := rule.Match(a)
 				mb, okb := rule.Match(b)
-				if oka != okb || ma != mb {
+				if oka != okb || !reflect.DeepEqual(ma, mb) {
 					t.Fatalf("event %d: %s says %v/%+v fast, %v/%+v map", i, rule.ID, oka, ma, okb, mb)
 				}
-				if da, db := document(t, a, rule, ma), document(t, b, rule, mb); oka && !reflect.DeepEqual(da, db) {
+				if !oka {
+					continue
+				}
+				if da, db := document(t, a, rule, ma), document(t, b, rule, mb); !reflect.DeepEqual(da, db) {
 					t.Fatalf("event %d: the alerts of %s differ:\nfast %v\nmap  %v", i, rule.ID, da, db)
 				}
 			}

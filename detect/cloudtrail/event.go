@@ -34,6 +34,8 @@ type Event struct {
 	Raw any
 	// Shape names the record shape the event came from.
 	Shape Shape
+	// Exposure is set for an AWS Health notice of exposed credentials.
+	Exposure *Exposure
 }
 
 // Actor is the userIdentity of the caller.

@@ -39,6 +39,10 @@ func (r *Resolver) resolve(body map[string]any, emit func(*Event), unwrap bool) 
 		return 1
 	}
 	if d, ok := body["detail"].(map[string]any); ok {
+		if isHealth(body) {
+			emit(fromHealth(body, d))
+			return 1
+		}
 		if d = canonical(d); d["eventName"] != nil {
 			emit(fromCloudTrail(d, ShapeEventBridge))
 			return 1

@@ -7,12 +7,19 @@ import (
 )
 
 // AWS-managed quarantine policies: every version, present and future
-// (V2 2021, V3 2024, V4 2026-11, ...), in every partition. The account field
-// must be "aws": a customer-managed policy with the same name is not one.
-var managedPrefixes = []string{
-	"arn:aws:iam::aws:policy/",
-	"arn:aws-cn:iam::aws:policy/",
-	"arn:aws-us-gov:iam::aws:policy/",
+// (V2 2021, V3 2024, V4 2026-11, ...), in every partition: aws, aws-cn,
+// aws-us-gov, the aws-iso* ones, aws-eusc and any aws-* to come. The
+// account field must be "aws": a customer-managed policy with the same
+// name is not one.
+const managedSuffix = ":iam::aws:policy/"
+
+// partition reports whether p names an AWS partition.
+func partition(p string) bool {
+	if p == "aws" {
+		return true
+	}
+	rest, ok := strings.CutPrefix(p, "aws-")
+	return ok && rest != "" && strings.Trim(rest, "abcdefghijklmnopqrstuvwxyz0123456789-") == ""
 }
 
 const (
@@ -36,14 +43,6 @@ func quarantineVersion(name string) (string, bool) {
 	return rest, true
 }
 
-// Needles are byte strings at least one of which every quarantine event
-// contains, in every record shape (the policy name is always written out).
-// The detector uses them to rule out records without decoding them; a test
-// proves every positive example holds one. Each starts with a byte that is
-// rare in CloudTrail ('Q' is 0.04% of the corpus's bytes, 'x' 0.25%), so the
-// search skips from one rare byte to the next at memchr speed.
-var Needles = [][]byte{[]byte("Quarantine"), []byte("xposedCredentialPolicy")}
-
 // Policy identifies the quarantine policy an event names.
 type Policy struct {
 	Name string `json:"name"`
@@ -60,13 +59,16 @@ type Target struct {
 }
 
 func matchManaged(arn string) (Policy, bool) {
-	for _, prefix := range managedPrefixes {
-		if name, ok := strings.CutPrefix(arn, prefix); ok {
-			v, ok := quarantineVersion(name)
-			return Policy{Name: name, ARN: arn, Version: v}, ok
-		}
+	rest, ok := strings.CutPrefix(arn, "arn:")
+	if !ok {
+		return Policy{}, false
 	}
-	return Policy{}, false
+	part, name, ok := strings.Cut(rest, managedSuffix)
+	if !ok || !partition(part) {
+		return Policy{}, false
+	}
+	v, ok := quarantineVersion(name)
+	return Policy{Name: name, ARN: arn, Version: v}, ok
 }
 
 // matchInline accepts the names AWS has used for inline quarantines: the

@@ -6,6 +6,7 @@ package rules
 import (
 	"cmp"
 	"fmt"
+	"time"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/cloudtrail"
 )
@@ -18,10 +19,37 @@ type Technique struct {
 	TechniqueName string `json:"technique"`
 }
 
-// Finding is what a rule learnt from a matching event.
+// Finding is what a rule learnt from a matching event, and what the
+// lifecycle adds to it.
 type Finding struct {
 	Policy Policy
 	Target Target
+	// Key is the exposed key's case: what a Health notice names, and all
+	// the lifecycle knows of the key (nil when nothing).
+	Key *Key
+	// Severity is set when it is not the rule's own: a use of a watched
+	// key is high when the call succeeded and medium when it failed.
+	Severity string
+	// Use counts the calls a use alert stands for.
+	Use *Use
+}
+
+// Key is an exposed access key's case, as far as it is known. Times are
+// event times; zero when not (yet) seen.
+type Key struct {
+	ID, User, Account, ExposedURL string
+	// FirstSeen is when the key (or its user, while no key was known) was
+	// first put on the watch list: exposed, quarantined or denied.
+	FirstSeen, ExposedAt, QuarantinedAt, RetiredAt time.Time
+	// Waited is the grace an exposure waited for a quarantine in vain.
+	Waited time.Duration
+}
+
+// Use is how many calls a use alert stands for: Calls since the group's
+// last alert (this one included), Total since the first.
+type Use struct {
+	Calls, Total int64
+	WindowStart  time.Time
 }
 
 // Rule is one detection.
@@ -29,16 +57,30 @@ type Rule struct {
 	ID          string
 	Name        string
 	Description string
-	Severity    string // high or critical
+	Severity    string // low, medium, high or critical
 	RiskScore   int    // 0-100, as Elastic's risk_score
 	MITRE       []Technique
 	Runbook     string
 	References  []string
 	// Equivalents name public rules that fire on the same events.
 	Equivalents []string
-	Match       func(*cloudtrail.Event) (Finding, bool)
-	Title       func(*cloudtrail.Event, Finding) string
+	// Match decides from the event alone; nil for the lifecycle's rules,
+	// which the lifecycle engine fires from what it saw before.
+	Match func(*cloudtrail.Event) (Finding, bool)
+	Title func(*cloudtrail.Event, Finding) string
 }
+
+// The rule ids, which the lifecycle engine switches on.
+const (
+	QuarantineApplied       = "aws.iam.quarantine_applied"
+	QuarantineAttemptFailed = "aws.iam.quarantine_attempt_failed"
+	QuarantineRemoved       = "aws.iam.quarantine_removed"
+	CredentialsExposed      = "aws.health.credentials_exposed"
+	QuarantineDeniedCall    = "aws.iam.quarantine_denied_call"
+	QuarantinedKeyUsed      = "aws.iam.quarantined_key_used"
+	ExposedNotQuarantined   = "aws.iam.exposed_not_quarantined"
+	ExposedKeyRetired       = "aws.iam.exposed_key_retired"
+)
 
 var (
 	credentialAccess = Technique{"TA0006", "Credential Access", "T1552", "Unsecured Credentials"}
@@ -53,10 +95,33 @@ var quarantineDocs = []string{
 }
 
 // All returns the rules in a fixed order.
-func All() []*Rule { return []*Rule{&applied, &attemptFailed, &removed} }
+func All() []*Rule {
+	return []*Rule{&applied, &attemptFailed, &removed, &healthExposed, &deniedCall, &keyUsed, &notQuarantined, &retired}
+}
+
+// Stateless returns the rules that decide from one event alone, in order.
+func Stateless() []*Rule {
+	var out []*Rule
+	for _, r := range All() {
+		if r.Match != nil {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// ByID finds a rule.
+func ByID(id string) *Rule {
+	for _, r := range All() {
+		if r.ID == id {
+			return r
+		}
+	}
+	return nil
+}
 
 var applied = Rule{
-	ID:          "aws.iam.quarantine_applied",
+	ID:          QuarantineApplied,
 	Name:        "AWS quarantined an exposed access key",
 	Description: "AWS found an access key exposed in public (e.g. a GitHub push) and attached a compromised-key quarantine policy to its IAM identity. The key is public: rotate it.",
 	Severity:    "high",
@@ -80,7 +145,7 @@ var applied = Rule{
 }
 
 var attemptFailed = Rule{
-	ID:          "aws.iam.quarantine_attempt_failed",
+	ID:          QuarantineAttemptFailed,
 	Name:        "AWS failed to quarantine an exposed access key",
 	Description: "AWS tried to attach a compromised-key quarantine policy and the call failed (typically AccessDenied): the exposed key is still unrestricted. Deactivate it now.",
 	Severity:    "critical",
@@ -99,7 +164,7 @@ var attemptFailed = Rule{
 }
 
 var removed = Rule{
-	ID:          "aws.iam.quarantine_removed",
+	ID:          QuarantineRemoved,
 	Name:        "A compromised-key quarantine policy was removed",
 	Description: "Someone detached or deleted a quarantine policy AWS applied to an exposed key's identity: Terraform drift or an attacker restoring the key's power.",
 	Severity:    "critical",
@@ -122,6 +187,9 @@ var removed = Rule{
 // Newer events come from an AWS-internal session whose key is not the
 // exposed one, so no key is named rather than a wrong one.
 func keyPhrase(e *cloudtrail.Event, f Finding) string {
+	if f.Key != nil && f.Key.ID != "" {
+		return "exposed access key " + f.Key.ID
+	}
 	if f.Target.Type == "user" && e.Actor.AccessKeyID != "" && e.Actor.UserName == f.Target.Name {
 		return "exposed access key " + e.Actor.AccessKeyID
 	}

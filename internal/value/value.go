@@ -7,6 +7,8 @@ package value
 
 import (
 	"errors"
+	"maps"
+	"slices"
 	"strconv"
 
 	jsoniter "github.com/json-iterator/go"
@@ -232,9 +234,10 @@ func fromJSON(it *jsoniter.Iterator, depth int) any {
 func AppendMsgpack(b []byte, v any) []byte {
 	switch v := v.(type) {
 	case map[string]any:
+		// Sorted, as ToJSON: the same value always gives the same bytes.
 		b = msgp.AppendMapHeader(b, uint32(len(v)))
-		for k, e := range v {
-			b = AppendMsgpack(msgp.AppendString(b, k), e)
+		for _, k := range slices.Sorted(maps.Keys(v)) {
+			b = AppendMsgpack(msgp.AppendString(b, k), v[k])
 		}
 		return b
 	case []any:

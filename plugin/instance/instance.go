@@ -115,7 +115,8 @@ func (in *Instance) Flush(data []byte, tag string) Result {
 		})
 		return OK
 	}
-	findings, st := in.det.Scan(data, nil)
+	obs, st := in.det.Scan(data, nil, nil)
+	findings := detect.Findings(obs)
 	in.count(st)
 	if n := st.Skipped.Malformed + st.Skipped.NotMap + st.Skipped.Truncated + st.Undecodable + st.SkippedEvents; n > 0 {
 		in.log.Warnf("skipped %d bad records or events in a chunk of %d bytes (malformed=%d not_map=%d truncated=%d undecodable=%d bad_events=%d)",

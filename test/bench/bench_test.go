@@ -13,6 +13,7 @@ import (
 
 	"github.com/fluent/fluent-bit-go/output"
 
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/alert"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/chunk"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/cloudtrail"
@@ -50,11 +51,11 @@ func BenchmarkScan(b *testing.B) {
 		b.Run(s.name, func(b *testing.B) {
 			c := s.encode(d.stream(true))
 			det := newDetector()
-			var alerts []detect.Finding
+			var alerts []detect.Observed
 			b.ReportAllocs()
 			for b.Loop() {
 				var st detect.Stats
-				alerts, st = det.Scan(c, alerts[:0])
+				alerts, st = det.Scan(c, nil, alerts[:0])
 				if st.Findings != 1 {
 					b.Fatalf("%d alerts", st.Findings)
 				}
@@ -76,7 +77,7 @@ func BenchmarkNoCandidate(b *testing.B) {
 			det := newDetector()
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, st := det.Scan(c, nil); st.Candidates != 0 {
+				if _, st := det.Scan(c, nil, nil); st.Candidates != 0 {
 					b.Fatal("candidate in a clean chunk")
 				}
 			}
@@ -95,17 +96,25 @@ func BenchmarkNoCandidate(b *testing.B) {
 }
 
 // BenchmarkAllQuarantine: the worst case, every record a quarantine event
-// (an attacker replaying them). Reports alerts/s and allocations per alert.
+// (an attacker replaying them), each finding made into an alert. Reports
+// alerts/s and allocations per alert.
 func BenchmarkAllQuarantine(b *testing.B) {
 	c := chunkV2(mustLoad(b).allQuarantine())
 	det := newDetector()
-	var alerts []detect.Finding
+	var obs []detect.Observed
+	alerts := make([]alert.Alert, 0, streamLen)
 	b.ReportAllocs()
 	for b.Loop() {
 		var st detect.Stats
-		alerts, st = det.Scan(c, alerts[:0])
+		obs, st = det.Scan(c, nil, obs[:0])
 		if st.Findings != streamLen {
 			b.Fatalf("%d alerts", st.Findings)
+		}
+		alerts = alerts[:0]
+		for _, o := range obs {
+			for _, f := range o.Findings {
+				alerts = append(alerts, alert.New(f, true))
+			}
 		}
 	}
 	report(b, len(c), streamLen)
@@ -141,7 +150,7 @@ func BenchmarkBaseline(b *testing.B) {
 
 var (
 	resolver  = cloudtrail.Resolver{EventKeys: []string{"log", "message"}}
-	ruleSet   = rules.All()
+	ruleSet   = rules.Stateless()
 	jsonIter  = jsoniter.ConfigCompatibleWithStandardLibrary
 	emptyBody = map[string]any{}
 )

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/rules"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/fbchunk"
@@ -49,7 +49,7 @@ type dataset struct {
 }
 
 func containsNeedle(b []byte) bool {
-	for _, n := range rules.Needles {
+	for _, n := range detect.Needles {
 		if bytes.Contains(b, n) {
 			return true
 		}

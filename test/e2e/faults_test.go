@@ -169,7 +169,8 @@ func TestUpgradeDeliversTheOldSpool(t *testing.T) {
 	var log []byte
 	var want []string
 	for i, e := range fixtures(t, "aws.iam.quarantine_applied", "positive")[:4] {
-		findings, _ := det.Scan(chunkOf(e), nil)
+		obs, _ := det.Scan(chunkOf(e), nil, nil)
+		findings := detect.Findings(obs)
 		a := alertfmt.New(findings[0], true)
 		if i%2 == 0 {
 			log = append(log, oldSpoolRecord(a.Key, nil, a.AppendMsgpack(nil, alertfmt.Native), a.Time)...)

@@ -1,0 +1,207 @@
+package lifecycle_test
+
+import (
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/cloudtrail"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/lifecycle"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/rules"
+)
+
+var t0 = time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
+
+var detector = detect.New(detect.Options{})
+
+func defaults() lifecycle.Options {
+	return lifecycle.Options{WatchTTL: 30 * 24 * time.Hour, MaxKeys: 100000, UseWindow: time.Hour, Grace: 15 * time.Minute, Delay: 15 * time.Minute}
+}
+
+// notice is a Health event naming key of user, at at.
+func notice(key, user string, at time.Time) *cloudtrail.Event {
+	return &cloudtrail.Event{Name: "AWS_RISK_CREDENTIALS_EXPOSED", Source: "aws.health", ID: "notice-" + key, Time: at.Format(time.RFC3339Nano),
+		Account: "111122223333", Shape: cloudtrail.ShapeHealth, Exposure: &cloudtrail.Exposure{Code: "AWS_RISK_CREDENTIALS_EXPOSED", Keys: []string{key}, User: user}}
+}
+
+// call is an API call made with key by user.
+func call(key, user, source, name, errorCode, id string, at time.Time) *cloudtrail.Event {
+	return &cloudtrail.Event{Name: name, Source: source, ErrorCode: errorCode, ID: id, Time: at.Format(time.RFC3339Nano), Account: "111122223333",
+		SourceIP: "203.0.113.77", UserAgent: "aws-cli/2", Actor: cloudtrail.Actor{Type: "IAMUser", UserName: user, AccessKeyID: key, AccountID: "111122223333"}}
+}
+
+func observe(e *lifecycle.Engine, ev *cloudtrail.Event, wall time.Time) []detect.Finding {
+	return e.Observe(detector.Observe(ev, wall), wall)
+}
+
+func only(t *testing.T, fs []detect.Finding, rule string) detect.Finding {
+	t.Helper()
+	var out []detect.Finding
+	for _, f := range fs {
+		if f.Rule.ID == rule {
+			out = append(out, f)
+		}
+	}
+	if len(out) != 1 {
+		t.Fatalf("%d %s findings in %v", len(out), rule, fs)
+	}
+	return out[0]
+}
+
+// A scanner hammering the key: 10,000 calls within the window give one
+// alert, the folded calls are counted, and the next window's alert says how
+// many calls it stands for.
+func TestBurstIsOneAlertPerWindow(t *testing.T) {
+	e := lifecycle.New(defaults())
+	observe(e, notice("AKIAEXAMPLEEXPOSED01", "ci-deployer", t0), t0)
+	alerts := 0
+	for i := range 10000 {
+		at := t0.Add(time.Minute + time.Duration(i)*100*time.Millisecond)
+		for _, f := range observe(e, call("AKIAEXAMPLEEXPOSED01", "ci-deployer", "s3.amazonaws.com", "GetObject", "", fmt.Sprint("get-", i), at), at) {
+			if f.Rule.ID == rules.QuarantinedKeyUsed {
+				alerts++
+				if f.Match.Use.Calls != 1 || f.Match.Severity != "high" {
+					t.Fatalf("first alert %+v", f.Match.Use)
+				}
+			}
+		}
+	}
+	if alerts != 1 || e.Stats.Suppressed != 9999 {
+		t.Fatalf("%d alerts, %d suppressed", alerts, e.Stats.Suppressed)
+	}
+	at := t0.Add(3 * time.Hour)
+	f := only(t, observe(e, call("AKIAEXAMPLEEXPOSED01", "ci-deployer", "s3.amazonaws.com", "GetObject", "", "get-late", at), at), rules.QuarantinedKeyUsed)
+	if f.Match.Use.Calls != 10000 || f.Match.Use.Total != 10001 {
+		t.Fatalf("next window: %+v", f.Match.Use)
+	}
+	// Failed calls are their own group, medium; GetCallerIdentity is high
+	// even when it fails.
+	f = only(t, observe(e, call("AKIAEXAMPLEEXPOSED01", "ci-deployer", "s3.amazonaws.com", "GetObject", "NoSuchKey", "get-fail", at), at), rules.QuarantinedKeyUsed)
+	if f.Match.Severity != "medium" {
+		t.Fatalf("failed call: %s", f.Match.Severity)
+	}
+	f = only(t, observe(e, call("AKIAEXAMPLEEXPOSED01", "ci-deployer", "sts.amazonaws.com", "GetCallerIdentity", "ExpiredToken", "gci", at), at), rules.QuarantinedKeyUsed)
+	if f.Match.Severity != "high" {
+		t.Fatalf("GetCallerIdentity: %s", f.Match.Severity)
+	}
+}
+
+// The clock: event time, moved on by the wall clock only while the stream
+// is silent; an event from a broken clock far ahead moves nothing.
+func TestClock(t *testing.T) {
+	e := lifecycle.New(defaults())
+	wall := t0.Add(5 * time.Minute) // CloudTrail arrives late
+	observe(e, notice("AKIAEXAMPLEEXPOSED01", "u", t0), wall)
+	if got := e.Now(wall); got != t0.UnixNano() {
+		t.Fatalf("now %v", time.Unix(0, got))
+	}
+	if got := e.Now(wall.Add(10 * time.Minute)); got != t0.Add(10*time.Minute).UnixNano() {
+		t.Fatalf("after a silence: %v", time.Unix(0, got))
+	}
+	if got := e.Now(time.Time{}); got != t0.UnixNano() {
+		t.Fatalf("a replay's time: %v", time.Unix(0, got))
+	}
+	future := t0.AddDate(1, 0, 0)
+	observe(e, call("AKIAX", "x", "s3.amazonaws.com", "GetObject", "", "f", future), wall)
+	if got := e.Now(wall); got != t0.UnixNano() {
+		t.Fatalf("a broken clock moved time to %v", time.Unix(0, got))
+	}
+	fired := 0
+	e.Due(wall.Add(29*time.Minute), func(fs []detect.Finding) bool { fired += len(fs); return true })
+	if fired != 0 {
+		t.Fatal("fired before Grace and Delay")
+	}
+	// A delivery that fails leaves the wait pending: it fires again.
+	e.Due(wall.Add(31*time.Minute), func(fs []detect.Finding) bool { fired += len(fs); return false })
+	e.Due(wall.Add(32*time.Minute), func(fs []detect.Finding) bool { fired += len(fs); return true })
+	e.Due(wall.Add(33*time.Minute), func(fs []detect.Finding) bool { fired += len(fs); return true })
+	if fired != 2 {
+		t.Fatalf("fired %d times (one refused, one accepted, then done)", fired)
+	}
+}
+
+// Watch_Max_Keys: the least recently seen case goes first; Watch_TTL:
+// a case not seen for that long goes.
+func TestBounds(t *testing.T) {
+	o := defaults()
+	o.MaxKeys = 3
+	e := lifecycle.New(o)
+	for i := range 5 {
+		at := t0.Add(time.Duration(i) * time.Minute)
+		observe(e, notice(fmt.Sprintf("AKIAEXAMPLE%09d", i), "u", at), at)
+	}
+	if e.Len() != 3 || e.Stats.Evicted != 2 || e.Watch().Key([]byte("AKIAEXAMPLE000000000")) || !e.Watch().Key([]byte("AKIAEXAMPLE000000004")) {
+		t.Fatalf("len %d evicted %d", e.Len(), e.Stats.Evicted)
+	}
+	o = defaults()
+	o.WatchTTL = 24 * time.Hour
+	e = lifecycle.New(o)
+	observe(e, notice("AKIAEXAMPLEEXPOSED01", "u", t0), t0)
+	e.Due(t0.Add(time.Hour), func([]detect.Finding) bool { return true }) // the exposure fires
+	observe(e, call("AKIAEXAMPLEOTHER0001", "v", "s3.amazonaws.com", "GetObject", "", "x", t0.Add(25*time.Hour)), t0.Add(25*time.Hour))
+	e.Due(t0.Add(25*time.Hour), func([]detect.Finding) bool { return true })
+	if e.Len() != 0 || e.Stats.Expired != 1 || !e.Watch().Empty() {
+		t.Fatalf("len %d expired %d", e.Len(), e.Stats.Expired)
+	}
+}
+
+// A case survives MarshalMsg and UnmarshalCase whole.
+func TestCaseRoundTrip(t *testing.T) {
+	e := lifecycle.New(lifecycle.Options{WatchTTL: time.Hour, MaxKeys: 10, UseWindow: time.Hour, Grace: time.Minute, Persist: true})
+	observe(e, notice("AKIAEXAMPLEEXPOSED01", "ci-deployer", t0), t0)
+	observe(e, call("AKIAEXAMPLEEXPOSED01", "ci-deployer", "s3.amazonaws.com", "GetObject", "", "g1", t0.Add(time.Second)), t0)
+	changed, _, _ := e.Changes()
+	if len(changed) != 1 {
+		t.Fatalf("%d changed", len(changed))
+	}
+	b := changed[0].MarshalMsg(nil)
+	back, err := lifecycle.UnmarshalCase(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(back.MarshalMsg(nil)) != string(b) || back.Key != "AKIAEXAMPLEEXPOSED01" || back.Due == 0 || len(back.Windows) != 1 {
+		t.Fatalf("round trip: %+v", back)
+	}
+	if _, err := lifecycle.UnmarshalCase([]byte{0x80}); err == nil {
+		t.Fatal("an empty map is no case")
+	}
+}
+
+// memoryPerCase is the documented bound (README, Watch_Max_Keys): bytes of
+// heap per watched key, indexes included (measured: about 610 with an
+// exposure waiting for a quarantine on each).
+const memoryPerCase = 650
+
+// Watch_Max_Keys 1,000,000 filled stays within memoryPerCase bytes a key.
+func TestMillionKeysMemory(t *testing.T) {
+	if testing.Short() {
+		t.Log("-short: 100,000 keys instead of 1,000,000")
+	}
+	n := 1000000
+	if testing.Short() {
+		n = 100000
+	}
+	o := defaults()
+	o.MaxKeys = n
+	e := lifecycle.New(o)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range n {
+		at := t0.Add(time.Duration(i) * time.Millisecond)
+		ev := notice(fmt.Sprintf("AKIA%016d", i), fmt.Sprintf("user-%07d", i), at)
+		e.Observe(detector.Observe(ev, at), at)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	per := float64(after.HeapAlloc-before.HeapAlloc) / float64(n)
+	t.Logf("%d cases: %.0f bytes of heap each", n, per)
+	if e.Len() != n || e.Watch().Len() != n {
+		t.Fatalf("%d cases, %d watched", e.Len(), e.Watch().Len())
+	}
+	if per > memoryPerCase {
+		t.Fatalf("%.0f bytes per watched key, more than the %d the README promises", per, memoryPerCase)
+	}
+}

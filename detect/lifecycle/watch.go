@@ -1,0 +1,77 @@
+package lifecycle
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// Watch is the watch list as the prefilter reads it while the engine
+// changes it: the keys and the users without a known key, in sets of their
+// own so a lookup costs a read lock and a map probe, and nothing when the
+// list is empty. It implements detect.Watch.
+type Watch struct {
+	mu      sync.RWMutex
+	keys    map[string]int // key id -> cases (a retired case stays a while)
+	keyless map[string]int // userKey -> cases watched without a key
+	n       atomic.Int64   // entries in both
+	nUsers  atomic.Int64   // entries in keyless
+}
+
+func newWatch() *Watch { return &Watch{keys: map[string]int{}, keyless: map[string]int{}} }
+
+// Empty reports whether nothing is watched.
+func (w *Watch) Empty() bool { return w.n.Load() == 0 }
+
+// KeylessUsers reports whether a user is watched whose key is not known.
+func (w *Watch) KeylessUsers() bool { return w.nUsers.Load() > 0 }
+
+// Key reports whether the access key id is watched.
+func (w *Watch) Key(id []byte) bool {
+	w.mu.RLock()
+	_, ok := w.keys[string(id)]
+	w.mu.RUnlock()
+	return ok
+}
+
+// User reports whether the user of the account is watched without a key.
+func (w *Watch) User(account, name []byte) bool {
+	var buf [128]byte
+	k := append(append(append(buf[:0], account...), 0), name...)
+	w.mu.RLock()
+	_, ok := w.keyless[string(k)]
+	w.mu.RUnlock()
+	return ok
+}
+
+// Len is how many keys and key-less users are watched.
+func (w *Watch) Len() int { return int(w.n.Load()) }
+
+func (w *Watch) add(set map[string]int, k string, users bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if set[k] == 0 {
+		w.n.Add(1)
+		if users {
+			w.nUsers.Add(1)
+		}
+	}
+	set[k]++
+}
+
+func (w *Watch) remove(set map[string]int, k string, users bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if set[k] == 0 {
+		return
+	}
+	if set[k]--; set[k] == 0 {
+		delete(set, k)
+		w.n.Add(-1)
+		if users {
+			w.nUsers.Add(-1)
+		}
+	}
+}
+
+// userKey joins an account and a user name.
+func userKey(account, user string) string { return account + "\x00" + user }
