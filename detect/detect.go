@@ -141,6 +141,11 @@ func Findings(obs []Observed) []Finding {
 // EventKey identifies an event across re-deliveries: its eventID, or, for
 // the rare event without one, a digest of its content.
 func EventKey(e *cloudtrail.Event) string {
+	if x := e.Exposure; x != nil && x.Notice != "" {
+		// AWS Health sends a backup copy of a notice to a second Region:
+		// one notice, one alert.
+		return "health:" + e.Account + ":" + x.Notice
+	}
 	if e.ID != "" {
 		return e.ID
 	}

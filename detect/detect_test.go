@@ -266,3 +266,16 @@ func TestDuplicateKeysFirstWins(t *testing.T) {
 		t.Fatalf("got %+v", alerts)
 	}
 }
+
+// A Health notice and its backup copy (another Region, another envelope
+// id) are one finding: the key is the notice's.
+func TestHealthBackupCopyIsTheSameFinding(t *testing.T) {
+	primary := corpus.Fixture(t, "aws.health.credentials_exposed", "positive", "exposed_key_in_entities")
+	backup := corpus.Fixture(t, "aws.health.credentials_exposed", "positive", "exposed_key_in_entities")
+	backup["id"], backup["region"] = "another-envelope-id", "us-west-2"
+	fa, _ := scan(t, fbchunk.AppendV2(nil, t0, nil, primary))
+	fb, _ := scan(t, fbchunk.AppendV2(nil, t0, nil, backup))
+	if len(fa) != 1 || len(fb) != 1 || fa[0].Key != fb[0].Key || fa[0].Event.ID == fb[0].Event.ID {
+		t.Fatalf("%+v\n%+v", fa, fb)
+	}
+}

@@ -14,6 +14,10 @@ type Exposure struct {
 	Keys []string // the access key ids it names
 	User string   // the IAM user whose key it is
 	URL  string   // where the key was found
+	// Notice identifies the notice across the copies AWS sends (a backup
+	// copy to a second Region has an envelope of its own): its
+	// communicationId, else its eventArn.
+	Notice string
 }
 
 // ShapeHealth is an AWS Health event as EventBridge delivers it.
@@ -31,7 +35,8 @@ func isHealth(body map[string]any) bool {
 // event's metadata.
 func fromHealth(body, detail map[string]any) *Event {
 	meta := obj(detail, "eventMetadata")
-	x := &Exposure{Code: str(detail, "eventTypeCode"), User: str(meta, "userName"), URL: str(meta, "exposedUrl")}
+	x := &Exposure{Code: str(detail, "eventTypeCode"), User: str(meta, "userName"), URL: str(meta, "exposedUrl"),
+		Notice: cmp.Or(str(detail, "communicationId"), str(detail, "eventArn"))}
 	var keys []string
 	if entities, ok := detail["affectedEntities"].([]any); ok {
 		for _, ent := range entities {

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/rules"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/ocsfmap"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/sequence"
 )
 
@@ -23,14 +24,26 @@ func TestSequenceExamples(t *testing.T) {
 			} else {
 				neg++
 			}
-			t.Run(s.Name, func(t *testing.T) {
-				got := sequence.Play(t, s, nil)
-				for id, want := range s.Expect {
-					if got[id] != want {
-						t.Errorf("%s fired %d times, want %d (all: %v)\n%s", id, got[id], want, got, s.About)
+			// The same sequence as Amazon Security Lake stores CloudTrail
+			// (OCSF, source versions 2 and 1): the same alerts.
+			forms := map[string]func(map[string]any) (map[string]any, error){"": nil, "/ocsf-v2": ocsfmap.SecurityLakeV2, "/ocsf-v1": ocsfmap.SecurityLakeV1}
+			for name, convert := range forms {
+				t.Run(s.Name+name, func(t *testing.T) {
+					seq := s
+					if convert != nil {
+						var err error
+						if seq, err = sequence.Convert(s, convert); err != nil {
+							t.Fatal(err)
+						}
 					}
-				}
-			})
+					got := sequence.Play(t, seq, nil)
+					for id, want := range s.Expect {
+						if got[id] != want {
+							t.Errorf("%s fired %d times, want %d (all: %v)\n%s", id, got[id], want, got, s.About)
+						}
+					}
+				})
+			}
 		}
 		if pos < 3 || neg < 3 {
 			t.Errorf("%s has %d positive and %d negative examples, want 3 of each", rule, pos, neg)

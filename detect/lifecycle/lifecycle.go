@@ -385,25 +385,22 @@ func (e *Engine) quarantine(c *Case, at int64) {
 	}
 }
 
-// Due fires the exposures whose wait for a quarantine is over: Grace plus
-// Delay past the exposure, in the engine's time at wall. accept takes the
-// findings (delivers or stores them); only when it says so are they
-// marked fired, so a failed delivery fires them again next time. It also
+// Due returns the findings of the exposures whose wait for a quarantine
+// is over: Grace plus Delay past the exposure, in the engine's time at
+// wall. They fire again at every call until Fired says they were taken
+// (delivered or stored), so a failed delivery loses nothing. Due also
 // drops the cases past WatchTTL.
-func (e *Engine) Due(wall time.Time, accept func([]detect.Finding) bool) {
+func (e *Engine) Due(wall time.Time) []detect.Finding {
 	now := e.Now(wall)
 	e.expire(now)
 	var fired []*Case
-	var out []detect.Finding
 	for c := range e.pending {
 		if now >= c.Due+e.o.Delay.Nanoseconds() {
 			fired = append(fired, c)
 		}
 	}
-	if len(fired) == 0 {
-		return
-	}
 	slices.SortFunc(fired, func(a, b *Case) int { return strings.Compare(a.ID(), b.ID()) })
+	var out []detect.Finding
 	for _, c := range fired {
 		ev := &cloudtrail.Event{Name: c.ExposureName, ID: c.ExposureEvent, Time: t(c.ExposedAt).Format(time.RFC3339Nano),
 			Account: c.Account, Region: c.ExposureRegion, Actor: cloudtrail.Actor{UserName: c.User, AccessKeyID: c.Key, AccountID: c.Account},
@@ -413,13 +410,33 @@ func (e *Engine) Due(wall time.Time, accept func([]detect.Finding) bool) {
 		out = append(out, detect.Finding{Rule: e.notQuarantined, Event: ev, Time: t(c.Due), Key: e.notQuarantined.ID + "/" + c.ID() + "/" + c.ExposureEvent,
 			Match: rules.Finding{Target: rules.Target{Type: "user", Name: c.User}, Key: k}})
 	}
-	if !accept(out) {
-		return
+	return out
+}
+
+// Fired marks the exposures of Due's findings as alerted: one alert a key.
+func (e *Engine) Fired(fs []detect.Finding) {
+	for _, f := range fs {
+		if f.Rule != e.notQuarantined || f.Match.Key == nil {
+			continue
+		}
+		if c := e.lookup(f.Match.Key.ID, f.Match.Key.Account, f.Match.Key.User); c != nil {
+			c.Fired = true
+			delete(e.pending, c)
+			e.mark(c)
+		}
 	}
-	for _, c := range fired {
-		c.Fired, c.Due = true, 0
-		delete(e.pending, c)
-		e.mark(c)
+}
+
+// Unfire takes back Fired, when what the findings were given to failed.
+func (e *Engine) Unfire(fs []detect.Finding) {
+	for _, f := range fs {
+		if f.Rule != e.notQuarantined || f.Match.Key == nil {
+			continue
+		}
+		if c := e.lookup(f.Match.Key.ID, f.Match.Key.Account, f.Match.Key.User); c != nil && c.Fired && c.Due != 0 {
+			c.Fired = false
+			e.pending[c] = struct{}{}
+		}
 	}
 }
 
@@ -580,8 +597,8 @@ func (e *Engine) mark(c *Case) {
 	}
 }
 
-// Changes returns, and forgets, the cases changed and dropped since the
-// last call, and the watermark: what a store keeps.
+// Changes returns the cases changed and dropped since Committed was last
+// called, and the watermark: what a store keeps.
 func (e *Engine) Changes() (changed []*Case, deleted []string, watermark int64) {
 	for _, c := range e.changed {
 		changed = append(changed, c)
@@ -589,9 +606,13 @@ func (e *Engine) Changes() (changed []*Case, deleted []string, watermark int64) 
 	for id := range e.deleted {
 		deleted = append(deleted, id)
 	}
+	return changed, deleted, e.watermark
+}
+
+// Committed says the changes Changes returned are kept.
+func (e *Engine) Committed() {
 	clear(e.changed)
 	clear(e.deleted)
-	return changed, deleted, e.watermark
 }
 
 // The least recently seen list: cases ordered by LastSeen as they were

@@ -108,17 +108,17 @@ func TestClock(t *testing.T) {
 	if got := e.Now(wall); got != t0.UnixNano() {
 		t.Fatalf("a broken clock moved time to %v", time.Unix(0, got))
 	}
-	fired := 0
-	e.Due(wall.Add(29*time.Minute), func(fs []detect.Finding) bool { fired += len(fs); return true })
-	if fired != 0 {
+	if fs := e.Due(wall.Add(29 * time.Minute)); len(fs) != 0 {
 		t.Fatal("fired before Grace and Delay")
 	}
-	// A delivery that fails leaves the wait pending: it fires again.
-	e.Due(wall.Add(31*time.Minute), func(fs []detect.Finding) bool { fired += len(fs); return false })
-	e.Due(wall.Add(32*time.Minute), func(fs []detect.Finding) bool { fired += len(fs); return true })
-	e.Due(wall.Add(33*time.Minute), func(fs []detect.Finding) bool { fired += len(fs); return true })
-	if fired != 2 {
-		t.Fatalf("fired %d times (one refused, one accepted, then done)", fired)
+	// Not marked fired (a delivery that failed): it fires again.
+	if fs := e.Due(wall.Add(31 * time.Minute)); len(fs) != 1 {
+		t.Fatalf("%d findings once the wait is over", len(fs))
+	}
+	fs := e.Due(wall.Add(32 * time.Minute))
+	e.Fired(fs)
+	if len(fs) != 1 || len(e.Due(wall.Add(33*time.Minute))) != 0 {
+		t.Fatal("fired again after Fired")
 	}
 }
 
@@ -139,9 +139,9 @@ func TestBounds(t *testing.T) {
 	o.WatchTTL = 24 * time.Hour
 	e = lifecycle.New(o)
 	observe(e, notice("AKIAEXAMPLEEXPOSED01", "u", t0), t0)
-	e.Due(t0.Add(time.Hour), func([]detect.Finding) bool { return true }) // the exposure fires
+	e.Fired(e.Due(t0.Add(time.Hour))) // the exposure fires
 	observe(e, call("AKIAEXAMPLEOTHER0001", "v", "s3.amazonaws.com", "GetObject", "", "x", t0.Add(25*time.Hour)), t0.Add(25*time.Hour))
-	e.Due(t0.Add(25*time.Hour), func([]detect.Finding) bool { return true })
+	e.Due(t0.Add(25 * time.Hour))
 	if e.Len() != 0 || e.Stats.Expired != 1 || !e.Watch().Empty() {
 		t.Fatalf("len %d expired %d", e.Len(), e.Stats.Expired)
 	}
@@ -153,6 +153,7 @@ func TestCaseRoundTrip(t *testing.T) {
 	observe(e, notice("AKIAEXAMPLEEXPOSED01", "ci-deployer", t0), t0)
 	observe(e, call("AKIAEXAMPLEEXPOSED01", "ci-deployer", "s3.amazonaws.com", "GetObject", "", "g1", t0.Add(time.Second)), t0)
 	changed, _, _ := e.Changes()
+	e.Committed()
 	if len(changed) != 1 {
 		t.Fatalf("%d changed", len(changed))
 	}

@@ -49,6 +49,11 @@ type Config struct {
 	DedupTTL             time.Duration
 	ForwardMaxBatchSize  Size
 	HTTPMaxBatchSize     Size
+	WatchTTL             time.Duration
+	WatchMaxKeys         int
+	UseAlertWindow       time.Duration
+	QuarantineGrace      time.Duration
+	EventDelay           time.Duration
 	HTTPURL              string
 	HTTPFormat           string
 	HTTPHeaders          string
@@ -233,6 +238,21 @@ var Options = []Option{
 	{Name: "Queue_Max_Size", Kind: Bytes, Default: "100M", Aliases: []string{"Spool_Max_Size"},
 		Description: "Most undelivered alert bytes the store holds; when full, the flush returns RETRY and a warning says so. `Spool_Max_Size` is its old name.",
 		field:       func(c *Config) any { return &c.QueueMaxSize }},
+	{Name: "Watch_TTL", Kind: Duration, Default: "30d",
+		Description: "How long an exposed key (or its user, while the key is not known) stays on the watch list after it was last seen, in event time.",
+		field:       func(c *Config) any { return &c.WatchTTL }},
+	{Name: "Watch_Max_Keys", Kind: Int, Default: "100000", Min: 1, Max: 10000000,
+		Description: "Most keys on the watch list; past it the least recently seen goes, with a warning. About 650 bytes of memory each (1,000,000 fit in about 650 MB).",
+		field:       func(c *Config) any { return &c.WatchMaxKeys }},
+	{Name: "Use_Alert_Window", Kind: Duration, Default: "1h",
+		Description: "A watched key's uses alert once per service, action and outcome per window, in event time; the calls folded into an alert are counted (the next alert says how many).",
+		field:       func(c *Config) any { return &c.UseAlertWindow }},
+	{Name: "Quarantine_Grace", Kind: Duration, Default: "15m",
+		Description: "How long after an exposure (AWS Health notice, or a quarantine AWS failed to apply) a quarantine of the key's user may come; a quarantine up to this long before the notice counts too.",
+		field:       func(c *Config) any { return &c.QuarantineGrace }},
+	{Name: "Event_Delay", Kind: Duration, Default: "15m",
+		Description: "How late an event may arrive behind the latest one seen (CloudTrail log files arrive about 5 minutes after the call, AWS Health notices within a minute): an exposure is reported not quarantined only `Quarantine_Grace` plus this after it.",
+		field:       func(c *Config) any { return &c.EventDelay }},
 	{Name: "Stats_Interval", Kind: Duration, Default: "off", Off: true,
 		Description: "How often each instance logs its counters (records, events, alerts by rule, delivered, retried, duplicates dropped, records skipped by reason) at info level; they are always logged at exit.",
 		field:       func(c *Config) any { return &c.StatsInterval }},

@@ -23,6 +23,9 @@ type Counters struct {
 	SkippedEvents                          atomic.Int64 // bad events inside a record (a log file's Records)
 	GroupMarkers, EncodeErrors, Panics     atomic.Int64
 	OwnAlerts                              atomic.Int64 // chunks tagged Alert_Tag, passed over
+	// The lifecycle: keys watched now, and calls folded into an earlier
+	// alert, cases pushed out by Watch_Max_Keys or past Watch_TTL.
+	Watched, UsesSuppressed, WatchEvicted, WatchExpired atomic.Int64
 	// AlertsByRule counts alerts found per rule id (before de-duplication).
 	AlertsByRule map[string]*atomic.Int64
 }
@@ -40,7 +43,6 @@ func (in *Instance) count(st detect.Stats) {
 	c.Records.Add(int64(st.Records))
 	c.Candidates.Add(int64(st.Candidates))
 	c.Events.Add(int64(st.Events))
-	c.Alerts.Add(int64(st.Findings))
 	c.SkippedMalformed.Add(int64(st.Skipped.Malformed))
 	c.SkippedNotMap.Add(int64(st.Skipped.NotMap))
 	c.SkippedTruncated.Add(int64(st.Skipped.Truncated))
@@ -56,10 +58,11 @@ func (c *Counters) Summary() string {
 	for i, id := range ids {
 		byRule[i] = fmt.Sprintf("%s:%d", id, c.AlertsByRule[id].Load())
 	}
-	return fmt.Sprintf("flushes=%d records=%d candidates=%d events=%d alerts=%d delivered=%d queued=%d duplicates_dropped=%d retries=%d skipped_malformed=%d skipped_not_map=%d skipped_truncated=%d skipped_undecodable=%d skipped_events=%d group_markers=%d encode_errors=%d own_alert_chunks=%d panics=%d alerts_by_rule=%s",
+	return fmt.Sprintf("flushes=%d records=%d candidates=%d events=%d alerts=%d delivered=%d queued=%d duplicates_dropped=%d retries=%d skipped_malformed=%d skipped_not_map=%d skipped_truncated=%d skipped_undecodable=%d skipped_events=%d group_markers=%d encode_errors=%d own_alert_chunks=%d panics=%d watched_keys=%d uses_suppressed=%d watch_evicted=%d watch_expired=%d alerts_by_rule=%s",
 		c.Flushes.Load(), c.Records.Load(), c.Candidates.Load(), c.Events.Load(), c.Alerts.Load(), c.Delivered.Load(), c.Queued.Load(),
 		c.Duplicates.Load(), c.Retries.Load(), c.SkippedMalformed.Load(), c.SkippedNotMap.Load(), c.SkippedTruncated.Load(),
-		c.SkippedUndecodable.Load(), c.SkippedEvents.Load(), c.GroupMarkers.Load(), c.EncodeErrors.Load(), c.OwnAlerts.Load(), c.Panics.Load(), strings.Join(byRule, ","))
+		c.SkippedUndecodable.Load(), c.SkippedEvents.Load(), c.GroupMarkers.Load(), c.EncodeErrors.Load(), c.OwnAlerts.Load(), c.Panics.Load(),
+		c.Watched.Load(), c.UsesSuppressed.Load(), c.WatchEvicted.Load(), c.WatchExpired.Load(), strings.Join(byRule, ","))
 }
 
 // logStats logs the counters every interval, so an operator can see the

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/alert"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/lifecycle"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/config"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/dedup"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/logx"
@@ -55,6 +56,11 @@ type Instance struct {
 	store *state.Store
 	wake  chan struct{}
 
+	// The lifecycle's engine, one flush (or timer round) at a time.
+	lifeMu  sync.Mutex
+	life    *lifecycle.Engine
+	evicted int64 // evictions already warned of
+
 	// stop is closed by Close: background loops end after what they are
 	// doing. ctx is the deliveries' context, cancelled when Close's budget
 	// runs out, so a delivery in flight may finish (and be recorded) first.
@@ -85,12 +91,15 @@ func New(name string, cfg *config.Config, log *logx.Logger) (*Instance, error) {
 	}
 	in.Counters.init()
 	in.ctx, in.cancel = context.WithCancel(context.Background())
+	in.life = lifecycle.New(lifecycle.Options{WatchTTL: cfg.WatchTTL, MaxKeys: cfg.WatchMaxKeys, UseWindow: cfg.UseAlertWindow,
+		Grace: cfg.QuarantineGrace, Delay: cfg.EventDelay, Persist: cfg.StateDir != ""})
 	if cfg.StateDir == "" {
 		in.delivered = dedup.New(cfg.DedupCacheSize, cfg.DedupTTL)
 	} else if err := in.openStore(); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("State_Dir: %v", err)
 	}
+	in.goSafe("lifecycle timer", in.timers)
 	if cfg.StatsInterval > 0 {
 		in.goSafe("stats logger", in.logStats)
 	}
@@ -115,25 +124,55 @@ func (in *Instance) Flush(data []byte, tag string) Result {
 		})
 		return OK
 	}
-	obs, st := in.det.Scan(data, nil, nil)
-	findings := detect.Findings(obs)
+	obs, st := in.det.Scan(data, in.life.Watch(), nil)
 	in.count(st)
 	if n := st.Skipped.Malformed + st.Skipped.NotMap + st.Skipped.Truncated + st.Undecodable + st.SkippedEvents; n > 0 {
 		in.log.Warnf("skipped %d bad records or events in a chunk of %d bytes (malformed=%d not_map=%d truncated=%d undecodable=%d bad_events=%d)",
 			n, len(data), st.Skipped.Malformed, st.Skipped.NotMap, st.Skipped.Truncated, st.Undecodable, st.SkippedEvents)
 	}
-	if len(findings) == 0 {
+	if len(obs) == 0 {
 		return OK
 	}
+	// The lifecycle sees every candidate event in order, one flush at a
+	// time; with a store, what it learnt is kept with the flush's alerts.
+	in.lifeMu.Lock()
+	defer in.lifeMu.Unlock()
+	wall := time.Now()
+	var findings []detect.Finding
+	for _, o := range obs {
+		findings = append(findings, in.life.Observe(o, wall)...)
+	}
+	// The events may have moved event time past an exposure's wait.
+	due := in.life.Due(wall)
+	in.noteLifecycle()
+	alerts := in.alertsOf(append(findings, due...))
+	if in.store != nil {
+		in.life.Fired(due) // kept with the alerts, in one transaction
+		r := in.enqueue(alerts)
+		if r != OK {
+			in.life.Unfire(due)
+		}
+		return r
+	}
+	if len(alerts) == 0 {
+		return OK
+	}
+	r := in.deliverNow(alerts)
+	if r == OK {
+		in.life.Fired(due)
+	}
+	return r
+}
+
+// alertsOf makes the findings' alerts, and counts them by rule.
+func (in *Instance) alertsOf(findings []detect.Finding) []alert.Alert {
 	alerts := make([]alert.Alert, len(findings))
 	for i, f := range findings {
 		alerts[i] = alert.New(f, in.cfg.IncludeEvent)
 		in.Counters.AlertsByRule[f.Rule.ID].Add(1)
 	}
-	if in.store != nil {
-		return in.enqueue(alerts)
-	}
-	return in.deliverNow(alerts)
+	in.Counters.Alerts.Add(int64(len(findings)))
+	return alerts
 }
 
 // deliverNow sends the alerts not delivered before; what the sink could

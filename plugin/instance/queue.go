@@ -30,6 +30,10 @@ func (in *Instance) openStore() error {
 		return err
 	}
 	in.store = s
+	if err := in.loadLifecycle(); err != nil {
+		s.Close()
+		return err
+	}
 	if rep.MovedAside != "" {
 		in.log.Errorf("state store %s was unreadable (%s): moved it to %s and started a fresh one", s.Path(), rep.Reason, rep.MovedAside)
 	}
@@ -43,10 +47,18 @@ func (in *Instance) openStore() error {
 	return nil
 }
 
-// enqueue keeps the alerts not known before in the store, in one
-// transaction, and wakes the sender. The chunk is done once they are on
-// disk; only a store that cannot take them makes Fluent Bit retry it.
+// enqueue keeps the alerts not known before in the store, with what the
+// lifecycle learnt, in one transaction, and wakes the sender. The chunk is
+// done once they are on disk; only a store that cannot take them makes
+// Fluent Bit retry it. The caller holds lifeMu.
 func (in *Instance) enqueue(alerts []alert.Alert) Result {
+	if len(alerts) == 0 {
+		if !in.saveLifecycle() {
+			in.Counters.Retries.Add(1)
+			return Retry
+		}
+		return OK
+	}
 	size := 0
 	for i := range alerts {
 		size += alerts[i].SizeHint()
@@ -58,7 +70,7 @@ func (in *Instance) enqueue(alerts []alert.Alert) Result {
 		buf = alerts[i].AppendMsgpack(buf, alert.Native)
 		entries[i] = state.Entry{Time: alerts[i].Time, Key: alerts[i].Key, Kind: state.Alert, Body: buf[start:len(buf):len(buf)]}
 	}
-	taken, err := in.store.Enqueue(entries)
+	taken, err := in.store.Enqueue(entries, in.lifecycleChanges())
 	if err != nil {
 		in.Counters.Retries.Add(1)
 		hint := ""
@@ -76,6 +88,7 @@ func (in *Instance) enqueue(alerts []alert.Alert) Result {
 		}
 		queued = append(queued, sink.Alert{Time: entries[i].Time, Key: entries[i].Key})
 	}
+	in.life.Committed()
 	in.Counters.Queued.Add(int64(len(queued)))
 	in.logKeys("stored", queued)
 	select {

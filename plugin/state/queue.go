@@ -66,15 +66,19 @@ func decodeEntry(seq uint64, b []byte) (Entry, error) {
 }
 
 // Enqueue appends the entries not already known (queued or delivered) to
-// the queue, in one transaction, and reports which it took. It is ErrFull,
-// taking none, when they do not fit in MaxQueueBytes.
-func (s *Store) Enqueue(entries []Entry) ([]bool, error) {
-	return s.enqueue(entries, s.o.MaxQueueBytes)
+// the queue and keeps the lifecycle's changes (nil: none), in one
+// transaction, and reports which entries it took. It is ErrFull, taking
+// nothing, when they do not fit in MaxQueueBytes.
+func (s *Store) Enqueue(entries []Entry, ch *Changes) ([]bool, error) {
+	return s.enqueue(entries, ch, s.o.MaxQueueBytes)
 }
 
-func (s *Store) enqueue(entries []Entry, maxBytes int64) (taken []bool, err error) {
+func (s *Store) enqueue(entries []Entry, ch *Changes, maxBytes int64) (taken []bool, err error) {
 	taken = make([]bool, len(entries))
 	err = s.update(func(tx *bolt.Tx) error {
+		if err := ch.apply(tx); err != nil {
+			return err
+		}
 		q, pending, delivered, meta := tx.Bucket(bucketQueue), tx.Bucket(bucketPending), tx.Bucket(bucketDelivered), tx.Bucket(bucketMeta)
 		size := int64(getU64(meta, keyQueueBytes))
 		for i := range entries {

@@ -40,16 +40,16 @@ var (
 	bucketPending   = []byte("pending")   // alert key -> seq, for alerts in the queue
 	bucketDelivered = []byte("delivered") // alert key -> delivered-at order key
 	bucketOrder     = []byte("delivered_order")
-	// Reserved for the lifecycle state (watched keys and their timers).
-	bucketWatch  = []byte("watch")
-	bucketTimers = []byte("timers")
+	// The lifecycle's cases (watched keys, their windows and timers).
+	bucketWatch = []byte("watch")
 
-	allBuckets = [][]byte{bucketMeta, bucketQueue, bucketPending, bucketDelivered, bucketOrder, bucketWatch, bucketTimers}
+	allBuckets = [][]byte{bucketMeta, bucketQueue, bucketPending, bucketDelivered, bucketOrder, bucketWatch}
 
 	keyLayout      = []byte("layout")
 	keyQueueBytes  = []byte("queue_bytes")
 	keyQueueN      = []byte("queue_count")
 	keyDeliveredN  = []byte("delivered_count")
+	keyWatermark   = []byte("watermark")
 	errLayoutWrong = errors.New("layout")
 )
 

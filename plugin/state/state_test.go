@@ -57,7 +57,7 @@ func keys(es []Entry) []string {
 func TestQueueOrderDeliveryAndRestart(t *testing.T) {
 	dir := t.TempDir()
 	s, _ := open(t, options(dir))
-	if taken, err := s.Enqueue(entries("a", 5)); err != nil || slices.Contains(taken, false) {
+	if taken, err := s.Enqueue(entries("a", 5), nil); err != nil || slices.Contains(taken, false) {
 		t.Fatalf("taken %v: %v", taken, err)
 	}
 	head, err := s.Head(3, 1<<20)
@@ -71,7 +71,7 @@ func TestQueueOrderDeliveryAndRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Queued and delivered keys are both known: neither is taken again.
-	taken, err := s.Enqueue(append(entries("a", 5), entries("b", 1)...))
+	taken, err := s.Enqueue(append(entries("a", 5), entries("b", 1)...), nil)
 	if err != nil || !slices.Equal(taken, []bool{false, false, false, false, false, true}) {
 		t.Fatalf("taken %v: %v", taken, err)
 	}
@@ -98,7 +98,7 @@ func TestQueueOrderDeliveryAndRestart(t *testing.T) {
 
 func TestHeadIsBoundedByBytes(t *testing.T) {
 	s, _ := open(t, options(t.TempDir()))
-	s.Enqueue(entries("a", 10))
+	s.Enqueue(entries("a", 10), nil)
 	head, _ := s.Head(100, 40)
 	if len(head) < 1 || len(head) > 2 {
 		t.Fatalf("%d entries within 40 bytes", len(head))
@@ -109,14 +109,14 @@ func TestFullQueueTakesNothing(t *testing.T) {
 	o := options(t.TempDir())
 	o.MaxQueueBytes = 200
 	s, _ := open(t, o)
-	taken, err := s.Enqueue(entries("a", 10))
+	taken, err := s.Enqueue(entries("a", 10), nil)
 	if !errors.Is(err, ErrFull) || slices.Contains(taken, true) {
 		t.Fatalf("taken %v: %v", taken, err)
 	}
 	if n, _, _ := s.Pending(); n != 0 {
 		t.Fatalf("%d entries of a refused batch were queued", n)
 	}
-	if _, err := s.Enqueue(entries("b", 1)); err != nil {
+	if _, err := s.Enqueue(entries("b", 1), nil); err != nil {
 		t.Fatalf("one small entry: %v", err)
 	}
 }
@@ -129,7 +129,7 @@ func TestDeliveredKeysAreBounded(t *testing.T) {
 	s, _ := open(t, o)
 	deliver := func(es []Entry) {
 		t.Helper()
-		if _, err := s.Enqueue(es); err != nil {
+		if _, err := s.Enqueue(es, nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.Delivered(es); err != nil {
@@ -222,7 +222,7 @@ func storeWith(t *testing.T, fn func(tx *bolt.Tx) error) []byte {
 func TestUnreadableStoreIsMovedAside(t *testing.T) {
 	gooddir := t.TempDir()
 	s, _ := open(t, options(gooddir))
-	s.Enqueue(entries("a", 300))
+	s.Enqueue(entries("a", 300), nil)
 	s.Close()
 	good, err := os.ReadFile(filepath.Join(gooddir, FileName))
 	if err != nil || len(good) < 8*os.Getpagesize() {
@@ -242,7 +242,7 @@ func TestUnreadableStoreIsMovedAside(t *testing.T) {
 			if kept, err := os.ReadFile(rep.MovedAside); err != nil || len(kept) != len(content) {
 				t.Fatalf("the bad store was not kept aside: %v", err)
 			}
-			if _, err := s.Enqueue(entries("fresh", 3)); err != nil {
+			if _, err := s.Enqueue(entries("fresh", 3), nil); err != nil {
 				t.Fatal(err)
 			}
 			if head, err := s.Head(10, 1<<20); err != nil || len(head) != 3 {
@@ -328,5 +328,32 @@ func TestUpgradeFromSpool(t *testing.T) {
 	s2, rep := open(t, options(dir))
 	if head, _ := s2.Head(10, 1<<20); rep.Migrated != 0 || len(head) != 2 {
 		t.Fatalf("second start migrated %d, queue %v", rep.Migrated, keys(head))
+	}
+}
+
+// The lifecycle's cases are kept with the alerts of the same transaction,
+// survive a restart, and a failed transaction keeps neither.
+func TestCasesAndWatermark(t *testing.T) {
+	dir := t.TempDir()
+	o := options(dir)
+	o.MaxQueueBytes = 200
+	s, _ := open(t, o)
+	ch := &Changes{Cases: map[string][]byte{"key:AKIA1": []byte("one"), "key:AKIA2": []byte("two")}, Watermark: 42}
+	if _, err := s.Enqueue(entries("a", 1), ch); err != nil {
+		t.Fatal(err)
+	}
+	// Too big for the queue: neither the alerts nor the cases are kept.
+	if _, err := s.Enqueue(entries("b", 10), &Changes{Cases: map[string][]byte{"key:AKIA3": []byte("three")}, Watermark: 43}); !errors.Is(err, ErrFull) {
+		t.Fatalf("full queue: %v", err)
+	}
+	if err := s.Save(&Changes{Deleted: []string{"key:AKIA1"}, Watermark: 44}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s2, _ := open(t, options(dir))
+	got := map[string]string{}
+	wm, err := s2.Cases(func(id string, b []byte) error { got[id] = string(b); return nil })
+	if err != nil || wm != 44 || len(got) != 1 || got["key:AKIA2"] != "two" {
+		t.Fatalf("cases %v, watermark %d: %v", got, wm, err)
 	}
 }

@@ -37,6 +37,18 @@ type alert struct {
 	ErrorCode string         `json:"error_code"`
 	Shape     string         `json:"record_shape"`
 	Event     map[string]any `json:"event"`
+	Key       struct {
+		ID            string `json:"id"`
+		User          string `json:"user"`
+		ExposedURL    string `json:"exposed_url"`
+		ExposedAt     string `json:"exposed_at"`
+		QuarantinedAt string `json:"quarantined_at"`
+		RetiredAt     string `json:"retired_at"`
+	} `json:"key"`
+	Use struct {
+		Calls int `json:"calls"`
+	} `json:"use"`
+	Lifecycle map[string]int `json:"lifecycle"`
 }
 
 // parseLines reads JSON-lines alerts (stdout or file sink).

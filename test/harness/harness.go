@@ -69,6 +69,7 @@ type Options struct {
 	Retries     int
 	RetryWaitMS int
 	PauseMS     int // before each flush (engine thread only)
+	LingerMS    int // after the last flush, before exit
 	Workers     int // per instance; 0: flushes on the engine thread
 	StackSize   int // 0: 24 KiB
 	Quiet       bool
@@ -121,7 +122,7 @@ func Args(o Options, so, dir string) ([]string, error) {
 	case o.Retries > 0:
 		args = append(args, "-r", strconv.Itoa(o.Retries))
 	}
-	for flag, v := range map[string]int{"-l": o.Loops, "-d": o.RetryWaitMS, "-p": o.PauseMS, "-w": o.Workers, "-k": o.StackSize} {
+	for flag, v := range map[string]int{"-l": o.Loops, "-d": o.RetryWaitMS, "-p": o.PauseMS, "-W": o.LingerMS, "-w": o.Workers, "-k": o.StackSize} {
 		if v > 0 {
 			args = append(args, flag, strconv.Itoa(v))
 		}

@@ -158,6 +158,9 @@ func read(path string) (Sequence, error) {
 	return s, nil
 }
 
+// Event reads test/fixtures/<name>.json.
+func Event(name string) (map[string]any, error) { return event(name) }
+
 // event reads test/fixtures/<name>.json.
 func event(name string) (map[string]any, error) {
 	raw, err := os.ReadFile(paths.Repo("test", "fixtures", name+".json"))
@@ -229,22 +232,26 @@ func deepCopy(m map[string]any) map[string]any {
 	return out
 }
 
-// EventTime is the time an event step carries (CloudTrail's eventTime or an
-// EventBridge envelope's time); zero when it has none.
+// EventTime is the time an event step carries (CloudTrail's eventTime, an
+// EventBridge envelope's time, an OCSF record's epoch milliseconds); zero
+// when it has none.
 func EventTime(e map[string]any) time.Time {
 	for _, k := range []string{"eventTime", "time"} {
-		if s, ok := e[k].(string); ok {
-			if at, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		switch v := e[k].(type) {
+		case string:
+			if at, err := time.Parse(time.RFC3339Nano, v); err == nil {
 				return at
 			}
+		case int64:
+			return time.UnixMilli(v).UTC()
 		}
 	}
 	return time.Time{}
 }
 
 // Play runs a sequence through the detector and the lifecycle engine as
-// the plugin does (alerts de-duplicated by key), with a wall clock that
-// follows the events as they arrive and moves on through silences. A
+// the plugin does (alerts de-duplicated by key), with a wall clock of its
+// own that moves on through silences. A
 // restart keeps only what Changes handed over, as the store would. It
 // calls finding for each alert and returns the alerts counted by rule.
 func Play(t testing.TB, s Sequence, finding func(detect.Finding)) map[string]int {
@@ -262,6 +269,7 @@ func Play(t testing.TB, s Sequence, finding func(detect.Finding)) map[string]int
 			delete(kept, id)
 		}
 		watermark = wm
+		eng.Committed()
 	}
 	counts := map[string]int{}
 	seen := map[string]bool{}
@@ -277,13 +285,17 @@ func Play(t testing.TB, s Sequence, finding func(detect.Finding)) map[string]int
 		}
 		return true
 	}
+	// The wall clock starts with the first event and moves a millisecond a
+	// step, and through silences: as a collector's clock, it knows nothing
+	// of the events' times.
 	var wall time.Time
 	for _, st := range s.Steps {
+		if wall.IsZero() && st.Event != nil {
+			wall = EventTime(st.Event)
+		}
+		wall = wall.Add(time.Millisecond)
 		switch {
 		case st.Event != nil:
-			if at := EventTime(st.Event); at.After(wall) {
-				wall = at
-			}
 			obs, _ := det.Scan(fbchunk.AppendV2(nil, wall, nil, st.Event), eng.Watch(), nil)
 			for _, o := range obs {
 				emit(eng.Observe(o, wall))
@@ -303,7 +315,9 @@ func Play(t testing.TB, s Sequence, finding func(detect.Finding)) map[string]int
 			eng = lifecycle.New(s.Options.engine())
 			eng.Load(cases, watermark, wall)
 		}
-		eng.Due(wall, emit)
+		fired := eng.Due(wall)
+		emit(fired)
+		eng.Fired(fired)
 		save()
 	}
 	return counts
@@ -325,4 +339,23 @@ func Findings(t testing.TB) []detect.Finding {
 		}
 	}
 	return out
+}
+
+// Convert is s with each CloudTrail event replaced by convert's record of
+// it (an OCSF form, say); other events (AWS Health notices) stay as they
+// are.
+func Convert(s Sequence, convert func(map[string]any) (map[string]any, error)) (Sequence, error) {
+	out := s
+	out.Steps = slices.Clone(s.Steps)
+	for i, st := range out.Steps {
+		if st.Event == nil || st.Event["eventName"] == nil {
+			continue
+		}
+		rec, err := convert(deepCopy(st.Event))
+		if err != nil {
+			return out, fmt.Errorf("step %d: %v", i, err)
+		}
+		out.Steps[i].Event = rec
+	}
+	return out, nil
 }

@@ -26,7 +26,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -103,6 +102,7 @@ static struct {
     int retries;
     int retry_wait_ms;
     int pause_ms; /* before each dispatch: lets tests change the world between flushes */
+    int linger_ms; /* after the last flush, before exit: the plugin's own goroutines run on */
     int workers;
     size_t stack_size;
     int quiet;
@@ -171,6 +171,7 @@ static void usage(void)
             "  -r N            retry limit (default 1)\n"
             "  -d MS           wait between retries in ms (default 0)\n"
             "  -p MS           pause before each flush in ms (default 0)\n"
+            "  -W MS           wait after the last flush, before exit, in ms (default 0)\n"
             "  -w N            worker threads per instance (default 0: engine thread)\n"
             "  -k BYTES        coroutine stack size (default 24576)\n"
             "  -q              no per-flush lines\n");
@@ -452,6 +453,9 @@ static void *engine_main(void *p)
     }
     double start = now_ns();
     run_flushes();
+    if (!stop_requested) {
+        sleep_ms(H.linger_ms);
+    }
     double elapsed = now_ns() - start;
     for (int i = 0; i < H.ninst; i++) {
         if (H.cb_exit_ctx) {
@@ -464,6 +468,23 @@ static void *engine_main(void *p)
     fprintf(stderr, "harness: summary flushes=%ld ok=%ld retry=%ld error=%ld dropped=%ld elapsed_ns=%.0f flush_ns=%.0f\n",
             H.n_flushes, H.n_ok, H.n_retry, H.n_error, H.n_dropped, elapsed, H.flush_ns);
     return NULL;
+}
+
+/* The process's peak resident memory since its execve, from /proc. */
+static long peak_rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof(line), f)) {
+        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1) {
+            break;
+        }
+    }
+    if (f) {
+        fclose(f);
+    }
+    return kb;
 }
 
 static void *need_symbol(void *so, const char *name)
@@ -482,7 +503,7 @@ int main(int argc, char **argv)
     int nsets = 0;
     H.flushes = calloc(argc, sizeof(struct flush));
 
-    while ((opt = getopt(argc, argv, "i:s:f:l:r:d:p:w:k:q")) != -1) {
+    while ((opt = getopt(argc, argv, "i:s:f:l:r:d:p:W:w:k:q")) != -1) {
         const char *rest;
         switch (opt) {
         case 'i': H.ninst = atoi(optarg); break;
@@ -490,6 +511,7 @@ int main(int argc, char **argv)
         case 'r': H.retries = atoi(optarg); break;
         case 'd': H.retry_wait_ms = atoi(optarg); break;
         case 'p': H.pause_ms = atoi(optarg); break;
+        case 'W': H.linger_ms = atoi(optarg); break;
         case 'w': H.workers = atoi(optarg); break;
         case 'k': H.stack_size = (size_t) atol(optarg); break;
         case 'q': H.quiet = 1; break;
@@ -581,9 +603,10 @@ int main(int argc, char **argv)
     if (H.cb_unregister) {
         H.cb_unregister(&def);
     }
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    fprintf(stderr, "harness: maxrss_kb=%ld\n", ru.ru_maxrss);
+    /* VmHWM, not getrusage's ru_maxrss: Linux keeps ru_maxrss across
+     * execve, so a harness started by a big test process would report the
+     * parent's peak as its own. */
+    fprintf(stderr, "harness: maxrss_kb=%ld\n", peak_rss_kb());
     /* no dlclose: a Go runtime cannot be unloaded, and Fluent Bit does not try */
     return 0;
 }

@@ -1,0 +1,133 @@
+package detect_test
+
+import (
+	"maps"
+	"testing"
+
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/fbchunk"
+)
+
+// watch is a watch list for tests.
+type watch struct {
+	keys  map[string]bool
+	users map[string]bool // account + "/" + name
+}
+
+func (w watch) Empty() bool        { return len(w.keys)+len(w.users) == 0 }
+func (w watch) Key(id []byte) bool { return w.keys[string(id)] }
+func (w watch) KeylessUsers() bool { return len(w.users) > 0 }
+func (w watch) User(account, name []byte) bool {
+	var buf [256]byte
+	k := append(append(append(buf[:0], account...), '/'), name...)
+	return w.users[string(k)] // no allocation, as the real watch list
+}
+
+func use(t *testing.T) map[string]any {
+	e, err := value.FromJSON(mustRead(t, "events/ec2_describe_instances_by_key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e.(map[string]any)
+}
+
+func mustRead(t *testing.T, name string) []byte {
+	t.Helper()
+	return value.ToJSON(corpus.JSONFile(t, corpusPath(name)))
+}
+
+// A call with a watched key, or by a user watched without a key, is a
+// candidate in every record shape; the same call with nothing watched, or
+// with another key watched, is not.
+func TestWatchMakesCandidates(t *testing.T) {
+	ev := use(t)
+	other := maps.Clone(ev)
+	other["userIdentity"] = map[string]any{"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/someone", "accountId": "111122223333",
+		"accessKeyId": "AKIAEXAMPLEUNRELATED", "userName": "someone"}
+	js := string(value.ToJSON(ev))
+	shapes := map[string]any{"event": ev, "log file": map[string]any{"Records": []any{other, ev}}, "json string": map[string]any{"log": js}}
+	d := detect.New(detect.Options{EventKeys: []string{"log"}})
+	for name, body := range shapes {
+		c := fbchunk.AppendV2(nil, t0, nil, body)
+		for wname, w := range map[string]detect.Watch{
+			"key":          watch{keys: map[string]bool{"AKIAEXAMPLEEXPOSED01": true}},
+			"keyless user": watch{keys: map[string]bool{"AKIAEXAMPLEOTHERKEY1": true}, users: map[string]bool{"111122223333/ci-deployer": true}},
+		} {
+			if _, st := d.Scan(c, w, nil); st.Candidates != 1 {
+				t.Errorf("%s, %s watched: %d candidates", name, wname, st.Candidates)
+			}
+		}
+		for wname, w := range map[string]detect.Watch{
+			"nothing":     nil,
+			"another key": watch{keys: map[string]bool{"AKIAEXAMPLEUNRELATE2": true}},
+			"another user": watch{keys: map[string]bool{"AKIAEXAMPLEUNRELATE2": true},
+				users: map[string]bool{"111122223333/nobody": true, "444455556666/ci-deployer": true}},
+		} {
+			if _, st := d.Scan(c, w, nil); st.Candidates != 0 {
+				t.Errorf("%s, %s watched: %d candidates", name, wname, st.Candidates)
+			}
+		}
+	}
+	// Retirement calls: DeleteUser whatever is watched, AccessKey while a
+	// user is watched without a key.
+	del := corpus.JSONFile(t, corpusPath("events/iam_delete_user"))
+	keyCall := corpus.JSONFile(t, corpusPath("events/iam_delete_access_key"))
+	keyCall["requestParameters"] = map[string]any{"userName": "ci-deployer", "accessKeyId": "AKIAEXAMPLEUNRELATED"}
+	for _, c := range []struct {
+		body map[string]any
+		w    detect.Watch
+		want int
+	}{
+		{del, watch{keys: map[string]bool{"AKIAX": true}}, 1},
+		{del, nil, 0},
+		{keyCall, watch{keys: map[string]bool{"AKIAX": true}, users: map[string]bool{"111122223333/ci-deployer": true}}, 1},
+		{keyCall, watch{keys: map[string]bool{"AKIAX": true}}, 0},
+	} {
+		if _, st := d.Scan(fbchunk.AppendV2(nil, t0, nil, c.body), c.w, nil); st.Candidates != c.want {
+			t.Errorf("%s with %+v: %d candidates, want %d", c.body["eventName"], c.w, st.Candidates, c.want)
+		}
+	}
+}
+
+// With 1,000 keys watched (none of them in the chunk), a record that
+// cannot be a candidate still costs no allocation.
+func TestNoAllocationsWithAWatchList(t *testing.T) {
+	w := watch{keys: map[string]bool{}, users: map[string]bool{}}
+	for i := range 1000 {
+		w.keys[fmtKey(i)] = true
+		w.users["111122223333/watched-"+fmtKey(i)] = true
+	}
+	d := detect.New(detect.Options{EventKeys: []string{"log", "message"}})
+	var clean []any
+	for _, e := range corpus.Panther(t) {
+		if _, st := d.Scan(fbchunk.AppendV2(nil, t0, nil, e), w, nil); st.Candidates == 0 {
+			clean = append(clean, e)
+		}
+	}
+	// With users watched without a key, IAM users' calls whose ARN the
+	// prefilter cannot see near their type, and calls naming AccessKey,
+	// become candidates: they are decoded and the engine decides.
+	t.Logf("%d of 475 corpus events are no candidates with 1,000 keys and 1,000 key-less users watched", len(clean))
+	if len(clean) < 400 {
+		t.Fatalf("only %d of 475 corpus events are no candidates", len(clean))
+	}
+	c := fbchunk.FromValues(t0, clean)
+	var wi detect.Watch = w // converted once, as the instance holds it
+	if n := testing.AllocsPerRun(20, func() { d.Scan(c, wi, nil) }); n != 0 {
+		t.Errorf("%v allocations per chunk", n)
+	}
+}
+
+func fmtKey(i int) string {
+	const digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	b := []byte("AKIAWATCHED000000000")
+	for j := 19; i > 0; j-- {
+		b[j] = digits[i%36]
+		i /= 36
+	}
+	return string(b)
+}
+
+func corpusPath(name string) string { return "../test/fixtures/" + name + ".json" }
