@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -180,6 +181,12 @@ func Start(t testing.TB, o Options) *Proc {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// Terminate asks the harness to stop, with SIGTERM, as a service manager
+// stops Fluent Bit: it ends its linger and exits cleanly.
+func (p *Proc) Terminate() {
+	p.cmd.Process.Signal(syscall.SIGTERM)
 }
 
 // Kill ends the harness with SIGKILL, as a crash or an OOM kill would:

@@ -453,8 +453,9 @@ static void *engine_main(void *p)
     }
     double start = now_ns();
     run_flushes();
-    if (!stop_requested) {
-        sleep_ms(H.linger_ms);
+    /* linger, but stop at SIGTERM as Fluent Bit would */
+    for (int waited = 0; waited < H.linger_ms && !stop_requested; waited += 20) {
+        sleep_ms(20);
     }
     double elapsed = now_ns() - start;
     for (int i = 0; i < H.ninst; i++) {
