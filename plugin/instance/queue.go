@@ -164,6 +164,7 @@ func (in *Instance) sendRound(ctx context.Context) (int, error) {
 			return fmt.Errorf("recording the delivery: %w", err)
 		}
 		in.Counters.Delivered.Add(int64(len(sent)))
+		in.observeDelivered(sent)
 		in.logKeys("delivered", sent)
 		return nil
 	})
