@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -223,6 +224,11 @@ func TestOwnAlertTagIsPassedOver(t *testing.T) {
 }
 
 func TestBadConfigFailsInit(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
 	cases := []struct {
 		props []harness.KV
 		want  string
@@ -253,6 +259,8 @@ func TestBadConfigFailsInit(t *testing.T) {
 		{kv("HTTP_Timeout", "never"), `HTTP_Timeout: "never" is not a positive duration such as 500ms, 10s or 10`},
 		{kv("Alert_Output", "http", "HTTP_URL", "https://x", "HTTP_TLS_CA_File", "/nonexistent/ca.pem"), "HTTP_TLS_CA_File: open /nonexistent/ca.pem: no such file or directory"},
 		{kv("Alert_Format", "cef"), `Alert_Format: "cef" is not one of native, ecs, ocsf`},
+		{kv("Metrics_Listen", "2021"), `Metrics_Listen: "2021" is not a host:port address such as 127.0.0.1:2021`},
+		{kv("Metrics_Listen", busy.Addr().String()), "Metrics_Listen: listen tcp " + busy.Addr().String() + ": bind: address already in use"},
 	}
 	for _, c := range cases {
 		res := harness.Run(t, harness.Options{Instances: [][]harness.KV{c.props}})
