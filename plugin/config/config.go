@@ -8,6 +8,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"strconv"
@@ -44,6 +45,7 @@ type Config struct {
 	IncludeEvent         bool
 	DedupCacheSize       int
 	StatsInterval        time.Duration // 0: off
+	MetricsListen        string        // "": no listener
 	StateDir             string
 	QueueMaxSize         Size
 	DedupTTL             time.Duration
@@ -256,6 +258,9 @@ var Options = []Option{
 	{Name: "Stats_Interval", Kind: Duration, Default: "off", Off: true,
 		Description: "How often each instance logs its counters (records, events, alerts by rule, delivered, retried, duplicates dropped, records skipped by reason) at info level; they are always logged at exit.",
 		field:       func(c *Config) any { return &c.StatsInterval }},
+	{Name: "Metrics_Listen", Kind: String,
+		Description: "Address (`host:port`, e.g. `127.0.0.1:2021`) to serve Prometheus metrics on, at `/metrics`: the same counters as the stats line, per instance (label `name`), plus store size, pending alerts and delivery latency. Unset: no listener. The plugin is loaded once per Fluent Bit process, so there is one listener for every instance: the first instance that sets this opens it, an instance naming another address gets a warning and shares it, and it closes with the last instance. It has no authentication: keep it on loopback or a private network. An address that cannot be bound fails Init.",
+		field:       func(c *Config) any { return &c.MetricsListen }},
 }
 
 // Load reads, parses and validates every option. The error is one line
@@ -340,7 +345,19 @@ func (c *Config) validate() error {
 	if _, err := c.Headers(); err != nil {
 		return err
 	}
+	if c.MetricsListen != "" {
+		if _, port, err := net.SplitHostPort(c.MetricsListen); err != nil || !validPort(port) {
+			return fmt.Errorf("Metrics_Listen: %q is not a host:port address such as 127.0.0.1:2021", c.MetricsListen)
+		}
+	}
 	return nil
+}
+
+// validPort accepts 0 too: the system picks a free port, which the
+// listener's log line then names.
+func validPort(s string) bool {
+	n, err := strconv.Atoi(s)
+	return err == nil && n >= 0 && n <= 65535
 }
 
 func (o *Option) set(c *Config, raw string) error {

@@ -30,7 +30,7 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.AlertOutput != "stdout" || c.AlertTag != "aws.cloudtrail.quarantine" || c.ForwardPort != 24224 ||
 		c.ForwardHost != "127.0.0.1" || c.ForwardTimeout != 10*time.Second || !c.IncludeEvent ||
-		strings.Join(c.EventKey, ",") != "log,message" || c.DedupCacheSize != 100000 || c.StatsInterval != 0 {
+		strings.Join(c.EventKey, ",") != "log,message" || c.DedupCacheSize != 100000 || c.StatsInterval != 0 || c.MetricsListen != "" {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -44,6 +44,11 @@ func TestValuesAndCase(t *testing.T) {
 	if c.AlertOutput != "forward" || c.ForwardPort != 24225 || c.IncludeEvent || strings.Join(c.EventKey, ",") != "log,payload" ||
 		c.ForwardTimeout != 1500*time.Millisecond || c.ForwardUnixPath != "/run/fb.sock" || c.StatsInterval != 30*time.Second {
 		t.Fatalf("%+v", c)
+	}
+	for _, addr := range []string{"127.0.0.1:2021", ":2021", "[::1]:2021", "localhost:0"} {
+		if c, err := config.Load(keys{"metrics_listen": addr}); err != nil || c.MetricsListen != addr {
+			t.Errorf("Metrics_Listen %q: %v", addr, err)
+		}
 	}
 	for _, b := range []string{"on", "true", "yes", "ON", "Yes"} {
 		if c, err := config.Load(keys{"Include_Event": b}); err != nil || !c.IncludeEvent {
@@ -63,6 +68,9 @@ func TestBadValues(t *testing.T) {
 		{"Dedup_Cache_Size", "many", "Dedup_Cache_Size"},
 		{"Event_Key", ",,", "Event_Key: needs at least one key"},
 		{"Stats_Interval", "sometimes", "Stats_Interval: \"sometimes\" is not off or a positive duration"},
+		{"Metrics_Listen", "2021", "Metrics_Listen: \"2021\" is not a host:port address such as 127.0.0.1:2021"},
+		{"Metrics_Listen", "127.0.0.1:http", "Metrics_Listen: \"127.0.0.1:http\" is not a host:port address"},
+		{"Metrics_Listen", "127.0.0.1:70000", "Metrics_Listen: \"127.0.0.1:70000\" is not a host:port address"},
 	}
 	for _, c := range cases {
 		_, err := config.Load(keys{c.key: c.val})

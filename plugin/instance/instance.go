@@ -19,6 +19,7 @@ import (
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/config"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/dedup"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/logx"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/metrics"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/sink"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/state"
 )
@@ -71,6 +72,7 @@ type Instance struct {
 
 	ownAlertsOnce sync.Once
 	Counters      Counters
+	metrics       *metrics.Output
 }
 
 // New builds the instance, its sink and, with State_Dir, its store.
@@ -78,6 +80,11 @@ func New(name string, cfg *config.Config, log *logx.Logger) (*Instance, error) {
 	s, err := newSink(cfg)
 	if err != nil {
 		return nil, err
+	}
+	m, err := metrics.Open(name, cfg.MetricsListen, log)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("Metrics_Listen: %v", err)
 	}
 	in := &Instance{
 		Name:   name,
@@ -89,6 +96,7 @@ func New(name string, cfg *config.Config, log *logx.Logger) (*Instance, error) {
 		wake:   make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 	}
+	in.metrics = m
 	in.Counters.init()
 	in.ctx, in.cancel = context.WithCancel(context.Background())
 	in.life = lifecycle.New(lifecycle.Options{WatchTTL: cfg.WatchTTL, MaxKeys: cfg.WatchMaxKeys, UseWindow: cfg.UseAlertWindow,
@@ -97,12 +105,14 @@ func New(name string, cfg *config.Config, log *logx.Logger) (*Instance, error) {
 		in.delivered = dedup.New(cfg.DedupCacheSize, cfg.DedupTTL)
 	} else if err := in.openStore(); err != nil {
 		s.Close()
+		m.Close()
 		return nil, fmt.Errorf("State_Dir: %v", err)
 	}
 	in.goSafe("lifecycle timer", in.timers)
 	if cfg.StatsInterval > 0 {
 		in.goSafe("stats logger", in.logStats)
 	}
+	m.Publish(in)
 	return in, nil
 }
 
@@ -114,6 +124,7 @@ const maxLoggedKeys = 10
 
 // Flush processes one chunk carrying tag.
 func (in *Instance) Flush(data []byte, tag string) Result {
+	defer in.timeFlush(time.Now())
 	if tag == in.cfg.AlertTag {
 		// Our own alerts came back: `Match aws.cloudtrail*` also matches the
 		// default alert tag. Scanning them is pointless and, were an alert
@@ -199,6 +210,7 @@ func (in *Instance) deliverNow(alerts []alert.Alert) Result {
 			in.delivered.Add(a.Key)
 		}
 		in.Counters.Delivered.Add(int64(len(sent)))
+		in.observeDelivered(sent)
 		in.logKeys("delivered", sent)
 		return nil
 	})
@@ -262,6 +274,7 @@ func (in *Instance) Log() *logx.Logger { return in.log }
 // of ExitBudget to drain (the rest waits for the next start), releases the
 // sink and logs the counters.
 func (in *Instance) Close() error {
+	defer in.metrics.Close() // last, so scrapes still see the drain
 	deadline := time.Now().Add(ExitBudget)
 	cut := time.AfterFunc(ExitBudget, in.cancel)
 	defer cut.Stop()

@@ -113,6 +113,7 @@ func (in *Instance) sendQueued(ctx context.Context) {
 		switch sent, err := in.sendRound(ctx); {
 		case err != nil:
 			failures++
+			in.Counters.DeliveryFailures.Add(1)
 			wait = backoff(failures)
 			if failures == 1 || failures%10 == 0 {
 				in.log.Warnf("delivery failed %d time(s), next try in %v: %v", failures, wait.Round(time.Millisecond), err)
@@ -177,6 +178,7 @@ func (in *Instance) sendRound(ctx context.Context) (int, error) {
 			return fmt.Errorf("recording the delivery: %w", err)
 		}
 		in.Counters.Delivered.Add(int64(len(sent)))
+		in.observeDelivered(sent)
 		in.logKeys("delivered", sent)
 		return nil
 	})

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -223,6 +224,11 @@ func TestOwnAlertTagIsPassedOver(t *testing.T) {
 }
 
 func TestBadConfigFailsInit(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
 	cases := []struct {
 		props []harness.KV
 		want  string
@@ -253,6 +259,8 @@ func TestBadConfigFailsInit(t *testing.T) {
 		{kv("HTTP_Timeout", "never"), `HTTP_Timeout: "never" is not a positive duration such as 500ms, 10s or 10`},
 		{kv("Alert_Output", "http", "HTTP_URL", "https://x", "HTTP_TLS_CA_File", "/nonexistent/ca.pem"), "HTTP_TLS_CA_File: open /nonexistent/ca.pem: no such file or directory"},
 		{kv("Alert_Format", "cef"), `Alert_Format: "cef" is not one of native, ecs, ocsf`},
+		{kv("Metrics_Listen", "2021"), `Metrics_Listen: "2021" is not a host:port address such as 127.0.0.1:2021`},
+		{kv("Metrics_Listen", busy.Addr().String()), "Metrics_Listen: listen tcp " + busy.Addr().String() + ": bind: address already in use"},
 	}
 	for _, c := range cases {
 		res := harness.Run(t, harness.Options{Instances: [][]harness.KV{c.props}})
@@ -442,7 +450,7 @@ func TestStatsAreLogged(t *testing.T) {
 	if len(stats) == 0 {
 		t.Fatalf("no periodic stats line:\n%s", res.Stderr)
 	}
-	if !strings.Contains(res.Stderr, "exit: flushes=3 records=3 candidates=3 events=3 alerts=3 delivered=0 queued=0 duplicates_dropped=0 retries=3 ") ||
+	if !strings.Contains(res.Stderr, "exit: flushes=3 records=3 candidates=3 events=3 alerts=3 delivered=0 queued=0 delivery_failures=0 duplicates_dropped=0 retries=3 ") ||
 		!strings.Contains(res.Stderr, "alerts_by_rule=aws.health.credentials_exposed:0,aws.iam.exposed_key_retired:0,aws.iam.exposed_not_quarantined:0,aws.iam.quarantine_applied:3,aws.iam.quarantine_attempt_failed:0,") {
 		t.Fatalf("exit counters:\n%s", res.Stderr)
 	}

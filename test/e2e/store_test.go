@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -52,6 +53,10 @@ func TestSpoolSurvivesRestart(t *testing.T) {
 	res := harness.Run(t, harness.Options{Instances: [][]harness.KV{storeProps(port, dir)}, Flushes: flushes, Retries: -1})
 	if res.Summary["ok"] != int64(len(chunks)) || !strings.Contains(res.Stderr, "stay in ") {
 		t.Fatalf("first run: %v\n%s", res.Summary, tail(res.Stderr))
+	}
+	// The sender's failed rounds are counted (the stats line and metrics).
+	if m := regexp.MustCompile(`exit: .* delivery_failures=(\d+) `).FindStringSubmatch(res.Stderr); m == nil || m[1] == "0" {
+		t.Errorf("the failed deliveries are not counted: %v\n%s", m, tail(res.Stderr))
 	}
 
 	srv := forwardrecv.Start(t, forwardrecv.Options{Address: addr})
