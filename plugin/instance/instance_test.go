@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -27,8 +28,10 @@ type flaky struct {
 	panicOne bool // the next call panics
 	calls    int
 	got      []string
-	// block makes Deliver wait for its context and records the deadline.
+	// block makes Deliver wait for its context; deadline is the last
+	// call's, blocked is how many calls are waiting.
 	block    bool
+	blocked  int
 	deadline time.Time
 }
 
@@ -42,10 +45,12 @@ func (f *flaky) Deliver(ctx context.Context, as []sink.Alert) error {
 		f.mu.Unlock()
 		panic("sink bug")
 	}
+	f.deadline, _ = ctx.Deadline()
 	if f.block {
-		f.deadline, _ = ctx.Deadline()
+		f.blocked++
 		f.mu.Unlock()
 		<-ctx.Done()
+		f.set(func(f *flaky) { f.blocked-- })
 		return ctx.Err()
 	}
 	defer f.mu.Unlock()
@@ -273,24 +278,53 @@ func TestSenderSurvivesAPanic(t *testing.T) {
 	}
 }
 
-// Exit does not wait on a receiver longer than ExitBudget: the delivery it
-// tries gets a deadline within it, and the alert stays stored.
+// Exit does not wait on a receiver longer than ExitBudget: with no
+// delivery in flight, the one it tries gets a deadline within it, and
+// what is not delivered stays stored.
 func TestExitIsBounded(t *testing.T) {
 	f := &flaky{down: true}
 	dir := t.TempDir()
 	in, log := newInstance(t, f, "State_Dir", dir, "Forward_Timeout", "1h")
 	in.Flush(positives(t), "cloudtrail")
-	f.set(func(f *flaky) { f.down, f.block = false, true })
+	waitFor(t, "a failed delivery", func() bool { calls, _ := f.state(); return calls > 0 })
 	start := time.Now()
 	in.Close()
 	f.mu.Lock()
-	deadline := f.deadline
+	deadline := f.deadline // the drain's: the sender had stopped
 	f.mu.Unlock()
 	// Close takes its own start a moment after ours.
 	if deadline.IsZero() || deadline.After(start.Add(ExitBudget+100*time.Millisecond)) {
 		t.Fatalf("the exit's delivery had deadline %v, want one within %v of %v", deadline, ExitBudget, start)
 	}
-	if !strings.Contains(log.String(), "3 alert(s) stay in") {
+	expectStored(t, dir, log.String(), 3)
+}
+
+// A delivery in flight when the exit starts (a receiver that takes the
+// batch and never answers, Forward_Timeout 1h) is cut when the budget runs
+// out, and its alerts stay stored.
+func TestExitCutsADeliveryInFlight(t *testing.T) {
+	f := &flaky{block: true}
+	dir := t.TempDir()
+	in, log := newInstance(t, f, "State_Dir", dir, "Forward_Timeout", "1h")
+	in.Flush(positives(t), "cloudtrail")
+	waitFor(t, "the sender's delivery in flight", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.blocked == 1
+	})
+	in.Close() // returns: the test would time out otherwise
+	f.mu.Lock()
+	blocked := f.blocked
+	f.mu.Unlock()
+	if blocked != 0 {
+		t.Fatalf("%d deliveries still waiting after Close", blocked)
+	}
+	expectStored(t, dir, log.String(), 3)
+}
+
+func expectStored(t *testing.T, dir, log string, want int) {
+	t.Helper()
+	if !strings.Contains(log, fmt.Sprintf("%d alert(s) stay in", want)) {
 		t.Fatalf("log:\n%s", log)
 	}
 	s, _, err := state.Open(state.Options{Dir: dir, MaxQueueBytes: 1 << 20, DedupMax: 10, DedupTTL: time.Hour})
@@ -298,7 +332,7 @@ func TestExitIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if n, _, _ := s.Pending(); n != 3 {
-		t.Fatalf("%d alerts kept for the next start, want 3", n)
+	if n, _, _ := s.Pending(); n != want {
+		t.Fatalf("%d alerts kept for the next start, want %d", n, want)
 	}
 }
