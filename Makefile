@@ -61,7 +61,7 @@ build/sample.chunk: conf/sample/cloudtrail.jsonl $(GOSRC)
 # fluent-bit-go baseline, as the README's Performance table. About 4 minutes.
 bench: $(SO) $(HARNESS)
 	@mkdir -p build
-	$(GO) test ./test/bench/ -run '^$$' -bench 'Scan|NoCandidate|AllQuarantine|Baseline' -benchmem -count 5 | tee build/bench.txt
+	$(GO) test ./test/bench/ -run '^$$' -bench 'Scan|NoCandidate|WatchList|AllQuarantine|Baseline' -benchmem -count 5 | tee build/bench.txt
 	$(GO) test ./test/bench/ -run '^$$' -bench 'Plugin2MB|PluginFlush' -benchtime 200x -count 5 | tee -a build/bench.txt
 	$(GO) test ./test/bench/ -run '^$$' -bench 'PluginAllQuarantine|PluginDurable' -benchtime 1x -count 5 | tee -a build/bench.txt
 	$(GO) test ./test/bench/ -run '^$$' -bench 'PluginMemory10M' -benchtime 1x | tee -a build/bench.txt

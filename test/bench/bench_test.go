@@ -83,6 +83,18 @@ func BenchmarkNoCandidate(b *testing.B) {
 			}
 			report(b, len(c), streamLen)
 		})
+		b.Run("frame-"+s.name, func(b *testing.B) {
+			// The chunk reader's walk alone: the floor of any scan that
+			// delimits and counts records.
+			var r chunk.Reader
+			b.ReportAllocs()
+			for b.Loop() {
+				r.Reset(c)
+				for r.Next() {
+				}
+			}
+			report(b, len(c), streamLen)
+		})
 		b.Run("contains-"+s.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {

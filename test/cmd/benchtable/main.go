@@ -81,6 +81,34 @@ func main() {
 			fmt.Printf("| %s, no candidate: allocations per record | %s | 0 %s |\n", s, num(a), mark(a == 0))
 		}
 	}
+	for _, s := range []string{"v2", "legacy", "logfile", "jsonstring"} {
+		if c := med("NoCandidate/contains-"+s, "ns/op"); c > 0 && med("NoCandidate/frame-"+s, "ns/op") > 0 {
+			fmt.Printf("| %s, no candidate: framing alone (the reader's walk, no prefilter) vs one bytes.Contains pass | %.2fx | report |\n", s, med("NoCandidate/frame-"+s, "ns/op")/c)
+		}
+	}
+	for _, s := range []string{"v2", "logfile", "keyless"} {
+		c := med("WatchList/"+s+"/contains", "ns/op")
+		if c == 0 {
+			continue
+		}
+		for _, n := range []string{"keys-0", "keys-1", "keys-1000", "keys-100000", "keys-1000-users-1000"} {
+			name := "WatchList/" + s + "/" + n
+			if med(name, "ns/op") == 0 {
+				continue
+			}
+			r := med(name, "ns/op") / c
+			target := "report"
+			if n == "keys-1000" {
+				target = "<= 2x " + mark(r <= 2)
+			}
+			a := med(name, "allocs/op") / streamLen
+			fmt.Printf("| watch list %s, %s, no candidate: records/s; cost vs one bytes.Contains pass; allocations per record | %s; %.2fx; %s | %s |\n",
+				n, s, num(med(name, "records/s")), r, num(a), target)
+		}
+		if e := med("WatchList/"+s+"/keys-0", "ns/op"); e > 0 && s != "keyless" {
+			fmt.Printf("| watch list, %s: 1,000 keys vs an empty list | %.2fx | report |\n", s, med("WatchList/"+s+"/keys-1000", "ns/op")/e)
+		}
+	}
 	if a := med("AllQuarantine", "alerts/s"); a > 0 {
 		fmt.Printf("| every record a quarantine: alerts/s | %s | > 100,000 %s |\n", num(a), mark(a > 100000))
 		fmt.Printf("| every record a quarantine: allocations per alert | %.1f | report |\n", med("AllQuarantine", "allocs/op")/streamLen)
