@@ -80,35 +80,49 @@ type Observed struct {
 // lifecycle's watch list (nil: no lifecycle), which makes the records that
 // name a watched key candidates too.
 func (d *Detector) Scan(data []byte, w Watch, dst []Observed) ([]Observed, Stats) {
+	st := d.ScanEach(data, w, func(o Observed) { dst = append(dst, o) })
+	return dst, st
+}
+
+// ScanEach calls fn with each event of data's candidate records, in
+// order, as it finds them. When fn puts something on the watch list (the
+// lifecycle engine observing an exposure), the records after it are
+// looked at with the list as it is then: a key exposed early in a chunk
+// and used later in the same chunk is seen used.
+func (d *Detector) ScanEach(data []byte, w Watch, fn func(Observed)) Stats {
 	var st Stats
 	var r chunk.Reader
 	r.Reset(data)
 	var p prefilter
-	p.reset(data, w)
+	p.reset(data, w, 0)
 	for r.Next() {
 		rec := r.Record()
 		st.Records++
-		if !p.candidate(rec.Offset, rec.Offset+len(rec.Raw)) {
+		end := rec.Offset + len(rec.Raw)
+		if !p.candidate(rec.Offset, end) {
 			continue
 		}
 		st.Candidates++
-		var ok bool
-		if dst, ok = d.scanRecord(rec, dst, &st); !ok {
+		if !d.scanRecord(rec, fn, &st) {
 			st.Undecodable++
+		}
+		if p.watchChanged() {
+			p.reset(data, w, end)
 		}
 	}
 	st.Skipped = r.Skipped()
-	return dst, st
+	return st
 }
 
-func (d *Detector) scanRecord(rec *chunk.Record, dst []Observed, st *Stats) ([]Observed, bool) {
+func (d *Detector) scanRecord(rec *chunk.Record, fn func(Observed), st *Stats) bool {
 	n, skipped, err := d.resolver.ResolveMsgpack(rec.Body, func(e *cloudtrail.Event) {
-		dst = append(dst, d.Observe(e, rec.Time))
-		st.Findings += len(dst[len(dst)-1].Findings)
+		o := d.Observe(e, rec.Time)
+		st.Findings += len(o.Findings)
+		fn(o)
 	})
 	st.Events += n
 	st.SkippedEvents += skipped
-	return dst, err == nil
+	return err == nil
 }
 
 // Observe runs the rules that decide from the event alone on e;
@@ -158,4 +172,3 @@ func EventKey(e *cloudtrail.Event) string {
 	sum := sha256.Sum256(value.ToJSON(v))
 	return "sha256:" + hex.EncodeToString(sum[:16])
 }
-

@@ -13,6 +13,8 @@ type Watch interface {
 	KeylessUsers() bool
 	// User: that user of that account is watched without a known key.
 	User(account, name []byte) bool
+	// Version changes whenever something is put on the list.
+	Version() uint64
 }
 
 // The prefilter rules a record out from its raw bytes, without decoding
@@ -66,17 +68,23 @@ type pass struct {
 
 // prefilter is the passes of one scan.
 type prefilter struct {
-	data   []byte
-	watch  Watch
-	passes [4]pass
-	n      int
+	data    []byte
+	watch   Watch
+	version uint64 // the watch list's when the passes were set up
+	passes  [4]pass
+	n       int
 }
 
-func (p *prefilter) reset(data []byte, w Watch) {
+// reset sets the passes up for the watch list as it is now, searching from
+// offset from on.
+func (p *prefilter) reset(data []byte, w Watch, from int) {
 	p.data, p.watch = data, w
 	p.passes[0] = pass{hop: 'Q', patterns: quarantineOnly}
 	p.passes[1] = pass{hop: 'x', patterns: legacyOnly}
 	k, u := kStatic, []pattern(nil)
+	if w != nil {
+		p.version = w.Version()
+	}
 	if w != nil && !w.Empty() {
 		k, u = kKeys, uKeys
 		if w.KeylessUsers() {
@@ -90,8 +98,14 @@ func (p *prefilter) reset(data []byte, w Watch) {
 		p.n = 4
 	}
 	for i := range p.n {
-		p.passes[i].next, p.passes[i].from = p.passes[i].search(data, w, 0), 0
+		p.passes[i].next, p.passes[i].from = p.passes[i].search(data, w, from), from
 	}
+}
+
+// watchChanged reports whether something was put on the watch list since
+// the passes were set up: what they found ahead was found without it.
+func (p *prefilter) watchChanged() bool {
+	return p.watch != nil && p.watch.Version() != p.version
 }
 
 var (

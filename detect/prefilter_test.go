@@ -2,6 +2,7 @@ package detect_test
 
 import (
 	"maps"
+	"slices"
 	"testing"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
@@ -19,6 +20,7 @@ type watch struct {
 func (w watch) Empty() bool        { return len(w.keys)+len(w.users) == 0 }
 func (w watch) Key(id []byte) bool { return w.keys[string(id)] }
 func (w watch) KeylessUsers() bool { return len(w.users) > 0 }
+func (w watch) Version() uint64    { return uint64(len(w.keys) + len(w.users)) }
 func (w watch) User(account, name []byte) bool {
 	var buf [256]byte
 	k := append(append(append(buf[:0], account...), '/'), name...)
@@ -131,3 +133,36 @@ func fmtKey(i int) string {
 }
 
 func corpusPath(name string) string { return "../test/fixtures/" + name + ".json" }
+
+// What fn puts on the watch list during ScanEach counts for the records
+// after it: in one chunk, a Health notice, a call with the key it names
+// (in a record and inside a later log file), and a DeleteUser of its user.
+// Scan, with nothing changing the list, does not see them.
+func TestScanEachFollowsTheWatchList(t *testing.T) {
+	notice := corpus.JSONFile(t, corpusPath("events/health_exposed"))
+	used := use(t)
+	del := corpus.JSONFile(t, corpusPath("events/iam_delete_user"))
+	unrelated := corpus.Panther(t)[0]
+	c := fbchunk.FromValues(t0, []any{unrelated, used, notice, unrelated, used,
+		map[string]any{"Records": []any{unrelated, used}}, del})
+	d := detect.New(detect.Options{})
+	w := watch{keys: map[string]bool{}, users: map[string]bool{}}
+	var names []string
+	st := d.ScanEach(c, w, func(o detect.Observed) {
+		names = append(names, o.Event.Name)
+		if o.Event.Exposure != nil {
+			for _, k := range o.Event.Exposure.Keys {
+				w.keys[k] = true
+			}
+		}
+	})
+	want := []string{"AWS_RISK_CREDENTIALS_EXPOSED", "DescribeInstances", "CreateAccountResult", "DescribeInstances", "DeleteUser"}
+	if !slices.Equal(names, want) || st.Candidates != 4 {
+		t.Fatalf("observed %v in %d candidates, want %v in 4", names, st.Candidates, want)
+	}
+	fresh := watch{keys: map[string]bool{}, users: map[string]bool{}}
+	obs, st := d.Scan(c, fresh, nil)
+	if len(obs) != 1 || st.Candidates != 1 {
+		t.Fatalf("Scan with a list nothing changes: %d events in %d candidates, want the notice alone", len(obs), st.Candidates)
+	}
+}

@@ -15,6 +15,7 @@ type Watch struct {
 	keyless map[string]int // userKey -> cases watched without a key
 	n       atomic.Int64   // entries in both
 	nUsers  atomic.Int64   // entries in keyless
+	version atomic.Uint64  // bumped by every add
 }
 
 func newWatch() *Watch { return &Watch{keys: map[string]int{}, keyless: map[string]int{}} }
@@ -43,6 +44,9 @@ func (w *Watch) User(account, name []byte) bool {
 	return ok
 }
 
+// Version changes whenever an entry is added.
+func (w *Watch) Version() uint64 { return w.version.Load() }
+
 // Len is how many keys and key-less users are watched.
 func (w *Watch) Len() int { return int(w.n.Load()) }
 
@@ -54,6 +58,7 @@ func (w *Watch) add(set map[string]int, k string, users bool) {
 		if users {
 			w.nUsers.Add(1)
 		}
+		w.version.Add(1)
 	}
 	set[k]++
 }

@@ -135,23 +135,32 @@ func (in *Instance) Flush(data []byte, tag string) Result {
 		})
 		return OK
 	}
-	obs, st := in.det.Scan(data, in.life.Watch(), nil)
+	// The lifecycle sees every candidate event in order, one flush at a
+	// time, as the scan finds it: what it puts on the watch list counts
+	// for the rest of the chunk. With a store, what it learnt is kept with
+	// the flush's alerts.
+	var findings []detect.Finding
+	locked := false
+	defer func() {
+		if locked { // also when a bug panics mid-scan: the flush recovers
+			in.lifeMu.Unlock()
+		}
+	}()
+	wall := time.Now()
+	st := in.det.ScanEach(data, in.life.Watch(), func(o detect.Observed) {
+		if !locked {
+			in.lifeMu.Lock()
+			locked = true
+		}
+		findings = append(findings, in.life.Observe(o, wall)...)
+	})
 	in.count(st)
 	if n := st.Skipped.Malformed + st.Skipped.NotMap + st.Skipped.Truncated + st.Undecodable + st.SkippedEvents; n > 0 {
 		in.log.Warnf("skipped %d bad records or events in a chunk of %d bytes (malformed=%d not_map=%d truncated=%d undecodable=%d bad_events=%d)",
 			n, len(data), st.Skipped.Malformed, st.Skipped.NotMap, st.Skipped.Truncated, st.Undecodable, st.SkippedEvents)
 	}
-	if len(obs) == 0 {
+	if !locked {
 		return OK
-	}
-	// The lifecycle sees every candidate event in order, one flush at a
-	// time; with a store, what it learnt is kept with the flush's alerts.
-	in.lifeMu.Lock()
-	defer in.lifeMu.Unlock()
-	wall := time.Now()
-	var findings []detect.Finding
-	for _, o := range obs {
-		findings = append(findings, in.life.Observe(o, wall)...)
 	}
 	// The events may have moved event time past an exposure's wait.
 	due := in.life.Due(wall)

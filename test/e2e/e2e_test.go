@@ -144,7 +144,11 @@ func TestCorpusThroughThePlugin(t *testing.T) {
 func TestSampleStream(t *testing.T) {
 	vals := corpus.Sample(t)
 	alerts, _ := runStdout(t, nil, fbchunk.FromValues(t0, vals))
-	want := []string{"aws.iam.quarantine_applied", "aws.iam.quarantine_attempt_failed", "aws.iam.quarantine_applied", "aws.iam.quarantine_removed"}
+	// In one chunk: the key is quarantined, AWS Health names it, and its
+	// uses, a denied call and its deletion come after.
+	want := []string{"aws.iam.quarantine_applied", "aws.iam.quarantine_attempt_failed", "aws.iam.quarantine_applied", "aws.iam.quarantine_removed",
+		"aws.health.credentials_exposed", "aws.iam.quarantined_key_used", "aws.iam.quarantined_key_used", "aws.iam.quarantine_denied_call",
+		"aws.iam.exposed_key_retired"}
 	if got := ruleIDs(alerts); !slices.Equal(got, want) {
 		t.Fatalf("sample alerts %v, want %v", got, want)
 	}
@@ -421,8 +425,9 @@ func normalize(t *testing.T, v any) any {
 	return out
 }
 
-// The README's example alert is what the plugin prints for the sample
-// stream's legacy quarantine, byte for byte.
+// The README's example alerts are what the plugin prints for the sample
+// stream's legacy quarantine and for the first call the exposed key made
+// after it, byte for byte.
 func TestREADMEExampleAlert(t *testing.T) {
 	vals := corpus.Sample(t)
 	_, res := runStdout(t, kv("Include_Event", "off"), fbchunk.FromValues(t0, vals))
@@ -431,8 +436,13 @@ func TestREADMEExampleAlert(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(lines) < 3 || !strings.Contains(string(readme), "\n"+lines[2]+"\n") {
-		t.Fatalf("README's example alert is stale; the plugin prints:\n%s", lines[2])
+	if len(lines) < 7 {
+		t.Fatalf("%d alerts from the sample", len(lines))
+	}
+	for _, i := range []int{2, 6} {
+		if !strings.Contains(string(readme), "\n"+lines[i]+"\n") {
+			t.Errorf("README's example alert is stale; the plugin prints:\n%s", lines[i])
+		}
 	}
 }
 
