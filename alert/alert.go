@@ -134,8 +134,9 @@ func (r *RuleRef) encodeOnce() {
 	r.json, r.msgpack = j.b, m.b
 }
 
-// severities are Elastic's risk scores of the severities a rule's alert
-// may have instead of its own (a use of a key that failed: medium).
+// severities are Elastic's risk scores of the severities (its detection
+// rules' scale, also ECS's event.severity): the score of a variant whose
+// severity is not the rule's own (a use of a key that failed: medium).
 var severities = map[string]int{"low": 21, "medium": 47, "high": 73, "critical": 99}
 
 var variants sync.Map // rule id + "/" + severity -> *RuleRef

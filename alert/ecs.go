@@ -20,9 +20,6 @@ const (
 // ECSVersion is the ECS release the ecs format is checked against.
 const ECSVersion = "9.4.0"
 
-// ecsSeverity follows Elastic's detection rules: high 73, critical 99.
-var ecsSeverity = map[string]int{"low": 21, "medium": 47, "high": 73, "critical": 99}
-
 // ecsFields writes the alert as an ECS document that indexes into an ECS
 // index with no ingest pipeline. What ECS has no field for goes under
 // aws.cloudtrail.* (as Elastic's AWS integration names it) or the plugin's
@@ -62,7 +59,7 @@ func (a *Alert) ecsFields(e encoder) {
 	e.endArray()
 	e.str("action", a.EventName)
 	e.str("outcome", map[bool]string{false: "success", true: "failure"}[failed])
-	e.int("severity", ecsSeverity[a.Rule.Severity])
+	e.int("severity", severities[a.Rule.Severity])
 	e.int("risk_score", a.Rule.RiskScore)
 	e.str("provider", a.EventSource)
 	e.str("module", "aws")

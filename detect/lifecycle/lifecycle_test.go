@@ -50,6 +50,26 @@ func only(t *testing.T, fs []detect.Finding, rule string) detect.Finding {
 	return out[0]
 }
 
+// A scanner trying 600 different actions with the key: the first 512
+// groups alert, the calls of the rest are only counted, so one key cannot
+// grow its case without bound.
+func TestGroupsPerKeyAreBounded(t *testing.T) {
+	e := lifecycle.New(defaults())
+	observe(e, notice("AKIAEXAMPLEEXPOSED01", "ci-deployer", t0), t0)
+	alerts := 0
+	for i := range 600 {
+		at := t0.Add(time.Minute + time.Duration(i)*time.Second)
+		for _, f := range observe(e, call("AKIAEXAMPLEEXPOSED01", "ci-deployer", "ec2.amazonaws.com", fmt.Sprint("Describe", i), "", fmt.Sprint("d-", i), at), at) {
+			if f.Rule.ID == rules.QuarantinedKeyUsed {
+				alerts++
+			}
+		}
+	}
+	if alerts != 512 || e.Stats.Suppressed != 88 {
+		t.Fatalf("%d alerts, %d suppressed; want 512 and 88", alerts, e.Stats.Suppressed)
+	}
+}
+
 // A scanner hammering the key: 10,000 calls within the window give one
 // alert, the folded calls are counted, and the next window's alert says how
 // many calls it stands for.

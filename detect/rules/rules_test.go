@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -194,8 +196,20 @@ func TestRunbooksExist(t *testing.T) {
 		if !ok || !bytes.Contains(readme, []byte(`<a id="`+string(anchor)+`"></a>`)) {
 			t.Errorf("%s: runbook %q has no anchor in README.md", r.ID, r.Runbook)
 		}
-		if !bytes.Contains(readme, []byte("`"+r.ID+"`")) {
+		row := regexp.MustCompile("(?m)^\\| `" + regexp.QuoteMeta(r.ID) + "` \\|.*$").Find(readme)
+		if row == nil {
 			t.Errorf("%s is not in the README's rules table", r.ID)
+			continue
+		}
+		cells := strings.Split(string(row), " | ")
+		if len(cells) < 6 || cells[2] != r.Severity || cells[3] != strconv.Itoa(r.RiskScore) {
+			t.Errorf("%s: the README's row says %q, the rule severity %s risk %d", r.ID, row, r.Severity, r.RiskScore)
+			continue
+		}
+		for _, m := range r.MITRE {
+			if !strings.Contains(cells[4], m.TacticID+" / "+m.TechniqueID) {
+				t.Errorf("%s: the README's ATT&CK cell %q lacks %s / %s", r.ID, cells[4], m.TacticID, m.TechniqueID)
+			}
 		}
 	}
 }

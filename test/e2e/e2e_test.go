@@ -444,6 +444,13 @@ func TestREADMEExampleAlert(t *testing.T) {
 			t.Errorf("README's example alert is stale; the plugin prints:\n%s", lines[i])
 		}
 	}
+	// And its exit line, the counters after the time stamp.
+	exit := regexp.MustCompile(`\] exit: (flushes=.*)`)
+	got := exit.FindStringSubmatch(res.Stderr)
+	shown := exit.FindStringSubmatch(string(readme))
+	if got == nil || shown == nil || got[1] != shown[1] {
+		t.Errorf("README's exit line is stale; the plugin prints:\n%v", got)
+	}
 }
 
 // Stats_Interval logs the counters while the instance runs; exit always

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/fbchunk"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/harness"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/promscrape"
@@ -282,6 +284,7 @@ func TestMetricsScrapedDuringARun(t *testing.T) {
 			t.Errorf("%s missing", name)
 		}
 	}
+	checkREADMEAlertRules(t, fams)
 
 	g.open()
 	res := p.Wait()
@@ -315,5 +318,39 @@ func TestMetricsScrapedDuringARun(t *testing.T) {
 				t.Errorf("%s %s: scrape %v, stats line %v", inst, key, got, v)
 			}
 		}
+	}
+}
+
+// checkREADMEAlertRules: every metric the README's Prometheus alert rules
+// name is one a scrape shows.
+func checkREADMEAlertRules(t *testing.T, fams promscrape.Families) {
+	t.Helper()
+	var doc struct {
+		Groups []struct {
+			Rules []struct {
+				Alert, Expr string
+			}
+		}
+	}
+	for _, m := range fenceRe.FindAllStringSubmatch(readme(t), -1) {
+		if strings.HasPrefix(m[1], "groups:") {
+			if err := yaml.Unmarshal([]byte(m[1]), &doc); err != nil {
+				t.Fatalf("the README's alert rules: %v", err)
+			}
+		}
+	}
+	n := 0
+	for _, g := range doc.Groups {
+		for _, r := range g.Rules {
+			for _, name := range regexp.MustCompile(`cloudtrail_quarantine_[a-z_]+`).FindAllString(r.Expr, -1) {
+				n++
+				if _, ok := fams[name]; !ok {
+					t.Errorf("README alert %s uses %s, which the scrape does not show", r.Alert, name)
+				}
+			}
+		}
+	}
+	if n < 4 {
+		t.Errorf("the README's alert rules name %d metrics, want at least 4", n)
 	}
 }

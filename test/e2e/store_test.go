@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -282,5 +283,45 @@ func TestSpoolFullThenRetry(t *testing.T) {
 	want := []string{removed[0]["eventID"].(string), removed[1]["eventID"].(string), removed[2]["eventID"].(string)}
 	if got := eventIDs(srv.WaitEntries(t, 3, 5*time.Second)); !slices.Equal(got, want) {
 		t.Fatalf("receiver got %v, want %v", got, want)
+	}
+}
+
+// Alerts stored while one output was down go to whatever output the next
+// start configures, in its format: stored for forward, delivered to a file
+// as ECS after the switch, each once and in order.
+func TestPendingAlertsFollowAChangedOutput(t *testing.T) {
+	closed := forwardrecv.Start(t, forwardrecv.Options{})
+	port := closed.Port()
+	closed.Close()
+	dir := filepath.Join(t.TempDir(), "state")
+	chunks, ids := positiveChunks(t, "aws.iam.quarantine_applied")
+	var flushes []harness.Flush
+	for _, c := range chunks {
+		flushes = append(flushes, harness.Flush{Tag: tag, Data: c})
+	}
+	res := harness.Run(t, harness.Options{Instances: [][]harness.KV{storeProps(port, dir)}, Flushes: flushes})
+	if !strings.Contains(res.Stderr, strconv.Itoa(len(ids))+" alert(s) stay in ") {
+		t.Fatalf("first run did not keep the alerts:\n%s", tail(res.Stderr))
+	}
+	out := filepath.Join(t.TempDir(), "alerts.json")
+	res = harness.Run(t, harness.Options{Instances: [][]harness.KV{kv("Alert_Output", "file", "File_Path", out, "Alert_Format", "ecs", "State_Dir", dir)}})
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, tail(res.Stderr))
+	}
+	var got []string
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		var doc map[string]any
+		if err := json.Unmarshal([]byte(line), &doc); err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		ev, _ := doc["event"].(map[string]any)
+		if doc["ecs"] == nil || ev == nil || ev["kind"] != "alert" {
+			t.Fatalf("not an ECS alert: %s", line)
+		}
+		got = append(got, ev["id"].(string))
+	}
+	if !slices.Equal(got, ids) {
+		t.Fatalf("file got %v, want %v in order", got, ids)
 	}
 }
