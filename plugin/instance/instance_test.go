@@ -1,7 +1,6 @@
 package instance
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/state"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/fbchunk"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/logbuf"
 )
 
 // flaky fails while down, counts its calls and records what it delivered.
@@ -79,30 +79,17 @@ func (f *flaky) set(fn func(*flaky)) {
 	fn(f)
 }
 
-// syncBuffer is a log that tests read while the instance writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type getter map[string]string
 
 func (g getter) Get(k string) string { return g[k] }
 
 // newInstance builds an instance whose sink is s; keys configure it.
-func newInstance(t testing.TB, s sink.Sink, keys ...string) (*Instance, *syncBuffer) {
+func newInstance(t testing.TB, s sink.Sink, keys ...string) (*Instance, *logbuf.Buffer) {
+	return namedInstance(t, "test", s, keys...)
+}
+
+// namedInstance builds an instance called name whose sink is s.
+func namedInstance(t testing.TB, name string, s sink.Sink, keys ...string) (*Instance, *logbuf.Buffer) {
 	t.Helper()
 	g := getter{}
 	for i := 0; i+1 < len(keys); i += 2 {
@@ -112,8 +99,8 @@ func newInstance(t testing.TB, s sink.Sink, keys ...string) (*Instance, *syncBuf
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := &syncBuffer{}
-	in, err := New("test", cfg, logx.NewTo(log, "test"))
+	log := &logbuf.Buffer{}
+	in, err := New(name, cfg, logx.NewTo(log, name))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,8 +4,6 @@ import (
 	"regexp"
 	"testing"
 
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/config"
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/logx"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/promscrape"
 )
 
@@ -15,21 +13,7 @@ var servingRe = regexp.MustCompile(`serving Prometheus metrics at (http://\S+/me
 // share one), and the scrape URL when it opened the listener.
 func metricsInstance(t *testing.T, name string, f *flaky, keys ...string) (*Instance, string) {
 	t.Helper()
-	g := getter{"Metrics_Listen": "127.0.0.1:0"}
-	for i := 0; i+1 < len(keys); i += 2 {
-		g[keys[i]] = keys[i+1]
-	}
-	cfg, err := config.Load(g)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := &syncBuffer{}
-	in, err := New(name, cfg, logx.NewTo(log, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	in.sink.Close()
-	in.sink = f
+	in, log := namedInstance(t, name, f, append([]string{"Metrics_Listen", "127.0.0.1:0"}, keys...)...)
 	if m := servingRe.FindStringSubmatch(log.String()); m != nil {
 		return in, m[1]
 	}

@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/logx"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/logbuf"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/loopback"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/promscrape"
 )
 
@@ -34,30 +35,12 @@ func (f *fake) Sample() Sample {
 	return f.s
 }
 
-// syncBuffer is a log destination the listener's goroutines may write to.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func logger(name string) (*logx.Logger, *syncBuffer) {
-	buf := &syncBuffer{}
+func logger(name string) (*logx.Logger, *logbuf.Buffer) {
+	buf := &logbuf.Buffer{}
 	return logx.NewTo(buf, name), buf
 }
 
-func open(t *testing.T, h *hub, name, listen string) (*Output, *syncBuffer) {
+func open(t *testing.T, h *hub, name, listen string) (*Output, *logbuf.Buffer) {
 	t.Helper()
 	log, buf := logger(name)
 	o, err := h.open(name, listen, log)
@@ -267,7 +250,7 @@ func TestOneListenerPerProcess(t *testing.T) {
 	}
 	// Another free port, so that a second listener, were one opened,
 	// would succeed and the test would see it.
-	other := freePort(t)
+	other := loopback.FreeAddr(t)
 	b, logB := open(t, h, "cloudtrail_quarantine.1", other)
 	c, logC := open(t, h, "cloudtrail_quarantine.2", "127.0.0.1:0")
 	if h.listening().String() != addr.String() {
@@ -316,16 +299,6 @@ func TestOneListenerPerProcess(t *testing.T) {
 	if got := scrape(t, h).LabelValues(namespace+"_records_total", "name"); strings.Join(got, " ") != "cloudtrail_quarantine.3" {
 		t.Errorf("after reopening: %v", got)
 	}
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // A port that cannot be bound is an error of that Open, and leaves the

@@ -19,6 +19,7 @@ import (
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/fbchunk"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/harness"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/loopback"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/promscrape"
 )
 
@@ -49,17 +50,6 @@ func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *gate) open() { g.once.Do(func() { close(g.release) }) }
-
-// freeAddr is a loopback address nothing listens on right now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // statsRe is an instance's exit line: the counters the stats line prints.
 var statsRe = regexp.MustCompile(`(?m)\[output:cloudtrail_quarantine:(cloudtrail_quarantine\.\d+)\] exit: (.*)$`)
@@ -158,7 +148,7 @@ func TestMetricsScrapedDuringARun(t *testing.T) {
 	defer srv.Close()
 	defer g.open() // a failing test must not leave the harness waiting
 
-	listen, other := freeAddr(t), freeAddr(t)
+	listen, other := loopback.FreeAddr(t), loopback.FreeAddr(t)
 	const token = "metrics-test-bearer-token-5e3f"
 
 	// Instance 0 (durable, stdout): 3 quarantines, an AWS Health exposure
