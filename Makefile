@@ -3,16 +3,21 @@ GO      ?= go
 CC      ?= gcc
 SO      := build/out_cloudtrail_quarantine.so
 HARNESS := build/harness
+CLI     := build/cloudtrail-quarantine
 GOSRC   := $(shell find . -name '*.go' -not -path './build/*') go.mod go.sum
 
 .PHONY: all arm64 run test bench fuzz clean
 
-all: $(SO)
+all: $(SO) $(CLI)
 
 # -trimpath keeps build paths out of the shipped binary; -s -w drops the
 # symbol tables (a third of the size; Go panics still print stack traces).
 $(SO): $(GOSRC)
 	CGO_ENABLED=1 $(GO) build -buildmode=c-shared -trimpath -ldflags "-s -w" -o $@ ./plugin
+
+# The offline scan (issue #10): the same detect/ and alert/, no cgo.
+$(CLI): $(GOSRC)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $@ ./cmd/cloudtrail-quarantine
 
 # Edge collectors are often ARM: cross-build with Debian's aarch64 gcc
 # (installed when missing). make test runs the end-to-end fixtures through
@@ -34,7 +39,7 @@ $(HARNESS): test/harness/host/harness.c
 	@mkdir -p build
 	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -pthread -o $@ $< -ldl
 
-test: $(SO) $(HARNESS)
+test: $(SO) $(HARNESS) $(CLI)
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 
@@ -74,6 +79,8 @@ fuzz:
 	$(GO) test ./detect/chunk/ -run '^$$' -fuzz '^FuzzSkipAgreesWithMsgp$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./detect/ -run '^$$' -fuzz '^FuzzScan$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./detect/ -run '^$$' -fuzz '^FuzzFastAndMapPathsAgree$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./detect/ -run '^$$' -fuzz '^FuzzJSONPathsAgree$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./detect/ -run '^$$' -fuzz '^FuzzSplitterPieces$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./alert/ -run '^$$' -fuzz '^FuzzEncode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./alert/ -run '^$$' -fuzz '^FuzzOCSF$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./detect/cloudtrail/ -run '^$$' -fuzz '^FuzzParseFlattened$$' -fuzztime $(FUZZTIME)

@@ -84,7 +84,7 @@ func (d *Detector) Scan(data []byte, w Watch, dst []Observed) ([]Observed, Stats
 	var r chunk.Reader
 	r.Reset(data)
 	var p prefilter
-	p.reset(data, w)
+	p.reset(data, w, false)
 	for r.Next() {
 		rec := r.Record()
 		st.Records++
