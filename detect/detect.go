@@ -158,4 +158,3 @@ func EventKey(e *cloudtrail.Event) string {
 	sum := sha256.Sum256(value.ToJSON(v))
 	return "sha256:" + hex.EncodeToString(sum[:16])
 }
-

@@ -143,13 +143,16 @@ func (d *Detector) ScanJSON(data []byte, w Watch, recordTime time.Time, dst []Ob
 // engine decides which users it watches). It asks more of the prefilter
 // than the engine's own list ever does, so a scan that reads an archive
 // again with it misses no event the engine would act on, whatever the
-// order the engine learns things in.
+// order the engine learns things in. Relevant then drops, once decoded,
+// the events the engine could not act on, so what a scan holds is the
+// watched keys' and users' events, not every IAM user's.
 type StaticWatch struct {
 	Keys  map[string]bool
 	Users bool
 	// odd: a key of another length than 20 was learnt, which the
 	// prefilter's 20 bytes after AKIA can never equal: then every AKIA is.
-	odd bool
+	odd   bool
+	users map[string]bool // account + "\x00" + user name
 }
 
 func (w *StaticWatch) Empty() bool        { return len(w.Keys) == 0 && !w.Users }
@@ -160,20 +163,64 @@ func (w *StaticWatch) KeylessUsers() bool { return w.Users }
 // is a guess a static list need not make.
 func (w *StaticWatch) User(account, name []byte) bool { return true }
 
-// Learn adds the access keys an event names where a lifecycle case can
-// take its key from: the caller's key and the keys of a Health notice.
+// Learn adds what an event names that a lifecycle case can be opened
+// with: the caller's key and the keys of a Health notice, and, from a
+// finding, the users a case could watch while their key is not known.
 func (w *StaticWatch) Learn(o Observed) {
 	if w.Keys == nil {
-		w.Keys = map[string]bool{}
+		w.Keys, w.users = map[string]bool{}, map[string]bool{}
 	}
+	e := o.Event
 	// The engine watches any caller's key that starts so.
-	if k := o.Event.Actor.AccessKeyID; strings.HasPrefix(k, "AKIA") {
+	if k := e.Actor.AccessKeyID; strings.HasPrefix(k, "AKIA") {
 		w.Keys[k] = true
 		w.odd = w.odd || len(k) != 20
 	}
-	if x := o.Event.Exposure; x != nil {
+	if x := e.Exposure; x != nil {
 		for _, k := range x.Keys {
 			w.Keys[k] = true
 		}
+		w.AddUser(e.Account, x.User)
 	}
+	for _, f := range o.Findings {
+		w.AddUser(e.Account, f.Match.Target.Name)
+		w.AddUser(actorAccount(e), e.Actor.UserName)
+	}
+}
+
+// AddUser adds a user a case may watch without a key.
+func (w *StaticWatch) AddUser(account, user string) {
+	if w.users == nil {
+		w.users = map[string]bool{}
+	}
+	if user != "" {
+		w.users[account+"\x00"+user] = true
+	}
+}
+
+// Relevant reports whether a lifecycle engine watching no more than w
+// could act on the event: it has findings, it is a call with a key or by
+// a user w holds, or a call that retires keys.
+func (w *StaticWatch) Relevant(o Observed) bool {
+	e := o.Event
+	switch {
+	case len(o.Findings) > 0:
+		return true
+	case w.Keys[e.Actor.AccessKeyID] || w.odd && strings.HasPrefix(e.Actor.AccessKeyID, "AKIA"):
+		return true
+	case e.Actor.Type == "IAMUser" && w.users[actorAccount(e)+"\x00"+e.Actor.UserName]:
+		return true
+	}
+	switch e.Name {
+	case "DeleteAccessKey", "UpdateAccessKey", "DeleteUser":
+		return true
+	}
+	return false
+}
+
+func actorAccount(e *cloudtrail.Event) string {
+	if e.Actor.AccountID != "" {
+		return e.Actor.AccountID
+	}
+	return e.Account
 }

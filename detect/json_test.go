@@ -377,12 +377,20 @@ func FuzzJSONPathsAgree(f *testing.F) {
 			t.Fatalf("the decoder reads it all, the splitter says %v", err)
 		}
 		w := &detect.StaticWatch{Users: true, Keys: map[string]bool{"AKIAEXAMPLEEXPOSED01": true}}
+		w.AddUser("111122223333", "ci-deployer")
+		w.AddUser("111122223333", "keyless")
 		for _, o := range first {
 			w.Learn(o)
 		}
-		second, _, err := d.ScanJSON(text, w, time.Time{}, nil)
+		read, _, err := d.ScanJSON(text, w, time.Time{}, nil)
 		if err != nil {
 			t.Fatal(err)
+		}
+		var second []detect.Observed
+		for _, o := range read {
+			if w.Relevant(o) {
+				second = append(second, o)
+			}
 		}
 		if a, b := outcome(detect.Findings(second)), outcome(detect.Findings(all)); !reflect.DeepEqual(a, b) {
 			t.Fatalf("stateless findings differ:\nfast %q\nall  %q", a, b)

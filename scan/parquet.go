@@ -75,6 +75,7 @@ func (r *reader) readParquet(ctx context.Context, obj source.Object, w detect.Wa
 					before := len(res.obs)
 					res.obs = r.det.ObserveBody(m, obj.Place.Time, res.obs)
 					res.st.Events += len(res.obs) - before
+					res.obs = relevant(w, res.obs, before)
 				}
 				if err == io.EOF {
 					return nil

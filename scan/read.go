@@ -61,6 +61,9 @@ func newReader(det *detect.Detector, progress *atomic.Int64) *reader {
 // read reads one object. With split false (a first read) the text is
 // only split into records when the prefilter finds a pattern somewhere
 // in it; with split true (a second read, watching keys) always.
+//
+// With w a StaticWatch (a second read), only the events it holds
+// relevant are kept.
 func (r *reader) read(ctx context.Context, obj source.Object, w detect.Watch, split bool) (res fileResult) {
 	res.obj = obj
 	defer func() {
@@ -188,7 +191,9 @@ func (r *reader) split(ctx context.Context, head io.Reader, text io.Reader, w de
 			if !ok {
 				break
 			}
+			before := len(res.obs)
 			res.obs = r.det.ObserveJSON(buf[sp.Start:sp.End], sp.Element, w, recordTime, res.obs, &res.st)
+			res.obs = relevant(w, res.obs, before)
 		}
 		if eof {
 			return false, nil
@@ -286,4 +291,21 @@ func (s *stageReader) Read(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// relevant drops the events after from that a second read's watch list
+// holds no engine could act on.
+func relevant(w detect.Watch, obs []detect.Observed, from int) []detect.Observed {
+	sw, ok := w.(*detect.StaticWatch)
+	if !ok {
+		return obs
+	}
+	kept := obs[:from]
+	for _, o := range obs[from:] {
+		if sw.Relevant(o) {
+			kept = append(kept, o)
+		}
+	}
+	clear(obs[len(kept):])
+	return kept
 }

@@ -221,7 +221,7 @@ func Scan(ctx context.Context, args []string, stdout, stderr *os.File) int {
 			res.Summary.StateWritten = n
 		}
 	}
-	printSummary(stderr, &res.Summary, s.state)
+	printSummary(stderr, &res.Summary, s.state, o.Workers)
 	switch {
 	case res.Summary.Failed > 0 || res.Summary.Interrupted || stateErr:
 		return Failed

@@ -3,7 +3,9 @@ package cli
 import (
 	"fmt"
 	"io"
+	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -91,11 +93,14 @@ func (c *console) done() {
 }
 
 // printSummary writes what the scan read and found.
-func printSummary(w io.Writer, s *scan.Summary, statePath string) {
+func printSummary(w io.Writer, s *scan.Summary, statePath string, workers int) {
 	secs := max(s.Elapsed.Seconds(), 1e-9)
 	fmt.Fprintf(w, "%s: %s files, %s stored, %s of text, %s events in %s: %s/s stored, %s/s of text\n", name,
 		count(int64(s.Files)), bytes(s.Stored), bytes(s.Text), count(s.Events), s.Elapsed.Round(time.Millisecond),
 		bytes(int64(float64(s.Stored)/secs)), bytes(int64(float64(s.Text)/secs)))
+	if hwm := peakMemory(); hwm > 0 {
+		fmt.Fprintf(w, "%s: peak memory %s (VmHWM), %d workers\n", name, bytes(hwm), workers)
+	}
 	fmt.Fprintf(w, "%s: alerts: %d%s\n", name, s.Alerts, byRule(s.ByRule))
 	if s.Accounts > 0 || s.Watched > 0 {
 		fmt.Fprintf(w, "%s: lifecycle: %d account(s) read again (%s files, %s), %d key(s) watched at the end, %d event(s) late (%d more than --delay, at most %s)\n",
@@ -162,4 +167,20 @@ func bytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
+}
+
+// peakMemory is the process's peak resident set, from /proc (0 where
+// there is none).
+func peakMemory() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
