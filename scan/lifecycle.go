@@ -76,16 +76,18 @@ func (s *scanner) lifecycles(ctx context.Context) ([]detect.Finding, []*lifecycl
 
 func (s *scanner) engine() *lifecycle.Engine { return lifecycle.New(s.o.Lifecycle) }
 
-// end is the time the account's archive is known to reach.
+// end is the time the account's archive is known to reach: --until
+// (the scan covers what came before it), else its latest file stamp or
+// event.
 func (s *scanner) end(account string, obs []tagged) time.Time {
+	if u := s.o.Filter.Until; !u.IsZero() {
+		return u
+	}
 	s.accountsMu.Lock()
 	end := s.archEnd[account]
 	s.accountsMu.Unlock()
 	if n := len(obs); n > 0 && obs[n-1].Time.After(end) {
 		end = obs[n-1].Time
-	}
-	if u := s.o.Filter.Until; !u.IsZero() && end.After(u) {
-		end = u
 	}
 	return end
 }
