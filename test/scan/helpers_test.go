@@ -202,11 +202,13 @@ func layoutArchive(t testing.TB, root string) (want []example, events int) {
 					for k := range 40 {
 						e := maps.Clone(noise[(n*40+k)%len(noise)].(map[string]any))
 						e["eventTime"] = at.Add(-time.Duration(k) * time.Second).Format(time.RFC3339)
+						e["recipientAccountId"] = account
 						recs = append(recs, e)
 					}
 					if n < len(examples) {
 						e := maps.Clone(examples[n])
 						e["eventTime"] = at.Add(-time.Minute).Format(time.RFC3339)
+						e["recipientAccountId"] = account
 						recs = append(recs[:20], append([]any{e}, recs[20:]...)...)
 					}
 					n++
