@@ -183,16 +183,18 @@ func statelessExamples(t testing.TB) (events []map[string]any, want []example) {
 }
 
 // layoutArchive writes the corpus and the examples as log files of
-// several accounts, regions and days, some files holding nothing of
-// note: what a trail's bucket looks like.
-// Each event's time is its file's, as in a real trail. It returns the
-// examples and how many CloudTrail events (with eventVersion) it wrote.
+// several accounts, regions and days, most files holding nothing of
+// note: what a trail's bucket looks like. Each event's time is its
+// file's, as in a real trail; the examples (all of account 111122223333)
+// go in that account's files, the corpus's events in every account's,
+// made that account's. It returns the examples and how many CloudTrail
+// events (with eventVersion) it wrote.
 func layoutArchive(t testing.TB, root string) (want []example, events int) {
 	t.Helper()
 	noise := quiet(t)
 	examples, want := statelessExamples(t)
 	regions := []string{"us-east-1", "eu-west-1"}
-	n := 0
+	n, next := 0, 0
 	for day := range 3 {
 		for ai, account := range accounts {
 			for ri, region := range regions {
@@ -201,15 +203,18 @@ func layoutArchive(t testing.TB, root string) (want []example, events int) {
 					var recs []any
 					for k := range 40 {
 						e := maps.Clone(noise[(n*40+k)%len(noise)].(map[string]any))
-						e["eventTime"] = at.Add(-time.Duration(k) * time.Second).Format(time.RFC3339)
+						e["eventTime"] = at.Add(-time.Duration(40-k) * time.Second).Format(time.RFC3339Nano)
 						e["recipientAccountId"] = account
 						recs = append(recs, e)
 					}
-					if n < len(examples) {
-						e := maps.Clone(examples[n])
-						e["eventTime"] = at.Add(-time.Minute).Format(time.RFC3339)
-						e["recipientAccountId"] = account
-						recs = append(recs[:20], append([]any{e}, recs[20:]...)...)
+					for j := 0; j < 5 && account == "111122223333" && next < len(examples); j++ {
+						// Just before the event it goes in front of: in time order.
+						e := maps.Clone(examples[next])
+						pos := 10 + 5*j
+						after, _ := time.Parse(time.RFC3339Nano, recs[pos].(map[string]any)["eventTime"].(string))
+						e["eventTime"] = after.Add(-500 * time.Millisecond).Format(time.RFC3339Nano)
+						recs = append(recs[:pos:pos], append([]any{e}, recs[pos:]...)...)
+						next++
 					}
 					n++
 					for _, r := range recs {
@@ -224,8 +229,8 @@ func layoutArchive(t testing.TB, root string) (want []example, events int) {
 			}
 		}
 	}
-	if n < len(examples) {
-		t.Fatalf("the archive has room for %d examples, there are %d", n, len(examples))
+	if next < len(examples) {
+		t.Fatalf("the archive has room for %d examples, there are %d", next, len(examples))
 	}
 	return want, events
 }
