@@ -76,23 +76,26 @@ func (r *reader) read(ctx context.Context, obj source.Object, w detect.Watch, sp
 		return res
 	}
 	for attempt := 0; ; attempt++ {
-		again, err := r.readOnce(ctx, obj, w, split || attempt > 0, &res)
+		again, err := r.readOnce(ctx, obj, w, split || attempt > 0, attempt > 0, &res)
 		if !again || err != nil {
 			res.err = err
 			return res
 		}
 		// A pattern past keepLimit: read it again, split from the start.
-		res.obs, res.st, res.events, res.text = res.obs[:0], detect.JSONStats{}, 0, 0
+		res.obs, res.st, res.events, res.text, res.stored = res.obs[:0], detect.JSONStats{}, 0, 0, 0
 	}
 }
 
-func (r *reader) readOnce(ctx context.Context, obj source.Object, w detect.Watch, split bool, res *fileResult) (again bool, err error) {
+func (r *reader) readOnce(ctx context.Context, obj source.Object, w detect.Watch, split, again bool, res *fileResult) (bool, error) {
 	rc, err := obj.Open(ctx)
 	if err != nil {
 		return false, fmt.Errorf("open: %w", err)
 	}
 	defer rc.Close()
-	counted := &countingReader{r: rc, n: &res.stored, progress: r.storedBytes}
+	counted := &countingReader{r: rc, n: &res.stored}
+	if !again {
+		counted.progress = r.storedBytes
+	}
 	br := bufio.NewReaderSize(counted, 64<<10)
 	magic, _ := br.Peek(4)
 	var text io.Reader = br

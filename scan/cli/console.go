@@ -18,11 +18,12 @@ import (
 // console is stderr shared by error lines and the progress bar: a line
 // clears the bar first, so the two never mix on one line.
 type console struct {
-	w    io.Writer
-	mu   sync.Mutex
-	pbar *progressbar.ProgressBar
-	stop chan struct{}
-	wg   sync.WaitGroup
+	w        io.Writer
+	mu       sync.Mutex
+	pbar     *progressbar.ProgressBar
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	progress *scan.Progress
 }
 
 func newConsole(w io.Writer) *console { return &console{w: w} }
@@ -46,11 +47,12 @@ func (c *console) bar(p *scan.Progress) func() {
 		progressbar.OptionSetPredictTime(true),
 		progressbar.OptionSetElapsedTime(true),
 		progressbar.OptionSetWidth(24),
-		progressbar.OptionThrottle(100*time.Millisecond),
 		progressbar.OptionClearOnFinish(),
 		progressbar.OptionSetRenderBlankState(true),
 	)
 	c.stop = make(chan struct{})
+	c.progress = p
+	c.update()
 	c.wg.Go(func() {
 		defer func() { recover() }() // a progress bar is not worth a crash
 		tick := time.NewTicker(100 * time.Millisecond)
@@ -61,21 +63,26 @@ func (c *console) bar(p *scan.Progress) func() {
 				return
 			case <-tick.C:
 			}
-			c.mu.Lock()
-			total := p.ListedBytes.Load()
-			if !p.Listing.Load() && total > 0 {
-				c.pbar.ChangeMax64(total)
-			}
-			what := "scanning"
-			if p.Pass.Load() == 2 {
-				what = "lifecycle"
-			}
-			c.pbar.Describe(fmt.Sprintf("%s %d/%d files", what, p.Files.Load(), p.ListedFiles.Load()))
-			c.pbar.Set64(p.Bytes.Load())
-			c.mu.Unlock()
+			c.update()
 		}
 	})
 	return c.done
+}
+
+func (c *console) update() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.progress
+	total := p.ListedBytes.Load()
+	if !p.Listing.Load() && total > 0 {
+		c.pbar.ChangeMax64(total)
+	}
+	what := "scanning"
+	if p.Pass.Load() == 2 {
+		what = "lifecycle"
+	}
+	c.pbar.Describe(fmt.Sprintf("%s %d/%d files", what, p.Files.Load(), p.ListedFiles.Load()))
+	c.pbar.Set64(p.Bytes.Load())
 }
 
 // done takes the bar away.
@@ -85,6 +92,7 @@ func (c *console) done() {
 	}
 	close(c.stop)
 	c.wg.Wait()
+	c.update() // the last state, before it goes
 	c.mu.Lock()
 	c.pbar.Clear()
 	c.pbar = nil

@@ -1,7 +1,6 @@
 package source
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -120,10 +119,67 @@ func localObject(p string, size int64) Object {
 type stdinLister struct{}
 
 func (stdinLister) List(ctx context.Context, f *Filter, emit func(Object) error) error {
-	return emit(Object{Name: "-", Size: -1, open: func(context.Context) (io.ReadCloser, error) {
-		return io.NopCloser(bufio.NewReaderSize(os.Stdin, 1<<20)), nil
+	return emit(Object{Name: "-", Size: -1, open: func(ctx context.Context) (io.ReadCloser, error) {
+		return newCtxReader(ctx, os.Stdin), nil
 	}})
 }
+
+// ctxReader reads in a goroutine of its own, so a stopped scan is not
+// held by a read of a pipe or terminal that waits for its writer (the
+// goroutine ends with the process).
+type ctxReader struct {
+	ctx  context.Context
+	data chan chunk
+	cur  []byte
+	err  error
+}
+
+type chunk struct {
+	b   []byte
+	err error
+}
+
+func newCtxReader(ctx context.Context, r io.Reader) *ctxReader {
+	c := &ctxReader{ctx: ctx, data: make(chan chunk, 4)}
+	go func() {
+		defer close(c.data)
+		for {
+			b := make([]byte, 1<<20)
+			n, err := r.Read(b)
+			select {
+			case c.data <- chunk{b[:n], err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return c
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	for len(c.cur) == 0 {
+		if c.err != nil {
+			return 0, c.err
+		}
+		select {
+		case ch, ok := <-c.data:
+			if !ok {
+				return 0, io.EOF
+			}
+			c.cur, c.err = ch.b, ch.err
+		case <-c.ctx.Done():
+			return 0, c.ctx.Err()
+		}
+	}
+	n := copy(p, c.cur)
+	c.cur = c.cur[n:]
+	return n, nil
+}
+
+func (c *ctxReader) Close() error { return nil }
 
 // Spool is an object read once and kept in a temporary file while it is
 // read (standard input), so a second pass can read it again.
