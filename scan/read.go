@@ -7,7 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -17,14 +17,12 @@ import (
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/scan/source"
 )
 
-// What one file costs in memory: a block of decompressed text, the file
-// itself while it is under keepLimit (a file that turns out to hold a
-// candidate is then split without reading it again), and the largest
-// record being framed, at most maxRecord. CloudTrail's log files are a
-// few MB at most and an event is under 256 KB.
+// What one file costs in memory: on a first read, the decompressor's
+// window (its 32 KiB, written straight into the prefilter) and its input
+// buffer; on a split read, a block of text and the record being framed
+// (at most maxRecord; a CloudTrail event is under 256 KB). Never the file.
 const (
 	block     = 1 << 20
-	keepLimit = 8 << 20
 	maxRecord = 64 << 20
 )
 
@@ -49,13 +47,10 @@ type reader struct {
 	// storedBytes counts the bytes read as stored, as they are read, for
 	// the progress bar.
 	storedBytes *atomic.Int64
-	blocks      sync.Pool
 }
 
 func newReader(det *detect.Detector, progress *atomic.Int64) *reader {
-	r := &reader{det: det, storedBytes: progress}
-	r.blocks.New = func() any { b := make([]byte, block); return &b }
-	return r
+	return &reader{det: det, storedBytes: progress}
 }
 
 // read reads one object. With split false (a first read) the text is
@@ -81,7 +76,7 @@ func (r *reader) read(ctx context.Context, obj source.Object, w detect.Watch, sp
 			res.err = err
 			return res
 		}
-		// A pattern past keepLimit: read it again, split from the start.
+		// A pattern: read it again, split from the start.
 		res.obs, res.st, res.events, res.text, res.stored = res.obs[:0], detect.JSONStats{}, 0, 0, 0
 	}
 }
@@ -106,82 +101,62 @@ func (r *reader) readOnce(ctx context.Context, obj source.Object, w detect.Watch
 			return false, fmt.Errorf("gzip: %w", err)
 		}
 		defer zr.Close()
-		text = &stageReader{r: zr, stage: "gzip"}
+		again, err := r.readJSON(ctx, zr, w, split, obj.Place.Time, res)
+		if err != nil && !errors.Is(err, context.Canceled) && !strings.HasPrefix(err.Error(), "JSON: ") {
+			err = gzipError(err)
+		}
+		return again, err
 	case bytes.Equal(magic, []byte("PAR1")):
 		return false, r.readParquet(ctx, obj, w, res)
 	}
 	return r.readJSON(ctx, text, w, split, obj.Place.Time, res)
 }
 
-// readJSON reads JSON text; again asks for a second read, split.
+// readJSON reads JSON text; again asks for a second read, split. A
+// first read only looks: the decompressor writes its window straight
+// into the prefilter (no copy of the text), and the first pattern found
+// stops it, to read the file again and split it into records: that is
+// for the rare file that holds a candidate.
 func (r *reader) readJSON(ctx context.Context, text io.Reader, w detect.Watch, split bool, recordTime time.Time, res *fileResult) (again bool, err error) {
 	var edge edge
-	if !split {
-		// Held whole while under keepLimit, the text can be split without
-		// reading it again when a pattern turns up.
-		kept := make([]byte, 0, 64<<10)
-		for {
-			if ctx.Err() != nil {
-				return false, ctx.Err()
-			}
-			if len(kept) == cap(kept) {
-				if cap(kept) >= keepLimit {
-					break
-				}
-				kept = append(kept, 0)[:len(kept)]
-			}
-			n, err := text.Read(kept[len(kept):cap(kept)])
-			blk := kept[len(kept) : len(kept)+n]
-			kept = kept[:len(kept)+n]
-			res.text += int64(n)
-			events, hit := edge.feed(blk, w)
-			res.events += events
-			if hit {
-				return r.split(ctx, bytes.NewReader(kept), text, w, recordTime, res, &edge, len(kept))
-			}
-			if err == io.EOF {
-				return false, nil
-			}
-			if err != nil {
-				return false, err
-			}
-		}
-		// Too big to hold: look on, and read it again if needed.
-		bp := r.blocks.Get().(*[]byte)
-		defer r.blocks.Put(bp)
-		for {
-			if ctx.Err() != nil {
-				return false, ctx.Err()
-			}
-			n, err := io.ReadFull(text, *bp)
-			res.text += int64(n)
-			events, hit := edge.feed((*bp)[:n], w)
-			res.events += events
-			if hit {
-				return true, nil
-			}
-			if err == io.EOF || err == io.ErrUnexpectedEOF {
-				return false, nil
-			}
-			if err != nil {
-				return false, err
-			}
-		}
+	if split {
+		return r.split(ctx, text, w, recordTime, res, &edge)
 	}
-	return r.split(ctx, nil, text, w, recordTime, res, &edge, 0)
+	l := &looker{ctx: ctx, w: w, res: res, edge: &edge}
+	_, err = io.Copy(l, text)
+	if err == errHit {
+		return true, nil
+	}
+	return false, err
 }
 
-// split frames the text (what head holds, then the rest of text) into
-// records and observes the candidates. The first counted bytes were
-// already counted, edge holding their end.
-func (r *reader) split(ctx context.Context, head io.Reader, text io.Reader, w detect.Watch, recordTime time.Time, res *fileResult, edge *edge, counted int) (bool, error) {
-	var s detect.Splitter
-	src := text
-	if head != nil {
-		src = io.MultiReader(head, text)
+var errHit = errors.New("a pattern")
+
+// looker is the first read's writer.
+type looker struct {
+	ctx  context.Context
+	w    detect.Watch
+	res  *fileResult
+	edge *edge
+}
+
+func (l *looker) Write(p []byte) (int, error) {
+	if err := l.ctx.Err(); err != nil {
+		return 0, err
 	}
+	l.res.text += int64(len(p))
+	events, hit := l.edge.feed(p, l.w)
+	l.res.events += events
+	if hit {
+		return 0, errHit
+	}
+	return len(p), nil
+}
+
+// split frames the text into records and observes the candidates.
+func (r *reader) split(ctx context.Context, src io.Reader, w detect.Watch, recordTime time.Time, res *fileResult, edge *edge) (bool, error) {
+	var s detect.Splitter
 	buf := make([]byte, 0, block+64<<10)
-	done := 0 // bytes of src read
 	for eof := false; ; {
 		if ctx.Err() != nil {
 			return false, ctx.Err()
@@ -214,13 +189,9 @@ func (r *reader) split(ctx context.Context, head io.Reader, text io.Reader, w de
 		n, err := src.Read(buf[len(buf):cap(buf)])
 		blk := buf[len(buf) : len(buf)+n]
 		buf = buf[:len(buf)+n]
-		// Bytes held before were counted by the first look.
-		if fresh := blk[max(0, min(n, counted-done)):]; len(fresh) > 0 {
-			res.text += int64(len(fresh))
-			events, _ := edge.feed(fresh, nil)
-			res.events += events
-		}
-		done += n
+		res.text += int64(n)
+		events, _ := edge.feed(blk, nil)
+		res.events += events
 		switch {
 		case err == io.EOF:
 			eof = true
@@ -277,23 +248,12 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// stageReader names where an error came from (a corrupt gzip stream
-// rather than bad JSON).
-type stageReader struct {
-	r     io.Reader
-	stage string
-}
-
-func (s *stageReader) Read(p []byte) (int, error) {
-	n, err := s.r.Read(p)
-	if err != nil && err != io.EOF {
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			err = fmt.Errorf("%s: truncated (%w)", s.stage, err)
-		} else {
-			err = fmt.Errorf("%s: %w", s.stage, err)
-		}
+// gzipError names a corrupt gzip stream as such, rather than as bad JSON.
+func gzipError(err error) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("gzip: truncated (%w)", err)
 	}
-	return n, err
+	return fmt.Errorf("gzip: %w", err)
 }
 
 // relevant drops the events after from that a second read's watch list

@@ -191,7 +191,7 @@ func (s *scanner) firstPass(ctx context.Context) {
 				if ctx.Err() != nil {
 					continue
 				}
-				results <- s.rd.read(ctx, obj, nil, false)
+				results <- s.rd.read(ctx, obj, nil, obj.Live)
 			}
 		})
 	}

@@ -17,6 +17,9 @@ type Object struct {
 	// s3://bucket/key URL, or "-" (standard input).
 	Name string
 	Size int64 // bytes as stored (compressed); -1 when unknown
+	// Live: read as it arrives (standard input), so framed into records
+	// from the start rather than looked at first and read again.
+	Live bool
 	Place
 	open   func(ctx context.Context) (io.ReadCloser, error)
 	openAt func(ctx context.Context) (io.ReaderAt, io.Closer, error)
@@ -119,7 +122,7 @@ func localObject(p string, size int64) Object {
 type stdinLister struct{}
 
 func (stdinLister) List(ctx context.Context, f *Filter, emit func(Object) error) error {
-	return emit(Object{Name: "-", Size: -1, open: func(ctx context.Context) (io.ReadCloser, error) {
+	return emit(Object{Name: "-", Size: -1, Live: true, open: func(ctx context.Context) (io.ReadCloser, error) {
 		return newCtxReader(ctx, os.Stdin), nil
 	}})
 }
