@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,10 +48,14 @@ type reader struct {
 	// storedBytes counts the bytes read as stored, as they are read, for
 	// the progress bar.
 	storedBytes *atomic.Int64
+	// Each worker's decompressor and input buffer, reused file after file.
+	bufs, gzips sync.Pool
 }
 
 func newReader(det *detect.Detector, progress *atomic.Int64) *reader {
-	return &reader{det: det, storedBytes: progress}
+	r := &reader{det: det, storedBytes: progress}
+	r.bufs.New = func() any { return bufio.NewReaderSize(nil, 64<<10) }
+	return r
 }
 
 // read reads one object. With split false (a first read) the text is
@@ -91,16 +96,21 @@ func (r *reader) readOnce(ctx context.Context, obj source.Object, w detect.Watch
 	if !again {
 		counted.progress = r.storedBytes
 	}
-	br := bufio.NewReaderSize(counted, 64<<10)
+	br := r.bufs.Get().(*bufio.Reader)
+	br.Reset(counted)
+	defer r.bufs.Put(br)
 	magic, _ := br.Peek(4)
 	var text io.Reader = br
 	switch {
 	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
-		zr, err := gzip.NewReader(br)
-		if err != nil {
+		zr, _ := r.gzips.Get().(*gzip.Reader)
+		if zr == nil {
+			zr = new(gzip.Reader)
+		}
+		if err := zr.Reset(br); err != nil {
 			return false, fmt.Errorf("gzip: %w", err)
 		}
-		defer zr.Close()
+		defer r.gzips.Put(zr)
 		again, err := r.readJSON(ctx, zr, w, split, obj.Place.Time, res)
 		if err != nil && !errors.Is(err, context.Canceled) && !strings.HasPrefix(err.Error(), "JSON: ") {
 			err = gzipError(err)
