@@ -150,21 +150,37 @@ func flags(stderr io.Writer) (*flag.FlagSet, *settings) {
 	fs.DurationVar(&s.window, "use-window", time.Hour, "one use alert per key, service, action and outcome per window (Use_Alert_Window)")
 	fs.DurationVar(&s.ttl, "watch-ttl", 30*24*time.Hour, "how long a key stays watched after it was last seen, in event time (Watch_TTL)")
 	fs.IntVar(&s.maxKeys, "watch-max-keys", 100000, "most keys watched per account (Watch_Max_Keys)")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), scanUsage)
-		fs.PrintDefaults()
-		fmt.Fprint(fs.Output(), exitUsage)
-	}
 	return fs, s
+}
+
+// usage is the whole text on --help (on stdout), a pointer to it after a
+// bad flag (on stderr, below the flag package's one-line error).
+func usage(fs *flag.FlagSet, stdout io.Writer, help *bool) func() {
+	return func() {
+		if !*help {
+			fmt.Fprintf(fs.Output(), "Run '%s scan --help' for the flags.\n", name)
+			return
+		}
+		fs.SetOutput(stdout)
+		fmt.Fprint(stdout, scanUsage)
+		fs.PrintDefaults()
+		fmt.Fprint(stdout, exitUsage)
+	}
 }
 
 // Scan runs `cloudtrail-quarantine scan`.
 func Scan(ctx context.Context, args []string, stdout, stderr *os.File) int {
 	fs, s := flags(stderr)
+	help := false
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		help = help || a == "-h" || a == "-help" || a == "--help" || a == "--h"
+	}
+	fs.Usage = usage(fs, stdout, &help)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stdout)
-			fs.Usage()
 			return Clean
 		}
 		return Failed
