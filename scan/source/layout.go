@@ -7,6 +7,7 @@ package source
 
 import (
 	"hash/fnv"
+	"math/bits"
 	"path"
 	"strings"
 	"time"
@@ -155,15 +156,20 @@ const Lag = 24 * time.Hour
 // Shard is shard K of N; N 0 or 1 is every account.
 type Shard struct{ K, N int }
 
-// Has reports whether the account falls in the shard: FNV-1a 64 of its
-// id, modulo N. Each account falls in exactly one shard.
+// Has reports whether the account falls in the shard: the FNV-1a 64-bit
+// hash of its id, mapped onto 0..N-1 by its high bits (hash × N / 2^64).
+// Each account falls in exactly one shard. FNV-1a's low bits are a poor
+// mix (modulo 4 they depend only on the low bits of the id's bytes: most
+// of a run of similar account ids land in one shard), its high bits are
+// not.
 func (s Shard) Has(account string) bool {
 	if s.N <= 1 {
 		return true
 	}
 	h := fnv.New64a()
 	h.Write([]byte(account))
-	return h.Sum64()%uint64(s.N) == uint64(s.K)
+	k, _ := bits.Mul64(h.Sum64(), uint64(s.N))
+	return k == uint64(s.K)
 }
 
 // Account reports whether the filter takes the account's events.

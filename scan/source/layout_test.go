@@ -57,8 +57,20 @@ func TestFilterTakes(t *testing.T) {
 }
 
 // Every account falls in exactly one shard, and the shards share them
-// out.
+// out, a run of similar ids too.
 func TestShards(t *testing.T) {
+	similar := map[int]int{}
+	for _, a := range []string{"111122223333", "222233334444", "333344445555", "444455556666", "555566667777",
+		"666677778888", "777788889999", "888899990000", "999900001111", "123456789012", "210987654321", "121212121212"} {
+		for k := range 4 {
+			if (Shard{K: k, N: 4}).Has(a) {
+				similar[k]++
+			}
+		}
+	}
+	if len(similar) < 4 {
+		t.Errorf("12 similar accounts fill %d of 4 shards: %v", len(similar), similar)
+	}
 	const n = 4
 	counts := make([]int, n)
 	for i := range 10000 {
