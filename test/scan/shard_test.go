@@ -24,7 +24,7 @@ func TestShardsMakeTheFullScan(t *testing.T) {
 	root := t.TempDir()
 	layoutArchive(t, root)
 	// Lifecycle cases in two accounts: a quarantine and the key's use.
-	for i, account := range []string{"111122223333", "444455556666"} {
+	for i, account := range []string{"111122223333", "444455556666", "210987654321"} {
 		q := fixtureEvent(t, "rules/aws.iam.quarantine_applied/positive/put_user_legacy_inline")
 		use := fixtureEvent(t, "events/ec2_describe_instances_by_key")
 		// Each account its own key and user, as they are.
