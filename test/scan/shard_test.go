@@ -23,7 +23,8 @@ var sequenceEvent = sequence.Event
 func TestShardsMakeTheFullScan(t *testing.T) {
 	root := t.TempDir()
 	layoutArchive(t, root)
-	// Lifecycle cases in two accounts: a quarantine and the key's use.
+	// Lifecycle cases in three accounts (three shards): a quarantine and
+	// the key's use.
 	for i, account := range []string{"111122223333", "444455556666", "210987654321"} {
 		q := fixtureEvent(t, "rules/aws.iam.quarantine_applied/positive/put_user_legacy_inline")
 		use := fixtureEvent(t, "events/ec2_describe_instances_by_key")
