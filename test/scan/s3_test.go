@@ -67,7 +67,8 @@ func startS3(t *testing.T, bucket, prefix, root string) *fakeS3 {
 }
 
 func (fs *fakeS3) env() []string {
-	return []string{"AWS_ACCESS_KEY_ID=" + testKeyID, "AWS_SECRET_ACCESS_KEY=" + testSecret, "AWS_REGION=us-east-1",
+	// No region: one is only needed to sign, and the command supplies it.
+	return []string{"AWS_ACCESS_KEY_ID=" + testKeyID, "AWS_SECRET_ACCESS_KEY=" + testSecret, "AWS_REGION=", "AWS_DEFAULT_REGION=",
 		"AWS_EC2_METADATA_DISABLED=true", "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null"}
 }
 
