@@ -94,7 +94,7 @@ func (d *Detector) ScanEach(data []byte, w Watch, fn func(Observed)) Stats {
 	var r chunk.Reader
 	r.Reset(data)
 	var p prefilter
-	p.reset(data, w, 0)
+	p.reset(data, w, 0, false)
 	for r.Next() {
 		rec := r.Record()
 		st.Records++
@@ -107,7 +107,7 @@ func (d *Detector) ScanEach(data []byte, w Watch, fn func(Observed)) Stats {
 			st.Undecodable++
 		}
 		if p.watchChanged() {
-			p.reset(data, w, end)
+			p.reset(data, w, end, false)
 		}
 	}
 	st.Skipped = r.Skipped()

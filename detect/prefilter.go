@@ -71,13 +71,14 @@ type prefilter struct {
 	data    []byte
 	watch   Watch
 	version uint64 // the watch list's when the passes were set up
-	passes  [4]pass
+	passes  [5]pass
 	n       int
 }
 
 // reset sets the passes up for the watch list as it is now, searching from
-// offset from on.
-func (p *prefilter) reset(data []byte, w Watch, from int) {
+// offset from on; asJSON adds the pass that makes a record whose escapes
+// could spell a pattern a candidate.
+func (p *prefilter) reset(data []byte, w Watch, from int, asJSON bool) {
 	p.data, p.watch = data, w
 	p.passes[0] = pass{hop: 'Q', patterns: quarantineOnly}
 	p.passes[1] = pass{hop: 'x', patterns: legacyOnly}
@@ -94,8 +95,12 @@ func (p *prefilter) reset(data []byte, w Watch, from int) {
 	p.passes[2] = pass{hop: 'K', patterns: k}
 	p.n = 3
 	if u != nil {
-		p.passes[3] = pass{hop: 'U', patterns: u}
-		p.n = 4
+		p.passes[p.n] = pass{hop: 'U', patterns: u}
+		p.n++
+	}
+	if asJSON {
+		p.passes[p.n] = pass{hop: '\\', patterns: escapeOnly}
+		p.n++
 	}
 	for i := range p.n {
 		p.passes[i].next, p.passes[i].from = p.passes[i].search(data, w, from), from
@@ -111,6 +116,7 @@ func (p *prefilter) watchChanged() bool {
 var (
 	quarantineOnly = []pattern{quarantine}
 	legacyOnly     = []pattern{legacy}
+	escapeOnly     = []pattern{{text: []byte{'\\'}, check: hidesText}}
 )
 
 // candidate reports whether data[start:end], one record, holds a hit.
@@ -214,4 +220,42 @@ func userARNAt(b []byte, i int) (account, name []byte, ok bool) {
 func userNameByte(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '+' || c == '=' ||
 		c == ',' || c == '.' || c == '@' || c == '-' || c == '/'
+}
+
+// hidesText: the JSON escape at start could stand for a byte of a
+// pattern. Text the prefilter looks for is plain ASCII, so an escape of a
+// printable ASCII character (which no encoder needs to write) or of a
+// solidus could hide it from the raw bytes; the decoder would still read
+// it. The escapes encoders do write (quotes, control characters, < > & '
+// and everything beyond ASCII) cannot. A backslash escaped itself is
+// looked at again as the start of an escape: text nested as a JSON string
+// inside a JSON string is covered too.
+func hidesText(_ Watch, data []byte, start int) bool {
+	if start+1 >= len(data) {
+		return false
+	}
+	switch data[start+1] {
+	case '/':
+		return true
+	case 'u':
+	default:
+		return false
+	}
+	if start+6 > len(data) {
+		return false
+	}
+	r := 0
+	for _, c := range data[start+2 : start+6] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | int(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | int(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | int(c-'A'+10)
+		default:
+			return false
+		}
+	}
+	return r > ' ' && r < 0x7f && r != '"' && r != '<' && r != '>' && r != '&' && r != '\''
 }

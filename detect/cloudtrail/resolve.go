@@ -20,6 +20,16 @@ func (r *Resolver) Resolve(body map[string]any, emit func(*Event)) int {
 	return r.resolve(body, emit, true)
 }
 
+// ResolveRecord reads one element of a CloudTrail log file's Records,
+// decoded on its own, as Resolve reads it inside the whole file.
+func (r *Resolver) ResolveRecord(rec map[string]any, emit func(*Event)) int {
+	if rec = canonical(rec); rec["eventName"] != nil {
+		emit(fromCloudTrail(rec, ShapeLogFile))
+		return 1
+	}
+	return 0
+}
+
 func (r *Resolver) resolve(body map[string]any, emit func(*Event), unwrap bool) int {
 	body = canonical(body)
 	if recs, ok := body["Records"].([]any); ok {

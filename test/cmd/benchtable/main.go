@@ -128,6 +128,7 @@ func main() {
 	if m := med("PluginMemory10M", "maxrss_MB"); m > 0 {
 		fmt.Printf("| harness + .so resident memory after %s records | %.1f MB | bounded |\n", num(med("PluginMemory10M", "records")), m)
 	}
+	scanRows(med, runs)
 }
 
 func mark(ok bool) string {
@@ -151,4 +152,42 @@ func num(v float64) string {
 		b.WriteRune(c)
 	}
 	return b.String()
+}
+
+// scanRows are the scan command's measures (issue #10): GB/s of gzipped
+// CloudTrail, against the decompression floor on as many workers, zcat |
+// jq, and one worker against all.
+func scanRows(med func(name, unit string) float64, runs map[string]map[string][]float64) {
+	var workers []string
+	for name := range runs {
+		if w, ok := strings.CutPrefix(name, "Backfill/workers="); ok {
+			workers = append(workers, w)
+		}
+	}
+	slices.Sort(workers)
+	gbs := func(name string) float64 { return med(name, "MB/s") / 1000 }
+	for _, w := range workers {
+		first, floor := "Backfill/workers="+w, "Decompress/klauspost/workers="+w
+		if f := med(floor, "ns/op"); f > 0 {
+			r := med(first, "ns/op") / f
+			fmt.Printf("| scan, %s worker(s), no lifecycle: GB/s of gzipped CloudTrail (text GB/s) | %.3f (%.2f) | report |\n", w, gbs(first), med(first, "text-GB/s"))
+			fmt.Printf("| scan, %s worker(s), no lifecycle: time vs decompression alone | %.2fx | <= 1.25x %s |\n", w, r, mark(r <= 1.25))
+		}
+		if a := "BackfillLifecycle/workers=" + w; med(a, "ns/op") > 0 {
+			fmt.Printf("| scan, %s worker(s), every file read again for a quarantined key: GB/s (vs decompression) | %.3f (%.2fx) | report |\n", w, gbs(a), med(a, "ns/op")/med(floor, "ns/op"))
+		}
+		if s, k := med("Decompress/stdlib/workers="+w, "ns/op"), med(floor, "ns/op"); s > 0 && k > 0 {
+			fmt.Printf("| gzip, %s worker(s): klauspost/compress vs the standard library | %.2fx faster | report |\n", w, s/k)
+		}
+		if j := med("ZcatJq/zcat-jq/workers="+w, "ns/op"); j > 0 {
+			fmt.Printf("| %s worker(s): zcat \\| jq vs the scan | %.1fx slower | report |\n", w, j/med(first, "ns/op"))
+			fmt.Printf("| %s worker(s): zcat \\| jq vs parallel zcat > /dev/null | %.1fx | report |\n", w, j/med("ZcatJq/zcat/workers="+w, "ns/op"))
+		}
+	}
+	if len(workers) > 1 {
+		one, all := "Backfill/workers="+workers[0], "Backfill/workers="+workers[len(workers)-1]
+		fmt.Printf("| scan: %s workers vs 1 | %.2fx | near %s |\n", workers[len(workers)-1], med(one, "ns/op")/med(all, "ns/op"), workers[len(workers)-1])
+		fl1, fln := "Decompress/klauspost/workers="+workers[0], "Decompress/klauspost/workers="+workers[len(workers)-1]
+		fmt.Printf("| decompression alone: %s workers vs 1 | %.2fx | report |\n", workers[len(workers)-1], med(fl1, "ns/op")/med(fln, "ns/op"))
+	}
 }

@@ -1,0 +1,405 @@
+package detect_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/cloudtrail"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/lifecycle"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/rules"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
+)
+
+// split frames text whole, returning each record's bytes and whether it
+// is a log file's element.
+func split(t testing.TB, text []byte) ([]string, error) {
+	var s detect.Splitter
+	var out []string
+	for {
+		sp, ok, err := s.Next(text, true)
+		if err != nil || !ok {
+			return out, err
+		}
+		kind := "body"
+		if sp.Element {
+			kind = "element"
+		}
+		out = append(out, kind+" "+string(text[sp.Start:sp.End]))
+	}
+}
+
+// splitPieces frames text handed over in pieces of the given sizes,
+// keeping only what the Splitter asks to keep, as a streaming reader does.
+func splitPieces(text []byte, sizes []int) ([]string, error) {
+	var s detect.Splitter
+	var out []string
+	var buf []byte
+	for i := 0; ; {
+		n := len(text) - i
+		if len(sizes) > 0 {
+			n = min(n, sizes[0])
+			sizes = sizes[1:]
+		}
+		buf = append(buf, text[i:i+n]...)
+		i += n
+		eof := i == len(text)
+		for {
+			sp, ok, err := s.Next(buf, eof)
+			if err != nil {
+				return out, err
+			}
+			if !ok {
+				break
+			}
+			kind := "body"
+			if sp.Element {
+				kind = "element"
+			}
+			out = append(out, kind+" "+string(buf[sp.Start:sp.End]))
+		}
+		if eof {
+			return out, nil
+		}
+		k := s.Keep()
+		buf = append(buf[:0], buf[k:]...)
+		s.Shift(k)
+	}
+}
+
+func TestSplitterFramesEveryArchiveShape(t *testing.T) {
+	for _, c := range []struct {
+		name, text string
+		want       []string
+	}{
+		{"log file", `{"Records":[{"eventName":"A"},{"eventName":"B","x":"}]\"{"}]}`,
+			[]string{`element {"eventName":"A"}`, `element {"eventName":"B","x":"}]\"{"}`}},
+		{"log file pretty-printed, keys after Records", "{\n  \"Records\" : [\n    {\"a\": [1, {\"b\": 2}]},\n 3, \"s\", null, [4]\n  ],\n  \"digest\": {\"x\": \"]}\"}\n}\n",
+			[]string{`element {"a": [1, {"b": 2}]}`}},
+		{"JSON lines", "{\"eventName\":\"A\"}\n{\"eventName\":\"B\"}\r\n\n{}\n",
+			[]string{`body {"eventName":"A"}`, `body {"eventName":"B"}`, `body {}`}},
+		{"concatenated, no newlines", `{"a":1}{"b":{"c":[true,false,null]}}`,
+			[]string{`body {"a":1}`, `body {"b":{"c":[true,false,null]}}`}},
+		{"top-level array", `[{"detail-type":"x"}, 1, "two", {"eventName":"C"}]`,
+			[]string{`body {"detail-type":"x"}`, `body {"eventName":"C"}`}},
+		{"Records not first: the whole object", `{"x":1,"Records":[{"eventName":"A"}]}`,
+			[]string{`body {"x":1,"Records":[{"eventName":"A"}]}`}},
+		{"Records not an array: the whole object", `{"Records":{"eventName":"A"}}`,
+			[]string{`body {"Records":{"eventName":"A"}}`}},
+		{"empty log file", `{"Records":[]}`, nil},
+		{"scalars between objects", "1\n\"s\"\ntrue\n{\"a\":2}\n-3.5e2", []string{`body {"a":2}`}},
+		{"byte order mark", "\xEF\xBB\xBF{\"a\":1}", []string{`body {"a":1}`}},
+		{"empty", "", nil},
+		{"escaped backslashes before a quote", `{"a":"\\\\"}{"b":"\\\""}`, []string{`body {"a":"\\\\"}`, `body {"b":"\\\""}`}},
+	} {
+		got, err := split(t, []byte(c.text))
+		if err != nil || !slices.Equal(got, c.want) {
+			t.Errorf("%s: %q, %v; want %q", c.name, got, err, c.want)
+		}
+		// The same, a byte at a time.
+		ones := make([]int, len(c.text))
+		for i := range ones {
+			ones[i] = 1
+		}
+		if got, err := splitPieces([]byte(c.text), ones); err != nil || !slices.Equal(got, c.want) {
+			t.Errorf("%s, byte by byte: %q, %v", c.name, got, err)
+		}
+	}
+}
+
+// A file cut anywhere inside a record is an error at its end; the records
+// before the cut are still framed.
+func TestSplitterTruncated(t *testing.T) {
+	text := []byte(`{"Records":[{"eventName":"A","k":"v"},{"eventName":"B"}]}`)
+	whole, err := split(t, text)
+	if err != nil || len(whole) != 2 {
+		t.Fatalf("%q %v", whole, err)
+	}
+	for cut := 1; cut < len(text); cut++ {
+		got, err := split(t, text[:cut])
+		if !errors.Is(err, detect.ErrTruncated) {
+			t.Errorf("cut at %d: error %v", cut, err)
+		}
+		if len(got) > 0 && !slices.Equal(got, whole[:len(got)]) {
+			t.Errorf("cut at %d: %q", cut, got)
+		}
+	}
+	for _, bad := range []string{"}", `{"a" 1}`, `{1:2}`, "[,}", "garbage"} {
+		if _, err := split(t, []byte(bad)); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
+// FuzzSplitterPieces: whatever the text and however it is cut into
+// pieces, the streaming Splitter frames what the whole-text one does.
+func FuzzSplitterPieces(f *testing.F) {
+	for _, s := range []string{`{"Records":[{"a":"b\\"},{"c":[1,2]}]}`, "{\"a\":1}\n{\"b\":\"\\\"\"}\n", `[{"x":1},2]`, `{"x":{"Records":[]}}`} {
+		f.Add([]byte(s), []byte{1, 3, 7})
+	}
+	f.Fuzz(func(t *testing.T, text, cuts []byte) {
+		whole, errWhole := split(t, text)
+		var sizes []int
+		for _, c := range cuts {
+			sizes = append(sizes, int(c%16)+1)
+		}
+		pieces, errPieces := splitPieces(text, sizes)
+		if !slices.Equal(whole, pieces) || (errWhole == nil) != (errPieces == nil) {
+			t.Fatalf("whole %q %v\npieces %q %v", whole, errWhole, pieces, errPieces)
+		}
+	})
+}
+
+func TestCountEvents(t *testing.T) {
+	events := corpus.Panther(t)
+	text := value.ToJSON(map[string]any{"Records": events})
+	n := 0
+	for _, e := range events {
+		if m, ok := e.(map[string]any); ok && m["eventVersion"] != nil {
+			n++
+		}
+	}
+	if got := detect.CountEvents(text); got != n || n < 300 {
+		t.Fatalf("%d events counted, %d have eventVersion", got, n)
+	}
+	// In pieces, with the overlap in front of each.
+	total, prev := 0, []byte(nil)
+	for i := 0; i < len(text); i += 1000 {
+		piece := append(prev, text[i:min(i+1000, len(text))]...)
+		total += detect.CountEvents(piece)
+		prev = append([]byte(nil), piece[max(0, len(piece)-detect.CountOverlap):]...)
+	}
+	if total != n {
+		t.Fatalf("in pieces: %d, want %d", total, n)
+	}
+}
+
+// Every example of the rules that decide from one event alone gives its
+// verdict read from JSON text, as a log file and as JSON lines; the corpus
+// as one log file holds exactly its two quarantines.
+func TestScanJSONGivesTheRulesVerdicts(t *testing.T) {
+	d := detect.New(detect.Options{EventKeys: []string{"log", "message"}})
+	for _, r := range rules.Stateless() {
+		for _, kind := range []string{"positive", "negative"} {
+			for i, ev := range corpus.Fixtures(t, r.ID, kind) {
+				for shape, text := range map[string][]byte{
+					"log file":   value.ToJSON(map[string]any{"Records": []any{ev}}),
+					"JSON lines": append(append(value.ToJSON(ev), '\n'), value.ToJSON(ev)...),
+				} {
+					if shape == "log file" && r.ID == rules.CredentialsExposed {
+						continue // a Health notice is no CloudTrail event
+					}
+					obs, _, err := d.ScanJSON(text, nil, time.Time{}, nil)
+					fired := slices.ContainsFunc(detect.Findings(obs), func(f detect.Finding) bool { return f.Rule == r })
+					if err != nil || fired != (kind == "positive") {
+						t.Errorf("%s %s #%d as %s: fired %v, %v", r.ID, kind, i, shape, fired, err)
+					}
+				}
+			}
+		}
+	}
+	text := value.ToJSON(map[string]any{"Records": corpus.Panther(t)})
+	obs, st, err := d.ScanJSON(text, nil, time.Time{}, nil)
+	if err != nil || len(detect.Findings(obs)) != 2 || st.Records != 475 || st.Candidates != 2 {
+		t.Fatalf("corpus: %d findings, %+v, %v", len(detect.Findings(obs)), st, err)
+	}
+}
+
+// A pattern written with escapes is still found: the record is decoded.
+func TestEscapesMakeCandidates(t *testing.T) {
+	ev := applied(t)
+	plain := string(value.ToJSON(ev))
+	d := detect.New(detect.Options{})
+	for _, text := range []string{
+		strings.ReplaceAll(plain, "Quarantine", `\u0051uarantine`),
+		strings.ReplaceAll(plain, "Quarantine", `Q\u0075arantine`),
+		`{"log":` + string(value.ToJSON(strings.ReplaceAll(plain, "Quarantine", `\u0051uarantine`))) + `}`,
+	} {
+		if !strings.Contains(text, `\u`) || strings.Contains(text, "Quarantine") {
+			t.Fatalf("the test text is wrong: %s", text)
+		}
+		d := detect.New(detect.Options{EventKeys: []string{"log"}})
+		obs, _, err := d.ScanJSON([]byte(text), nil, time.Time{}, nil)
+		if err != nil || len(detect.Findings(obs)) != 1 {
+			t.Errorf("%d findings, %v: %.120s", len(detect.Findings(obs)), err, text)
+		}
+	}
+	// Escapes encoders do write make no candidate.
+	for _, text := range []string{`{"a":"\u003cb\u003e \" \\ \n \u00e9"}`} {
+		if detect.HasCandidate([]byte(text), nil) {
+			t.Errorf("%s is a candidate", text)
+		}
+		if _, st, _ := d.ScanJSON([]byte(text), nil, time.Time{}, nil); st.Candidates != 0 {
+			t.Errorf("%s: %+v", text, st)
+		}
+	}
+}
+
+// decodeAll is the general path: every value of the text decoded, every
+// event resolved and observed. ok is false when the text is not a stream
+// of JSON values every one of which decodes (the fast path then reads
+// what it can, and is not compared), or when a map has keys that differ
+// only in case (the map path then recases them in map order).
+func decodeAll(d *detect.Detector, text []byte) (obs []detect.Observed, ok bool) {
+	dec := json.NewDecoder(bytes.NewReader(text))
+	r := cloudtrail.Resolver{EventKeys: []string{"log", "message"}}
+	for {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err == io.EOF {
+			return obs, true
+		} else if err != nil {
+			return nil, false
+		}
+		v, err := value.FromJSON(raw)
+		if err != nil || caseTwins(v, 0) {
+			return nil, false
+		}
+		bodies := []any{v}
+		if a, isArray := v.([]any); isArray {
+			bodies = a
+		}
+		for _, b := range bodies {
+			if m, isMap := b.(map[string]any); isMap {
+				r.Resolve(m, func(e *cloudtrail.Event) { obs = append(obs, d.Observe(e, time.Time{})) })
+			}
+		}
+	}
+}
+
+func caseTwins(v any, depth int) bool {
+	switch v := v.(type) {
+	case map[string]any:
+		seen := map[string]bool{}
+		for k, e := range v {
+			if seen[strings.ToLower(k)] || caseTwins(e, depth+1) {
+				return true
+			}
+			seen[strings.ToLower(k)] = true
+		}
+	case []any:
+		for _, e := range v {
+			if caseTwins(e, depth+1) {
+				return true
+			}
+		}
+	case string:
+		// Text under an event key is read as JSON too.
+		if depth < 3 && strings.HasPrefix(strings.TrimSpace(v), "{") {
+			if inner, err := value.FromJSON([]byte(v)); err == nil {
+				return caseTwins(inner, depth+1)
+			}
+		}
+	}
+	return false
+}
+
+// outcome is what findings say, in order: rule, key, what the lifecycle
+// counted.
+func outcome(fs []detect.Finding) []string {
+	var out []string
+	for _, f := range fs {
+		s := f.Rule.ID + " " + f.Key
+		if u := f.Match.Use; u != nil {
+			s += fmt.Sprintf(" calls=%d total=%d", u.Calls, u.Total)
+		}
+		if k := f.Match.Key; k != nil {
+			s += " key=" + k.ID + "/" + k.User
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func lifecycleOf(obs []detect.Observed, seed []*lifecycle.Case) []string {
+	e := lifecycle.New(lifecycle.Options{WatchTTL: 1 << 62, MaxKeys: 1 << 20, UseWindow: time.Hour, Grace: 15 * time.Minute, Delay: 15 * time.Minute})
+	e.Load(seed, 0, time.Time{})
+	var fs []detect.Finding
+	for _, o := range obs {
+		fs = append(fs, e.Observe(o, time.Time{})...)
+	}
+	return outcome(fs)
+}
+
+// jsonSeeds: archives of every kind, with the events a lifecycle acts on.
+func jsonSeeds(f *testing.F) {
+	var events []any
+	for _, r := range rules.Stateless() {
+		for _, ev := range corpus.Fixtures(f, r.ID, "positive") {
+			events = append(events, ev)
+		}
+	}
+	for _, name := range []string{"ec2_describe_instances_by_key", "iam_delete_access_key", "iam_delete_user", "iam_update_access_key_inactive", "sts_get_caller_identity_trufflehog", "health_exposed"} {
+		events = append(events, corpus.JSONFile(f, corpusPath("events/"+name)))
+	}
+	for i := 0; i < len(events); i += 3 {
+		group := events[i:min(i+3, len(events))]
+		f.Add(value.ToJSON(map[string]any{"Records": group}))
+		var lines []byte
+		for _, e := range group {
+			lines = append(append(lines, value.ToJSON(e)...), '\n')
+		}
+		f.Add(lines)
+		f.Add(value.ToJSON(map[string]any{"detail-type": "AWS API Call via CloudTrail", "detail": group[0]}))
+		f.Add(value.ToJSON(map[string]any{"log": string(value.ToJSON(group[0]))}))
+	}
+}
+
+// FuzzJSONPathsAgree is the differential check of the scan's fast path:
+// for any text of JSON values, reading it as the scan does (a first read
+// with nothing watched, a second with the static watch list the first
+// one's events give, plus a case already watched) finds the events the
+// general path finds by decoding everything: the same findings of the
+// rules that decide from one event, and the same findings of a lifecycle
+// engine fed either way.
+func FuzzJSONPathsAgree(f *testing.F) {
+	jsonSeeds(f)
+	d := detect.New(detect.Options{EventKeys: []string{"log", "message"}})
+	seed := func() []*lifecycle.Case {
+		return []*lifecycle.Case{{Key: "AKIAEXAMPLEEXPOSED01", User: "ci-deployer", Account: "111122223333", FirstSeen: 1},
+			{User: "keyless", Account: "111122223333", FirstSeen: 1}}
+	}
+	f.Fuzz(func(t *testing.T, text []byte) {
+		all, ok := decodeAll(d, text)
+		if !ok {
+			return
+		}
+		first, _, err := d.ScanJSON(text, nil, time.Time{}, nil)
+		if err != nil {
+			t.Fatalf("the decoder reads it all, the splitter says %v", err)
+		}
+		w := &detect.StaticWatch{Users: true, Keys: map[string]bool{"AKIAEXAMPLEEXPOSED01": true}}
+		w.AddUser("111122223333", "ci-deployer")
+		w.AddUser("111122223333", "keyless")
+		for _, o := range first {
+			w.Learn(o)
+		}
+		read, _, err := d.ScanJSON(text, w, time.Time{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var second []detect.Observed
+		for _, o := range read {
+			if w.Relevant(o) {
+				second = append(second, o)
+			}
+		}
+		if a, b := outcome(detect.Findings(second)), outcome(detect.Findings(all)); !reflect.DeepEqual(a, b) {
+			t.Fatalf("stateless findings differ:\nfast %q\nall  %q", a, b)
+		}
+		if a, b := outcome(detect.Findings(first)), outcome(detect.Findings(all)); !reflect.DeepEqual(a, b) {
+			t.Fatalf("the first read's findings differ:\nfast %q\nall  %q", a, b)
+		}
+		if a, b := lifecycleOf(second, seed()), lifecycleOf(all, seed()); !reflect.DeepEqual(a, b) {
+			t.Fatalf("lifecycle findings differ:\nfast %q\nall  %q", a, b)
+		}
+	})
+}

@@ -1,0 +1,5 @@
+package scan
+
+import "runtime"
+
+func runtimeCPUs() int { return runtime.GOMAXPROCS(0) }

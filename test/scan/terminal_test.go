@@ -1,0 +1,106 @@
+package scan_test
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
+)
+
+// On a terminal the scan draws a progress bar on stderr (files and bytes
+// done, rate, time left) and prints alerts as a table; piped, neither.
+func TestProgressBarOnATerminal(t *testing.T) {
+	root := t.TempDir()
+	layoutArchive(t, root)
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	cmd := exec.Command(bin(t), "scan", root)
+	cmd.Stdout, cmd.Stderr = tty, tty
+	var screen bytes.Buffer
+	var read sync.WaitGroup
+	read.Go(func() { io.Copy(&screen, ptmx) })
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tty.Close()
+	err = cmd.Wait()
+	if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 1 {
+		t.Fatalf("exit %v", err)
+	}
+	ptmx.Close()
+	read.Wait()
+	out := screen.String()
+	for _, want := range []string{"scanning", "files", "kB", "SEVERITY", "quarantine_applied", "alerts: "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the terminal shows no %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(out, "\r") {
+		t.Errorf("no bar redrawn in place:\n%q", out)
+	}
+	// Piped: no bar, JSON lines.
+	piped := exec.Command(bin(t), "scan", root)
+	var stdout, stderr bytes.Buffer
+	piped.Stdout, piped.Stderr = &stdout, &stderr
+	piped.Run()
+	if strings.Contains(stderr.String(), "scanning") || strings.Contains(stderr.String(), "\r") {
+		t.Errorf("a bar on a pipe:\n%q", stderr.String())
+	}
+	if !strings.HasPrefix(stdout.String(), `{"rule":`) {
+		t.Errorf("piped output is not JSON lines: %.100q", stdout.String())
+	}
+}
+
+// Ctrl-C stops the scan cleanly: what was read so far is reported, with
+// its alerts, and the exit status says the scan is incomplete.
+func TestInterrupt(t *testing.T) {
+	events, _ := statelessExamples(t)
+	cmd := exec.Command(bin(t), "scan", "--progress", "never", "-")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events[:3] {
+		stdin.Write(append(value.ToJSON(e), '\n'))
+	}
+	// The input stays open, as a stream being piped in would; stop it
+	// once the scan has had time to read what came.
+	time.Sleep(500 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGINT)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("Ctrl-C did not stop the scan")
+	}
+	stdin.Close()
+	if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 2 {
+		t.Fatalf("exit %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "interrupted") || !strings.Contains(stderr.String(), ": 1 files, ") {
+		t.Errorf("summary:\n%s", stderr.String())
+	}
+	if n := len(alerts(t, stdout.String())); n == 0 {
+		t.Errorf("no alerts from what was read\n%s", stderr.String())
+	}
+	_ = os.Stdin
+}
