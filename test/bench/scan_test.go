@@ -133,6 +133,7 @@ func BenchmarkBackfill(b *testing.B) {
 	dir := benchArchive(b)
 	for _, w := range workerCounts {
 		b.Run(fmt.Sprintf("workers=%d", w), func(b *testing.B) {
+			runtime.GC() // the archive's making leaves garbage the timed loop must not collect
 			for b.Loop() {
 				res, err := scan.Run(context.Background(), scan.Options{Paths: []string{dir}, Workers: w,
 					Filter:    noLifecycle,
@@ -142,6 +143,33 @@ func BenchmarkBackfill(b *testing.B) {
 				}
 			}
 			reportArchive(b)
+		})
+	}
+}
+
+// BenchmarkBackfillVsFloor times the scan and the floor (klauspost's
+// decompression on as many workers) alternately, each iteration one of
+// each, and reports their ratio: on a shared 2-vCPU VM two benchmarks run
+// a minute apart drift by more than the 25% the target allows.
+func BenchmarkBackfillVsFloor(b *testing.B) {
+	dir := benchArchive(b)
+	for _, w := range workerCounts {
+		b.Run(fmt.Sprintf("workers=%d", w), func(b *testing.B) {
+			runtime.GC()
+			var scanT, floorT time.Duration
+			for b.Loop() {
+				start := time.Now()
+				decodeAll(b, w, func(r io.Reader) (io.Reader, error) { return kgzip.NewReader(r) })
+				mid := time.Now()
+				res, err := scan.Run(context.Background(), scan.Options{Paths: []string{dir}, Workers: w,
+					Filter:    noLifecycle,
+					Lifecycle: lifecycle.Options{WatchTTL: 30 * 24 * time.Hour, MaxKeys: 100000, UseWindow: time.Hour, Grace: 15 * time.Minute, Delay: 15 * time.Minute}})
+				if err != nil || res.Summary.Failed > 0 {
+					b.Fatalf("%v, %+v", err, res.Summary)
+				}
+				floorT, scanT = floorT+mid.Sub(start), scanT+time.Since(mid)
+			}
+			b.ReportMetric(float64(scanT)/float64(floorT), "x-floor")
 		})
 	}
 }
@@ -157,6 +185,7 @@ func BenchmarkDecompress(b *testing.B) {
 	for _, lib := range []string{"stdlib", "klauspost"} {
 		for _, w := range workerCounts {
 			b.Run(fmt.Sprintf("%s/workers=%d", lib, w), func(b *testing.B) {
+				runtime.GC()
 				for b.Loop() {
 					decodeAll(b, w, libs[lib])
 				}

@@ -170,8 +170,11 @@ func scanRows(med func(name, unit string) float64, runs map[string]map[string][]
 		first, floor := "Backfill/workers="+w, "Decompress/klauspost/workers="+w
 		if f := med(floor, "ns/op"); f > 0 {
 			r := med(first, "ns/op") / f
+			if x := med("BackfillVsFloor/workers="+w, "x-floor"); x > 0 {
+				r = x // measured alternately, in one benchmark
+			}
 			fmt.Printf("| scan, %s worker(s), no lifecycle: GB/s of gzipped CloudTrail (text GB/s) | %.3f (%.2f) | report |\n", w, gbs(first), med(first, "text-GB/s"))
-			fmt.Printf("| scan, %s worker(s), no lifecycle: time vs decompression alone | %.2fx | <= 1.25x %s |\n", w, r, mark(r <= 1.25))
+			fmt.Printf("| scan, %s worker(s), no lifecycle: time vs decompression alone (alternating runs) | %.2fx | <= 1.25x %s |\n", w, r, mark(r <= 1.25))
 		}
 		if a := "BackfillLifecycle/workers=" + w; med(a, "ns/op") > 0 {
 			fmt.Printf("| scan, %s worker(s), every file read again for a quarantined key: GB/s (vs decompression) | %.3f (%.2fx) | report |\n", w, gbs(a), med(a, "ns/op")/med(floor, "ns/op"))
