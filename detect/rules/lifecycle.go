@@ -147,7 +147,7 @@ var notQuarantined = Rule{
 var retired = Rule{
 	ID:          ExposedKeyRetired,
 	Name:        "An exposed access key was retired",
-	Description: "An access key on the watch list was deleted or made inactive, or its user was deleted. It closes the key's case: the alert carries the time from exposure and from quarantine to retirement, and the key leaves the watch list.",
+	Description: "An access key on the watch list was deleted or made inactive, or its user was deleted. It closes the key's case: the alert carries the time from exposure and from quarantine to retirement, and the key's later calls no longer alert (the closed case is kept until Watch_TTL, so a replay of the retirement gives the same alert).",
 	Severity:    "low",
 	RiskScore:   21,
 	MITRE:       []Technique{credentialAccess},
