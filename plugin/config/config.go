@@ -294,14 +294,16 @@ func Load(g Getter) (*Config, error) {
 // Headers parses HTTP_Headers: "Name: value; Name2: value2".
 func (c *Config) Headers() ([][2]string, error) {
 	var out [][2]string
-	for _, pair := range strings.Split(c.HTTPHeaders, ";") {
+	pairs := strings.Split(c.HTTPHeaders, ";")
+	for i, pair := range pairs {
 		if strings.TrimSpace(pair) == "" {
 			continue
 		}
 		name, val, ok := strings.Cut(pair, ":")
 		name = strings.TrimSpace(name)
 		if !ok || name == "" || strings.ContainsAny(name, " \t") {
-			return nil, fmt.Errorf("HTTP_Headers: %q is not a \"Name: value\" pair (separate pairs with ;)", strings.TrimSpace(pair))
+			// Not quoted: a malformed pair may be all secret.
+			return nil, fmt.Errorf("HTTP_Headers: pair %d of %d is not a \"Name: value\" pair (separate pairs with ;)", i+1, len(pairs))
 		}
 		out = append(out, [2]string{name, strings.TrimSpace(val)})
 	}
@@ -340,7 +342,7 @@ func (c *Config) validate() error {
 	case c.HTTPMaxBatchSize < minBatch:
 		return fmt.Errorf("HTTP_Max_Batch_Size: %d is too small for one request: use at least 1K", c.HTTPMaxBatchSize)
 	case c.AlertOutput == "http" && !strings.HasPrefix(c.HTTPURL, "http://") && !strings.HasPrefix(c.HTTPURL, "https://"):
-		return fmt.Errorf("HTTP_URL: %q is not an http:// or https:// URL (required when Alert_Output is http)", c.HTTPURL)
+		return fmt.Errorf("HTTP_URL: %q is not an http:// or https:// URL (required when Alert_Output is http)", optionNamed("HTTP_URL").redact(c.HTTPURL))
 	}
 	if _, err := c.Headers(); err != nil {
 		return err
@@ -493,6 +495,15 @@ func (c *Config) Effective() string {
 		parts = append(parts, o.Name+"="+s)
 	}
 	return strings.Join(parts, " ")
+}
+
+func optionNamed(name string) *Option {
+	for i := range Options {
+		if Options[i].Name == name {
+			return &Options[i]
+		}
+	}
+	panic("no option " + name)
 }
 
 // redact hides the secret part of v, as o.Redact says.

@@ -161,6 +161,28 @@ func TestSecretsAreRedacted(t *testing.T) {
 	}
 }
 
+// A value Init refuses is named in its error line, which is logged before
+// the logger knows the secrets: the line must not show them either.
+func TestRefusedSecretsAreNotEchoed(t *testing.T) {
+	for _, c := range []struct {
+		k       keys
+		secrets []string
+	}{
+		{keys{"Alert_Output": "http", "HTTP_URL": "ftp://alice:pw-in-url@es.example/_bulk"}, []string{"alice", "pw-in-url"}},
+		{keys{"Alert_Output": "http", "HTTP_URL": "https://es.example/_bulk", "HTTP_Headers": "X-Team: ok; ApiKey c2VjcmV0"}, []string{"ApiKey", "c2VjcmV0"}},
+	} {
+		_, err := config.Load(c.k)
+		if err == nil {
+			t.Fatalf("%v loaded", c.k)
+		}
+		for _, s := range c.secrets {
+			if strings.Contains(err.Error(), s) {
+				t.Errorf("the error shows %q: %v", s, err)
+			}
+		}
+	}
+}
+
 func TestWarnings(t *testing.T) {
 	for _, c := range []struct {
 		set  keys

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tinylib/msgp/msgp"
 
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/rules"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/fbchunk"
@@ -81,27 +82,43 @@ func TestRecordFormatsMarkersAndBadRecords(t *testing.T) {
 	}
 }
 
-// The examples are the tests, through the real .so as well.
+// The examples are the tests, through the real .so as well: each positive
+// example alone in an instance of its own (the lifecycle folds repeats of
+// one key's denied call, and copies of one Health notice, into one alert),
+// the negatives together in one more.
 func TestRuleExamplesThroughThePlugin(t *testing.T) {
-	for _, rule := range []string{"aws.iam.quarantine_applied", "aws.iam.quarantine_attempt_failed", "aws.iam.quarantine_removed"} {
+	for _, r := range rules.Stateless() {
+		rule := r.ID
 		pos, neg := fixtures(t, rule, "positive"), fixtures(t, rule, "negative")
-		var bodies []any
+		var o harness.Options
 		var wantIDs []string
-		for _, e := range pos {
-			bodies = append(bodies, e)
-			wantIDs = append(wantIDs, e["eventID"].(string))
+		for i, e := range pos {
+			id, _ := e["eventID"].(string)
+			if id == "" {
+				id, _ = e["id"].(string) // an EventBridge envelope's, for AWS Health
+			}
+			wantIDs = append(wantIDs, id)
+			o.Instances = append(o.Instances, nil)
+			o.Flushes = append(o.Flushes, harness.Flush{Instance: i, Tag: tag, Data: chunkOf(e)})
 		}
 		var negBodies []any
 		for _, e := range neg {
 			negBodies = append(negBodies, e)
 		}
-		alerts, res := runStdout(t, nil, chunkOf(bodies...), chunkOf(negBodies...))
+		o.Instances = append(o.Instances, nil)
+		o.Flushes = append(o.Flushes, harness.Flush{Instance: len(pos), Tag: tag, Data: chunkOf(negBodies...)})
+		res := harness.Run(t, o)
+		if res.ExitCode != 0 {
+			t.Fatalf("%s: harness exit %d\n%s", rule, res.ExitCode, res.Stderr)
+		}
 		var gotIDs []string
-		for _, a := range alerts {
+		for _, a := range parseLines(t, res.Stdout) {
 			if a.Rule.ID == rule {
 				gotIDs = append(gotIDs, a.EventID)
 			}
 		}
+		slices.Sort(gotIDs)
+		slices.Sort(wantIDs)
 		if !slices.Equal(gotIDs, wantIDs) {
 			t.Errorf("%s: alerts for %v, want %v\n%s", rule, gotIDs, wantIDs, res.Stderr)
 		}
@@ -259,7 +276,7 @@ func TestBadConfigFailsInit(t *testing.T) {
 		{kv("HTTP_Max_Batch_Size", "big"), `HTTP_Max_Batch_Size: "big" is not a size such as 512K, 100M or 1G`},
 		{kv("Alert_Output", "http"), `HTTP_URL: "" is not an http:// or https:// URL (required when Alert_Output is http)`},
 		{kv("HTTP_Format", "xml"), `HTTP_Format: "xml" is not one of json, ndjson, splunk_hec, es_bulk`},
-		{kv("HTTP_Headers", "X-A: 1; broken"), `HTTP_Headers: "broken" is not a "Name: value" pair (separate pairs with ;)`},
+		{kv("HTTP_Headers", "X-A: 1; broken"), `HTTP_Headers: pair 2 of 2 is not a "Name: value" pair (separate pairs with ;)`},
 		{kv("HTTP_Timeout", "never"), `HTTP_Timeout: "never" is not a positive duration such as 500ms, 10s or 10`},
 		{kv("Alert_Output", "http", "HTTP_URL", "https://x", "HTTP_TLS_CA_File", "/nonexistent/ca.pem"), "HTTP_TLS_CA_File: open /nonexistent/ca.pem: no such file or directory"},
 		{kv("Alert_Format", "cef"), `Alert_Format: "cef" is not one of native, ecs, ocsf`},
