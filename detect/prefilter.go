@@ -25,7 +25,7 @@ type Watch interface {
 // for users watched without a key, IAMUser (with that user's ARN nearby)
 // and AccessKey. Each pattern is found by hopping with bytes.IndexByte over
 // its rarest byte ('Q' is 0.04% of CloudTrail's bytes, 'x' 0.25%, 'K'
-// 0.18%, 'U' 0.09%), so a pass over a chunk runs at memchr speed; patterns
+// 0.16%, 'U' 0.09%), so a pass over a chunk runs at memchr speed; patterns
 // sharing a hop byte share the pass.
 type pattern struct {
 	text []byte
