@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -14,10 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/oldspool"
+
 	"github.com/tinylib/msgp/msgp"
 	bolt "go.etcd.io/bbolt"
-
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
 )
 
 var t0 = time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
@@ -279,28 +278,16 @@ func TestUnusableDirectory(t *testing.T) {
 	}
 }
 
-// spoolRecordBytes writes one record of the layout-1 spool format.
-func spoolRecordBytes(key string, js, mp []byte, at time.Time) []byte {
-	p := msgp.AppendArrayHeader(nil, 4)
-	p = value.AppendEventTime(p, at)
-	p = msgp.AppendString(p, key)
-	p = msgp.AppendBytes(p, js)
-	p = msgp.AppendBytes(p, mp)
-	b := binary.BigEndian.AppendUint32(nil, uint32(len(p)))
-	b = binary.BigEndian.AppendUint32(b, crc32.Checksum(p, crc32.MakeTable(crc32.Castagnoli)))
-	return append(b, p...)
-}
-
 // A Spool_Dir of layout 1 with undelivered alerts: they are queued, in
 // order, the old files go, and a second start takes nothing again. Zeros
 // a crash left at the end are not records.
 func TestUpgradeFromSpool(t *testing.T) {
 	dir := t.TempDir()
 	var log []byte
-	log = append(log, spoolRecordBytes("delivered-1", []byte(`{"a":1}`), nil, t0)...)
+	log = append(log, oldspool.Record("delivered-1", []byte(`{"a":1}`), nil, t0)...)
 	offset := len(log)
-	log = append(log, spoolRecordBytes("k-2", []byte(`{"a":2}`), nil, t0.Add(time.Second))...)
-	log = append(log, spoolRecordBytes("k-3", nil, msgp.AppendMapHeader(nil, 0), t0.Add(2*time.Second))...)
+	log = append(log, oldspool.Record("k-2", []byte(`{"a":2}`), nil, t0.Add(time.Second))...)
+	log = append(log, oldspool.Record("k-3", nil, msgp.AppendMapHeader(nil, 0), t0.Add(2*time.Second))...)
 	log = append(log, make([]byte, 24)...)
 	os.WriteFile(filepath.Join(dir, "alerts.spool"), log, 0o600)
 	os.WriteFile(filepath.Join(dir, "delivered.offset"), binary.BigEndian.AppendUint64(nil, uint64(offset)), 0o600)

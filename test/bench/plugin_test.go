@@ -78,10 +78,7 @@ func BenchmarkPluginMemory10M(b *testing.B) {
 func BenchmarkPluginAllQuarantine(b *testing.B) {
 	const loops = 5
 	events := mustLoad(b).allQuarantine()
-	var flushes []harness.Flush
-	for i := 0; i < len(events); i += 1000 {
-		flushes = append(flushes, harness.Flush{Tag: "aws.cloudtrail.events", Data: chunkV2(events[i:min(i+1000, len(events))])})
-	}
+	flushes := flushesOf(events)
 	var flushNS float64
 	for b.Loop() {
 		var lines lineCounter
@@ -119,10 +116,7 @@ func (c *lineCounter) Write(p []byte) (int, error) {
 // which is the in-memory path beside it.
 func BenchmarkPluginDurable(b *testing.B) {
 	events := mustLoad(b).allQuarantine()
-	var flushes []harness.Flush
-	for i := 0; i < len(events); i += 1000 {
-		flushes = append(flushes, harness.Flush{Tag: "aws.cloudtrail.events", Data: chunkV2(events[i:min(i+1000, len(events))])})
-	}
+	flushes := flushesOf(events)
 	var flushNS float64
 	for b.Loop() {
 		var lines lineCounter
@@ -138,4 +132,13 @@ func BenchmarkPluginDurable(b *testing.B) {
 		flushNS += float64(res.Summary["flush_ns"])
 	}
 	b.ReportMetric(float64(streamLen)*float64(b.N)/(flushNS/1e9), "alerts/s")
+}
+
+// flushesOf sends events in Fluent Bit-sized chunks of 1,000 records.
+func flushesOf(events []any) []harness.Flush {
+	var flushes []harness.Flush
+	for i := 0; i < len(events); i += 1000 {
+		flushes = append(flushes, harness.Flush{Tag: "aws.cloudtrail.events", Data: chunkV2(events[i:min(i+1000, len(events))])})
+	}
+	return flushes
 }

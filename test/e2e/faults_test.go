@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"encoding/binary"
-	"hash/crc32"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -16,12 +15,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tinylib/msgp/msgp"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/oldspool"
+
 	bolt "go.etcd.io/bbolt"
 
 	alertfmt "github.com/cloudtrail-quarantine/cloudtrail_quarantine/alert"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/state"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/forwardrecv"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/harness"
@@ -147,19 +146,6 @@ func TestStoreWriteErrorMidStream(t *testing.T) {
 	waitComplete(t, want, func() map[string]int { return arrivals(good.Entries()) })
 }
 
-// oldSpoolRecord is one record of the Spool_Dir format of earlier
-// versions: [len][CRC-32C][msgpack [EventTime, key, JSON, msgpack]].
-func oldSpoolRecord(key string, js, mp []byte, at time.Time) []byte {
-	p := msgp.AppendArrayHeader(nil, 4)
-	p = value.AppendEventTime(p, at)
-	p = msgp.AppendString(p, key)
-	p = msgp.AppendBytes(p, js)
-	p = msgp.AppendBytes(p, mp)
-	b := binary.BigEndian.AppendUint32(nil, uint32(len(p)))
-	b = binary.BigEndian.AppendUint32(b, crc32.Checksum(p, crc32.MakeTable(crc32.Castagnoli)))
-	return append(b, p...)
-}
-
 // A Spool_Dir of the earlier format with undelivered alerts (stored as the
 // forward sink's msgpack, and as the file sink's JSON): after the upgrade
 // they are delivered, in order, and the old files are gone.
@@ -173,9 +159,9 @@ func TestUpgradeDeliversTheOldSpool(t *testing.T) {
 		findings := detect.Findings(obs)
 		a := alertfmt.New(findings[0], true)
 		if i%2 == 0 {
-			log = append(log, oldSpoolRecord(a.Key, nil, a.AppendMsgpack(nil, alertfmt.Native), a.Time)...)
+			log = append(log, oldspool.Record(a.Key, nil, a.AppendMsgpack(nil, alertfmt.Native), a.Time)...)
 		} else {
-			log = append(log, oldSpoolRecord(a.Key, a.AppendJSON(nil, alertfmt.Native), nil, a.Time)...)
+			log = append(log, oldspool.Record(a.Key, a.AppendJSON(nil, alertfmt.Native), nil, a.Time)...)
 		}
 		want = append(want, a.EventID)
 	}
