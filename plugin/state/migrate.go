@@ -3,10 +3,12 @@ package state
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"math"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/tinylib/msgp/msgp"
@@ -18,15 +20,23 @@ import (
 const (
 	spoolLog    = "alerts.spool"
 	spoolOffset = "delivered.offset"
+	spoolLock   = "lock"
 )
 
-var spoolFiles = []string{spoolLog, spoolOffset, spoolOffset + ".tmp", "lock"}
+var spoolFiles = []string{spoolLog, spoolOffset, spoolOffset + ".tmp", spoolLock}
 
 // migrateSpool takes the undelivered alerts of a layout-1 spool in the
 // same directory into the queue, then removes the old files. A crash in
 // between takes them again next time: their keys are known by then, so
-// none is queued twice.
+// none is queued twice. A process of the earlier version that still runs
+// on the directory holds the spool's lock: its spool is not taken over
+// under it.
 func (s *Store) migrateSpool() (int, error) {
+	unlock, err := lockSpool(s.o.Dir)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
 	data, err := os.ReadFile(filepath.Join(s.o.Dir, spoolLog))
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
@@ -43,11 +53,11 @@ func (s *Store) migrateSpool() (int, error) {
 	if len(entries) > 0 {
 		// The old spool was bounded by its own size; the queue takes what
 		// it held even past MaxQueueBytes rather than lose it.
-		ok, err := s.enqueue(entries, nil, math.MaxInt64)
+		res, err := s.enqueue(entries, nil, math.MaxInt64)
 		if err != nil {
 			return 0, err
 		}
-		for _, t := range ok {
+		for _, t := range res.Taken {
 			if t {
 				taken++
 			}
@@ -59,6 +69,39 @@ func (s *Store) migrateSpool() (int, error) {
 		}
 	}
 	return taken, nil
+}
+
+// spoolLockWait is how long an earlier version's process may take to let
+// go of its spool (an upgrade that stops it just before starting this one).
+const spoolLockWait = time.Second
+
+// lockSpool takes the layout-1 spool's lock, as its own code did (flock,
+// exclusive), when there is one: the earlier version held it for as long
+// as it ran.
+func lockSpool(dir string) (unlock func(), err error) {
+	path := filepath.Join(dir, spoolLock)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return func() {}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	for deadline := time.Now().Add(spoolLockWait); ; {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: a process of an earlier version still holds the spool in %s (its lock, %s): stop it first", ErrInUse, dir, path)
+		}
+		return nil, fmt.Errorf("locking the old spool %s: %v", path, err)
+	}
+	return func() { f.Close() }, nil
 }
 
 // readSpool reads the records after offset, up to the first that is torn,

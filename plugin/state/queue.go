@@ -9,6 +9,7 @@ import (
 	"github.com/tinylib/msgp/msgp"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/idkey"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
 )
 
@@ -34,6 +35,12 @@ type Entry struct {
 	Body []byte
 }
 
+// dbKey is the key an alert key is stored under: record content decides
+// alert keys (an eventID can be 40,000 characters), bbolt refuses keys
+// over 32 KiB, and one key it refuses would fail every transaction that
+// carries it.
+func dbKey(key string) []byte { return []byte(idkey.Bounded(key, idkey.Max)) }
+
 func (e *Entry) encode() []byte {
 	b := msgp.AppendArrayHeader(nil, 4)
 	b = msgp.AppendInt(b, int(e.Kind))
@@ -53,11 +60,10 @@ func decodeEntry(seq uint64, b []byte) (Entry, error) {
 		return e, err
 	}
 	e.Kind = Kind(kind)
-	if len(b) < 10 || b[0] != 0xd7 || b[1] != value.EventTimeExt {
-		return e, errors.New("queue entry without a time")
+	if e.Time, b, err = readTime(b); err != nil {
+		return e, err
 	}
-	e.Time = time.Unix(int64(binary.BigEndian.Uint32(b[2:])), int64(binary.BigEndian.Uint32(b[6:])))
-	if e.Key, b, err = msgp.ReadStringBytes(b[10:]); err != nil {
+	if e.Key, b, err = msgp.ReadStringBytes(b); err != nil {
 		return e, err
 	}
 	// ReadBytesBytes copies: the entry outlives the transaction.
@@ -65,37 +71,62 @@ func decodeEntry(seq uint64, b []byte) (Entry, error) {
 	return e, err
 }
 
-// Enqueue appends the entries not already known (queued or delivered) to
-// the queue and keeps the lifecycle's changes (nil: none), in one
-// transaction, and reports which entries it took. It is ErrFull, taking
-// nothing, when they do not fit in MaxQueueBytes.
-func (s *Store) Enqueue(entries []Entry, ch *Changes) ([]bool, error) {
-	return s.enqueue(entries, ch, s.o.MaxQueueBytes)
+func readTime(b []byte) (time.Time, []byte, error) {
+	if len(b) < 10 || b[0] != 0xd7 || b[1] != value.EventTimeExt {
+		return time.Time{}, b, errors.New("entry without a time")
+	}
+	return time.Unix(int64(binary.BigEndian.Uint32(b[2:])), int64(binary.BigEndian.Uint32(b[6:]))), b[10:], nil
 }
 
-func (s *Store) enqueue(entries []Entry, ch *Changes, maxBytes int64) (taken []bool, err error) {
-	taken = make([]bool, len(entries))
+// Enqueued says what Enqueue did with each entry.
+type Enqueued struct {
+	// Taken marks the entries stored now; the others were known before
+	// (queued, delivered or set aside), or not stored for lack of room.
+	Taken []bool
+	// Full is the first entry that did not fit in what MaxQueueBytes leaves:
+	// it and the later ones were not stored (they may be next time, once
+	// the sender has made room). len(entries) when every entry fit.
+	Full int
+	// TooBig are entries larger than MaxQueueBytes alone: never stored, and
+	// passed over so that they do not keep the others out.
+	TooBig []int
+}
+
+// Enqueue appends the entries not already known to the queue, in order,
+// as long as they fit in MaxQueueBytes (a chunk's alerts can be more than
+// the queue holds: they are stored in parts), and keeps the lifecycle's
+// changes, in one transaction. changes (nil: none) is called inside it
+// with Enqueued.Full, so that what is kept about the alerts matches the
+// alerts kept.
+func (s *Store) Enqueue(entries []Entry, changes func(full int) *Changes) (Enqueued, error) {
+	return s.enqueue(entries, changes, s.o.MaxQueueBytes)
+}
+
+func (s *Store) enqueue(entries []Entry, changes func(full int) *Changes, maxBytes int64) (res Enqueued, err error) {
 	err = s.update(func(tx *bolt.Tx) error {
-		if err := ch.apply(tx); err != nil {
-			return err
-		}
-		q, pending, delivered, meta := tx.Bucket(bucketQueue), tx.Bucket(bucketPending), tx.Bucket(bucketDelivered), tx.Bucket(bucketMeta)
+		res = Enqueued{Taken: make([]bool, len(entries)), Full: len(entries)}
+		q, pending, meta := tx.Bucket(bucketQueue), tx.Bucket(bucketPending), tx.Bucket(bucketMeta)
 		size := int64(getU64(meta, keyQueueBytes))
 		for i := range entries {
 			e := &entries[i]
-			k := []byte(e.Key)
-			if pending.Get(k) != nil || delivered.Get(k) != nil {
+			k := dbKey(e.Key)
+			if known(tx, k) {
 				continue
+			}
+			v := e.encode()
+			if int64(len(v)) > maxBytes {
+				res.TooBig = append(res.TooBig, i)
+				continue
+			}
+			if size+int64(len(v)) > maxBytes {
+				res.Full = i
+				break
 			}
 			seq, err := q.NextSequence()
 			if err != nil {
 				return err
 			}
 			e.Seq = seq
-			v := e.encode()
-			if size += int64(len(v)); size > maxBytes {
-				return ErrFull
-			}
 			if err := q.Put(u64(seq), v); err != nil {
 				return err
 			}
@@ -105,14 +136,25 @@ func (s *Store) enqueue(entries []Entry, ch *Changes, maxBytes int64) (taken []b
 			if err := addU64(meta, keyQueueN, 1); err != nil {
 				return err
 			}
-			taken[i] = true
+			size += int64(len(v))
+			res.Taken[i] = true
+		}
+		if changes != nil {
+			if err := changes(res.Full).apply(tx); err != nil {
+				return err
+			}
 		}
 		return meta.Put(keyQueueBytes, u64(uint64(size)))
 	})
 	if err != nil {
-		clear(taken)
+		res = Enqueued{Taken: make([]bool, len(entries))}
 	}
-	return taken, err
+	return res, err
+}
+
+// known reports whether the stored key k is queued, delivered or set aside.
+func known(tx *bolt.Tx, k []byte) bool {
+	return tx.Bucket(bucketPending).Get(k) != nil || tx.Bucket(bucketDelivered).Get(k) != nil || tx.Bucket(bucketDead).Get(k) != nil
 }
 
 // Head returns the oldest entries, at most max of them and about maxBytes
@@ -147,42 +189,46 @@ func (s *Store) Head(max int, maxBytes int) ([]Entry, error) {
 func (s *Store) Delivered(entries []Entry) error {
 	now := s.o.Now()
 	return s.update(func(tx *bolt.Tx) error {
-		q, pending, delivered, order, meta := tx.Bucket(bucketQueue), tx.Bucket(bucketPending), tx.Bucket(bucketDelivered), tx.Bucket(bucketOrder), tx.Bucket(bucketMeta)
-		size := int64(getU64(meta, keyQueueBytes))
+		delivered, order, meta := tx.Bucket(bucketDelivered), tx.Bucket(bucketOrder), tx.Bucket(bucketMeta)
 		for _, e := range entries {
-			if v := q.Get(u64(e.Seq)); v != nil {
-				size -= int64(len(v))
-				if err := q.Delete(u64(e.Seq)); err != nil {
-					return err
-				}
-				if err := addU64(meta, keyQueueN, -1); err != nil {
-					return err
-				}
-			}
-			if err := pending.Delete([]byte(e.Key)); err != nil {
+			if err := unqueue(tx, e); err != nil {
 				return err
 			}
-			if err := s.remember(delivered, order, meta, e.Key, now, e.Seq); err != nil {
+			if err := s.remember(delivered, order, meta, dbKey(e.Key), now, e.Seq); err != nil {
 				return err
 			}
-		}
-		if err := meta.Put(keyQueueBytes, u64(uint64(max(size, 0)))); err != nil {
-			return err
 		}
 		return s.forget(delivered, order, meta, now)
 	})
 }
 
-// remember records key as delivered at now.
-func (s *Store) remember(delivered, order, meta *bolt.Bucket, key string, now time.Time, seq uint64) error {
-	if delivered.Get([]byte(key)) != nil {
+// unqueue takes e off the queue, keeping the queue's count and bytes.
+func unqueue(tx *bolt.Tx, e Entry) error {
+	q, meta := tx.Bucket(bucketQueue), tx.Bucket(bucketMeta)
+	if v := q.Get(u64(e.Seq)); v != nil {
+		if err := q.Delete(u64(e.Seq)); err != nil {
+			return err
+		}
+		if err := addU64(meta, keyQueueN, -1); err != nil {
+			return err
+		}
+		if err := addU64(meta, keyQueueBytes, -int64(len(v))); err != nil {
+			return err
+		}
+	}
+	return tx.Bucket(bucketPending).Delete(dbKey(e.Key))
+}
+
+// remember records the stored key k as delivered at now.
+func (s *Store) remember(delivered, order, meta *bolt.Bucket, k []byte, now time.Time, seq uint64) error {
+	if delivered.Get(k) != nil {
 		return nil
 	}
 	ok := orderKey(now, seq)
-	if err := order.Put(ok, []byte(key)); err != nil {
+	if err := order.Put(ok, k); err != nil {
 		return err
 	}
-	if err := delivered.Put([]byte(key), ok); err != nil {
+	if err := delivered.Put(k, ok); err != nil {
 		return err
 	}
 	return addU64(meta, keyDeliveredN, 1)
@@ -214,16 +260,15 @@ func (s *Store) forget(delivered, order, meta *bolt.Bucket, now time.Time) error
 	return meta.Put(keyDeliveredN, u64(n))
 }
 
-// Known reports whether key is queued or was delivered (and not yet
-// forgotten).
+// Known reports whether key is queued, was delivered (and not yet
+// forgotten) or was set aside.
 func (s *Store) Known(key string) (bool, error) {
-	known := false
+	found := false
 	err := s.view(func(tx *bolt.Tx) error {
-		k := []byte(key)
-		known = tx.Bucket(bucketPending).Get(k) != nil || tx.Bucket(bucketDelivered).Get(k) != nil
+		found = known(tx, dbKey(key))
 		return nil
 	})
-	return known, err
+	return found, err
 }
 
 // Pending is how many alerts wait in the queue and their bytes.

@@ -27,12 +27,8 @@ const Layout = 2
 // FileName is the database's name inside State_Dir.
 const FileName = "state.db"
 
-var (
-	// ErrFull is returned when the queue holds MaxQueueBytes.
-	ErrFull = errors.New("the state store's queue is full")
-	// ErrInUse is returned by Open when another instance holds the store.
-	ErrInUse = errors.New("in use by another instance (give each instance its own State_Dir)")
-)
+// ErrInUse is returned by Open when another instance holds the store.
+var ErrInUse = errors.New("in use by another instance (give each instance its own State_Dir)")
 
 var (
 	bucketMeta      = []byte("meta")
@@ -42,25 +38,37 @@ var (
 	bucketOrder     = []byte("delivered_order")
 	// The lifecycle's cases (watched keys, their windows and timers).
 	bucketWatch = []byte("watch")
+	// Alerts a receiver refused for good, set aside: alert key -> Dead, and
+	// set-aside order key -> alert key, for their TTL.
+	bucketDead      = []byte("dead_letter")
+	bucketDeadOrder = []byte("dead_letter_order")
 
 	allBuckets = [][]byte{bucketMeta, bucketQueue, bucketPending, bucketDelivered, bucketOrder, bucketWatch}
+	// addedBuckets came after layout 2 was first written: a store without
+	// them gets them, and an earlier version passes them over.
+	addedBuckets = [][]byte{bucketDead, bucketDeadOrder}
 
 	keyLayout      = []byte("layout")
 	keyQueueBytes  = []byte("queue_bytes")
 	keyQueueN      = []byte("queue_count")
 	keyDeliveredN  = []byte("delivered_count")
 	keyWatermark   = []byte("watermark")
+	keyDeadN       = []byte("dead_letter_count")
+	keyDeadBytes   = []byte("dead_letter_bytes")
 	errLayoutWrong = errors.New("layout")
 )
 
 // Options configure a Store.
 type Options struct {
 	Dir string
-	// MaxQueueBytes bounds the undelivered alerts; Enqueue past it is ErrFull.
+	// MaxQueueBytes bounds the undelivered alerts (Enqueue takes what fits),
+	// and apart from them the alerts set aside.
 	MaxQueueBytes int64
 	// DedupMax and DedupTTL bound the delivered keys: the oldest go first.
 	DedupMax int
 	DedupTTL time.Duration
+	// DeadLetterTTL is how long an alert set aside is kept.
+	DeadLetterTTL time.Duration
 	// Now is the wall clock (tests pass their own).
 	Now func() time.Time
 }
@@ -78,6 +86,11 @@ type Report struct {
 	MovedAside, Reason string
 	// Migrated counts alerts taken over from a Spool_Dir of layout 1.
 	Migrated int
+	// Before and After are the file's sizes before and after compaction
+	// (equal when there was none); CompactError says why it failed (the
+	// store is then used as it was).
+	Before, After int64
+	CompactError  error
 }
 
 // Open opens (creating them) State_Dir and its store. A store that is
@@ -109,10 +122,18 @@ func Open(o Options) (*Store, Report, error) {
 		}
 	}
 	s := &Store{o: o, db: db, path: path}
+	rep.Before, rep.After, rep.CompactError = s.compactIfSparse()
+	if err := s.update(func(tx *bolt.Tx) error { return s.purgeDead(tx, o.Now()) }); err != nil {
+		s.db.Close()
+		return nil, rep, err
+	}
 	n, err := s.migrateSpool()
 	rep.Migrated = n
 	if err != nil {
-		db.Close()
+		s.db.Close()
+		if errors.Is(err, ErrInUse) {
+			return nil, rep, err
+		}
 		return nil, rep, fmt.Errorf("taking over the alerts of the old spool: %v", err)
 	}
 	return s, rep, nil
@@ -204,7 +225,7 @@ func initialise(db *bolt.DB) error {
 			if !empty {
 				return fmt.Errorf("%w: not a cloudtrail_quarantine store (no meta bucket)", errLayoutWrong)
 			}
-			for _, name := range allBuckets {
+			for _, name := range append(allBuckets, addedBuckets...) {
 				if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 					return err
 				}
@@ -217,6 +238,11 @@ func initialise(db *bolt.DB) error {
 		for _, name := range allBuckets {
 			if tx.Bucket(name) == nil {
 				return fmt.Errorf("%w: bucket %s missing", errLayoutWrong, name)
+			}
+		}
+		for _, name := range addedBuckets {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -277,6 +303,7 @@ func getU64(b *bolt.Bucket, k []byte) uint64 {
 	return 0
 }
 
+// addU64 adds delta to a count, which never goes below 0.
 func addU64(b *bolt.Bucket, k []byte, delta int64) error {
-	return b.Put(k, u64(uint64(int64(getU64(b, k))+delta)))
+	return b.Put(k, u64(uint64(max(int64(getU64(b, k))+delta, 0))))
 }

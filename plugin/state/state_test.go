@@ -56,8 +56,8 @@ func keys(es []Entry) []string {
 func TestQueueOrderDeliveryAndRestart(t *testing.T) {
 	dir := t.TempDir()
 	s, _ := open(t, options(dir))
-	if taken, err := s.Enqueue(entries("a", 5), nil); err != nil || slices.Contains(taken, false) {
-		t.Fatalf("taken %v: %v", taken, err)
+	if res, err := s.Enqueue(entries("a", 5), nil); err != nil || slices.Contains(res.Taken, false) || res.Full != 5 {
+		t.Fatalf("enqueued %+v: %v", res, err)
 	}
 	head, err := s.Head(3, 1<<20)
 	if err != nil || !slices.Equal(keys(head), []string{"a-000", "a-001", "a-002"}) {
@@ -70,9 +70,9 @@ func TestQueueOrderDeliveryAndRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Queued and delivered keys are both known: neither is taken again.
-	taken, err := s.Enqueue(append(entries("a", 5), entries("b", 1)...), nil)
-	if err != nil || !slices.Equal(taken, []bool{false, false, false, false, false, true}) {
-		t.Fatalf("taken %v: %v", taken, err)
+	res, err := s.Enqueue(append(entries("a", 5), entries("b", 1)...), nil)
+	if err != nil || !slices.Equal(res.Taken, []bool{false, false, false, false, false, true}) {
+		t.Fatalf("taken %v: %v", res.Taken, err)
 	}
 	s.Close()
 
@@ -104,19 +104,39 @@ func TestHeadIsBoundedByBytes(t *testing.T) {
 	}
 }
 
-func TestFullQueueTakesNothing(t *testing.T) {
+// A queue that cannot take them all takes what fits, in order, and says
+// where it stopped; the rest fits once the sender has made room. An entry
+// bigger than the whole queue is passed over, not in the others' way.
+func TestFullQueueTakesWhatFits(t *testing.T) {
 	o := options(t.TempDir())
 	o.MaxQueueBytes = 200
 	s, _ := open(t, o)
-	taken, err := s.Enqueue(entries("a", 10), nil)
-	if !errors.Is(err, ErrFull) || slices.Contains(taken, true) {
-		t.Fatalf("taken %v: %v", taken, err)
+	es := entries("a", 10) // about 40 bytes each
+	sawFull := -1
+	res, err := s.Enqueue(es, func(full int) *Changes { sawFull = full; return nil })
+	if err != nil || res.Full == 0 || res.Full >= 10 || sawFull != res.Full || len(res.TooBig) != 0 {
+		t.Fatalf("enqueued %+v (changes saw %d): %v", res, sawFull, err)
 	}
-	if n, _, _ := s.Pending(); n != 0 {
-		t.Fatalf("%d entries of a refused batch were queued", n)
+	for i, taken := range res.Taken {
+		if taken != (i < res.Full) {
+			t.Fatalf("taken %v: not the first %d", res.Taken, res.Full)
+		}
 	}
-	if _, err := s.Enqueue(entries("b", 1), nil); err != nil {
-		t.Fatalf("one small entry: %v", err)
+	head, _ := s.Head(100, 1<<20)
+	if err := s.Delivered(head); err != nil {
+		t.Fatal(err)
+	}
+	// The same chunk again: the stored part is known, the rest follows.
+	first := res.Full
+	res, err = s.Enqueue(es, nil)
+	if err != nil || res.Full != 10 || slices.Contains(res.Taken[:first], true) || slices.Contains(res.Taken[first:], false) {
+		t.Fatalf("second part: %+v: %v", res, err)
+	}
+
+	big := Entry{Time: t0, Key: "big", Kind: Alert, Body: make([]byte, 300)}
+	res, err = s.Enqueue(append([]Entry{big}, entries("c", 1)...), nil)
+	if err != nil || !slices.Equal(res.TooBig, []int{0}) || !slices.Equal(res.Taken, []bool{false, true}) {
+		t.Fatalf("an entry bigger than the queue: %+v: %v", res, err)
 	}
 }
 
@@ -326,12 +346,13 @@ func TestCasesAndWatermark(t *testing.T) {
 	o.MaxQueueBytes = 200
 	s, _ := open(t, o)
 	ch := &Changes{Cases: map[string][]byte{"key:AKIA1": []byte("one"), "key:AKIA2": []byte("two")}, Watermark: 42}
-	if _, err := s.Enqueue(entries("a", 1), ch); err != nil {
+	if _, err := s.Enqueue(entries("a", 1), func(int) *Changes { return ch }); err != nil {
 		t.Fatal(err)
 	}
-	// Too big for the queue: neither the alerts nor the cases are kept.
-	if _, err := s.Enqueue(entries("b", 10), &Changes{Cases: map[string][]byte{"key:AKIA3": []byte("three")}, Watermark: 43}); !errors.Is(err, ErrFull) {
-		t.Fatalf("full queue: %v", err)
+	// A transaction that fails keeps neither the alerts nor the cases.
+	bad := &Changes{Cases: map[string][]byte{"key:AKIA3": []byte("three"), "": []byte("no id")}, Watermark: 43}
+	if _, err := s.Enqueue(entries("b", 1), func(int) *Changes { return bad }); err == nil {
+		t.Fatal("a case without an id was kept")
 	}
 	if err := s.Save(&Changes{Deleted: []string{"key:AKIA1"}, Watermark: 44}); err != nil {
 		t.Fatal(err)
@@ -342,5 +363,8 @@ func TestCasesAndWatermark(t *testing.T) {
 	wm, err := s2.Cases(func(id string, b []byte) error { got[id] = string(b); return nil })
 	if err != nil || wm != 44 || len(got) != 1 || got["key:AKIA2"] != "two" {
 		t.Fatalf("cases %v, watermark %d: %v", got, wm, err)
+	}
+	if known, _ := s2.Known("b-000"); known {
+		t.Fatal("the alert of the failed transaction was kept")
 	}
 }

@@ -21,12 +21,12 @@ func (ch *Changes) apply(tx *bolt.Tx) error {
 	}
 	w := tx.Bucket(bucketWatch)
 	for id, b := range ch.Cases {
-		if err := w.Put([]byte(id), b); err != nil {
+		if err := w.Put(dbKey(id), b); err != nil {
 			return err
 		}
 	}
 	for _, id := range ch.Deleted {
-		if err := w.Delete([]byte(id)); err != nil {
+		if err := w.Delete(dbKey(id)); err != nil {
 			return err
 		}
 	}
@@ -39,7 +39,8 @@ func (s *Store) Save(ch *Changes) error {
 }
 
 // Cases calls fn with every kept case (the bytes are only valid during
-// the call) and returns the watermark.
+// the call; id is as stored, the case's own id when it was short enough)
+// and returns the watermark.
 func (s *Store) Cases(fn func(id string, b []byte) error) (watermark int64, err error) {
 	err = s.view(func(tx *bolt.Tx) error {
 		if v := tx.Bucket(bucketMeta).Get(keyWatermark); len(v) == 8 {
