@@ -50,6 +50,9 @@ func (l *Lines) Batches(alerts []Alert) [][]Alert {
 	return [][]Alert{alerts}
 }
 
+// Fits: a local write has no size limit.
+func (l *Lines) Fits(Alert) bool { return true }
+
 // Deliver writes the whole batch with one write, so concurrent writers
 // (other instances, Fluent Bit's own stdout output) cannot split a line.
 // A local write has no receiver to wait for: ctx is not consulted.

@@ -84,6 +84,11 @@ func (s *Sink) Batches(alerts []sink.Alert) [][]sink.Alert {
 	return sink.Cut(alerts, s.o.MaxBatchBytes-messageOverhead(s.o.Tag), entrySize)
 }
 
+// Fits says whether the alert fits in a message of MaxBatchBytes alone.
+func (s *Sink) Fits(a sink.Alert) bool {
+	return entrySize(a) <= s.o.MaxBatchBytes-messageOverhead(s.o.Tag)
+}
+
 // entrySize is what one alert adds to a message: [time, record].
 func entrySize(a sink.Alert) int { return 1 + eventTimeSize + len(a.Doc) }
 
@@ -97,6 +102,13 @@ func messageOverhead(tag string) int { return 5 + 5 + len(tag) + 5 + 64 }
 func (s *Sink) Deliver(ctx context.Context, alerts []sink.Alert) error {
 	if len(alerts) == 0 {
 		return nil
+	}
+	if len(alerts) == 1 && !s.Fits(alerts[0]) {
+		// in_forward closes the connection on a message past its
+		// buffer_max_size, without a word: sent, it would look like a
+		// receiver that went away, for ever.
+		return &sink.RefusedError{Final: true, Reason: fmt.Sprintf("forward: the alert alone makes a message of %d bytes, more than the largest the receiver takes (%d)",
+			entrySize(alerts[0])+messageOverhead(s.o.Tag), s.o.MaxBatchBytes)}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

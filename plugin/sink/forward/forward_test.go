@@ -36,7 +36,7 @@ func alerts(prefix string, n int) []sink.Alert {
 // deliver sends a batch in the batches the sink cuts, as the plugin does,
 // and insists that success means every alert arrived.
 func deliver(s *forward.Sink, alerts []sink.Alert) error {
-	n, err := sink.Send(context.Background(), s, alerts, func([]sink.Alert) error { return nil })
+	n, err := sink.Send(context.Background(), s, alerts, sink.Handler{Done: func([]sink.Alert) error { return nil }, Refused: refusedIsAnError})
 	if err == nil && n != len(alerts) {
 		return fmt.Errorf("delivered %d of %d without an error", n, len(alerts))
 	}
@@ -505,6 +505,29 @@ func TestBatchesFitTheReceiver(t *testing.T) {
 	}
 }
 
+// An alert that alone makes a message larger than the receiver takes is
+// refused for good without being sent (in_forward would close the
+// connection on it, which looks like a receiver going away, for ever); the
+// alerts around it go.
+func TestOversizeAlertIsRefused(t *testing.T) {
+	srv := forwardrecv.Start(t, forwardrecv.Options{BufferMaxSize: 4096})
+	s, _ := forward.New(forward.Options{Network: "tcp", Address: srv.Addr(), Tag: "t", Timeout: time.Second, MaxBatchBytes: 4096})
+	defer s.Close()
+	as := bigAlerts("o", 3, 100)
+	as[1] = bigAlerts("huge", 1, 5000)[0]
+	var refused []sink.Refusal
+	n, err := sink.Send(context.Background(), s, as, sink.Handler{
+		Done:    func([]sink.Alert) error { return nil },
+		Refused: func(r sink.Refusal) error { refused = append(refused, r); return nil },
+	})
+	if err != nil || n != 2 || len(refused) != 1 || !refused[0].Final || !strings.Contains(refused[0].Reason, "more than the largest the receiver takes (4096)") {
+		t.Fatalf("%d delivered, refused %+v: %v", n, refused, err)
+	}
+	if srv.Oversized() != 0 || len(srv.Entries()) != 2 {
+		t.Fatalf("the receiver saw %d oversized messages, %d entries", srv.Oversized(), len(srv.Entries()))
+	}
+}
+
 // When a later message fails, Deliver says how many alerts the earlier
 // ones carried, so exactly those count as delivered.
 func TestPartialDeliveryIsCounted(t *testing.T) {
@@ -517,7 +540,7 @@ func TestPartialDeliveryIsCounted(t *testing.T) {
 	many := bigAlerts("p", 30, 100)
 	s, _ := forward.New(forward.Options{Network: "tcp", Address: srv.ln.Addr().String(), Tag: "t", Timeout: time.Second, MaxBatchBytes: 1200})
 	defer s.Close()
-	n, err := sink.Send(context.Background(), s, many, func([]sink.Alert) error { return nil })
+	n, err := sink.Send(context.Background(), s, many, sink.Handler{Done: func([]sink.Alert) error { return nil }, Refused: refusedIsAnError})
 	if err == nil || n == 0 || n >= len(many) {
 		t.Fatalf("delivered %d of %d: %v", n, len(many), err)
 	}
@@ -543,3 +566,6 @@ func TestContextEndsTheWait(t *testing.T) {
 		t.Fatal("delivered past the context's deadline without an ack")
 	}
 }
+
+// refusedIsAnError makes a refusal stop Send, for tests that expect none.
+func refusedIsAnError(r sink.Refusal) error { return fmt.Errorf("refused %s: %s", r.Alert.Key, r.Reason) }

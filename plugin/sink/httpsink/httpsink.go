@@ -15,10 +15,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/idkey"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/sink"
 )
@@ -80,7 +82,11 @@ func New(o Options) (*Sink, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = o.TLS
-	return &Sink{o: o, client: &http.Client{Timeout: o.Timeout, Transport: tr}, safeURL: Redact(u)}, nil
+	// A redirect is never followed: a 302 turns the POST into a bodiless
+	// GET whose 200 would count the alerts delivered, and a 307 to another
+	// scheme or host would carry the body and the credentials there.
+	noRedirects := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &Sink{o: o, client: &http.Client{Timeout: o.Timeout, Transport: tr, CheckRedirect: noRedirects}, safeURL: Redact(u)}, nil
 }
 
 // Redact writes u without its user-info (user and password) for logs.
@@ -103,11 +109,16 @@ func (s *Sink) Close() error {
 func (s *Sink) Batches(alerts []sink.Alert) [][]sink.Alert {
 	var scratch []byte
 	return sink.Cut(alerts, s.o.MaxBatchBytes-s.closing(), func(a sink.Alert) int {
-		// A part's size is the part itself (escapes make it hard to count);
-		// a first part is as long as any other: '[' instead of ','.
 		scratch = s.appendPart(scratch[:0], a, false)
 		return len(scratch)
 	})
+}
+
+// Fits says whether the alert alone makes a body of at most
+// MaxBatchBytes. A part's size is the part itself (escapes make it hard to
+// count); a first part is as long as any other: '[' instead of ','.
+func (s *Sink) Fits(a sink.Alert) bool {
+	return len(s.appendPart(nil, a, false)) <= s.o.MaxBatchBytes-s.closing()
 }
 
 // Deliver posts the batch as one request; only a 2xx answer (and, for
@@ -115,6 +126,10 @@ func (s *Sink) Batches(alerts []sink.Alert) [][]sink.Alert {
 func (s *Sink) Deliver(ctx context.Context, alerts []sink.Alert) error {
 	if len(alerts) == 0 {
 		return nil
+	}
+	if len(alerts) == 1 && !s.Fits(alerts[0]) {
+		return &sink.RefusedError{Final: true, Reason: fmt.Sprintf("http %s: the alert alone makes a body of %d bytes, more than the largest allowed (%d)",
+			s.safeURL, len(s.appendPart(nil, alerts[0], true))+s.closing(), s.o.MaxBatchBytes)}
 	}
 	var b []byte
 	for i, a := range alerts {
@@ -154,15 +169,67 @@ func (s *Sink) Deliver(ctx context.Context, alerts []sink.Alert) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		answer, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
-		// One log line, whatever the answer's layout.
-		return fmt.Errorf("http %s: %s: %s", s.safeURL, resp.Status, strings.Join(strings.Fields(string(answer)), " "))
+		return s.failed(resp)
 	}
 	if s.o.Format == ESBulk {
-		return bulkErrors(resp.Body)
+		return bulkErrors(resp.Body, alerts)
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // keeps the connection reusable
 	return nil
+}
+
+// failed turns an answer other than 2xx into the error that says what
+// a retry can do about it.
+func (s *Sink) failed(resp *http.Response) error {
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
+	// One log line, whatever the answer's layout.
+	err := fmt.Errorf("http %s: %s: %s", s.safeURL, resp.Status, strings.Join(strings.Fields(string(answer)), " "))
+	switch code := resp.StatusCode; {
+	case code/100 == 3:
+		return fmt.Errorf("http %s: %s, to %s: redirects are not followed (set HTTP_URL to the address that answers)", s.safeURL, resp.Status, location(resp))
+	case code/100 == 4 && !endpointErrors[code]:
+		return &sink.RefusedError{Reason: err.Error()}
+	}
+	if after := retryAfter(resp.Header.Get("Retry-After"), time.Now()); after > 0 {
+		return &sink.RetryAfterError{Err: err, After: after}
+	}
+	return err
+}
+
+// endpointErrors are the 4xx answers about the endpoint, the credentials
+// or the moment, not about the alerts sent: every alert would get the
+// same, so they are retried, never held against an alert.
+var endpointErrors = map[int]bool{
+	http.StatusUnauthorized: true, http.StatusPaymentRequired: true, http.StatusForbidden: true, http.StatusNotFound: true,
+	http.StatusMethodNotAllowed: true, http.StatusProxyAuthRequired: true, http.StatusRequestTimeout: true, http.StatusGone: true,
+	http.StatusMisdirectedRequest: true, http.StatusUpgradeRequired: true, http.StatusTooManyRequests: true,
+	http.StatusRequestHeaderFieldsTooLarge: true, http.StatusUnavailableForLegalReasons: true,
+}
+
+// location is where a redirect points, without its query and fragment
+// (they may carry tokens) or user-info.
+func location(resp *http.Response) string {
+	loc, err := resp.Location()
+	if err != nil {
+		return "(no usable Location)"
+	}
+	loc.RawQuery, loc.ForceQuery, loc.Fragment, loc.RawFragment = "", false, "", ""
+	return Redact(loc)
+}
+
+// retryAfter reads a Retry-After header (seconds, or an HTTP date) as a
+// wait from now; 0 when there is none.
+func retryAfter(v string, now time.Time) time.Duration {
+	if v = strings.TrimSpace(v); v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		return time.Duration(max(min(secs, int64(24*time.Hour/time.Second)), 0)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0)
+	}
+	return 0
 }
 
 // closing is what body adds after the last part.
@@ -205,7 +272,7 @@ func (s *Sink) appendPart(b []byte, a sink.Alert, first bool) []byte {
 			b = append(b, ',')
 		}
 		b = append(b, `"_id":`...)
-		b = value.AppendJSONString(b, a.Key)
+		b = value.AppendJSONString(b, bulkID(a.Key))
 		b = append(b, "}}\n"...)
 		b = append(b, a.Doc...)
 		return append(b, '\n')
@@ -221,9 +288,14 @@ func appendField(b []byte, k, v string) []byte {
 	return value.AppendJSONString(b, v)
 }
 
+// bulkID is the document _id of an alert: its key, or the key's head and
+// digest when the key is longer than the 512 bytes Elasticsearch takes.
+func bulkID(key string) string { return idkey.Bounded(key, idkey.Max) }
+
 // bulkResult is one item of a bulk response.
 type bulkResult struct {
-	Status int `json:"status"`
+	ID     string `json:"_id"`
+	Status int    `json:"status"`
 	Error  struct {
 		Type   string `json:"type"`
 		Reason string `json:"reason"`
@@ -231,17 +303,21 @@ type bulkResult struct {
 }
 
 // bulkErrors reads a bulk response, streaming: an answer for thousands of
-// alerts is long, and it is read whole, item by item, however long.
-// Items that were created, or that already existed (409: an earlier
-// attempt got through), are delivered; any other failure fails the batch,
-// which is safe to send again.
-func bulkErrors(r io.Reader) error {
+// alerts is long, and it is read whole, item by item, however long. Each
+// item answers the alert at its place, whose _id it must name. Items that
+// were created, or that already existed (409: an earlier attempt got
+// through), are delivered; a 5xx item, or one of the endpointErrors (429:
+// the cluster is busy or out of disk), fails: a retry may fix it; any
+// other failed item is refused for good (a mapping error, say). An
+// alert without its item is not delivered.
+func bulkErrors(r io.Reader, alerts []sink.Alert) error {
 	dec := json.NewDecoder(r)
 	bad := func(err error) error { return fmt.Errorf("es_bulk: unreadable response: %v", err) }
 	if err := expectDelim(dec, '{'); err != nil {
 		return bad(err)
 	}
-	var failed error
+	items := &sink.ItemsError{Delivered: make([]bool, len(alerts)), Refused: make([]string, len(alerts))}
+	n := 0
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
@@ -257,14 +333,25 @@ func bulkErrors(r io.Reader) error {
 		if err := expectDelim(dec, '['); err != nil {
 			return bad(err)
 		}
-		for dec.More() {
+		for ; dec.More(); n++ {
 			var item map[string]bulkResult
 			if err := dec.Decode(&item); err != nil {
 				return bad(err)
 			}
+			if n >= len(alerts) || len(item) != 1 {
+				return bad(fmt.Errorf("item %d does not answer one of the %d actions sent", n+1, len(alerts)))
+			}
 			for _, res := range item {
-				if failed == nil && res.Status/100 != 2 && res.Status != http.StatusConflict {
-					failed = fmt.Errorf("es_bulk: item failed with %d %s: %s", res.Status, res.Error.Type, res.Error.Reason)
+				if want := bulkID(alerts[n].Key); res.ID != "" && res.ID != want {
+					return bad(fmt.Errorf("item %d is for _id %q, not the alert's %q", n+1, res.ID, want))
+				}
+				switch reason := fmt.Sprintf("es_bulk: item failed with %d %s: %s", res.Status, res.Error.Type, res.Error.Reason); {
+				case res.Status/100 == 2 || res.Status == http.StatusConflict:
+					items.Delivered[n] = true
+				case res.Status/100 == 4 && !endpointErrors[res.Status]:
+					items.Refused[n] = reason
+				case items.Err == nil:
+					items.Err = errors.New(reason)
 				}
 			}
 		}
@@ -275,7 +362,13 @@ func bulkErrors(r io.Reader) error {
 	if err := expectDelim(dec, '}'); err != nil {
 		return bad(err)
 	}
-	return failed
+	if n < len(alerts) && items.Err == nil {
+		items.Err = fmt.Errorf("es_bulk: the answer has %d items for %d actions: the rest are not known to be indexed", n, len(alerts))
+	}
+	if items.Err == nil && !slices.Contains(items.Delivered, false) {
+		return nil
+	}
+	return items
 }
 
 func expectDelim(dec *json.Decoder, want json.Delim) error {

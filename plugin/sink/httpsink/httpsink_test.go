@@ -61,7 +61,7 @@ func deliverAll(t *testing.T, o Options, as []sink.Alert) (int, error) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	return sink.Send(context.Background(), s, as, func([]sink.Alert) error { return nil })
+	return sink.Send(context.Background(), s, as, sink.Handler{Done: func([]sink.Alert) error { return nil }, Refused: refusedIsAnError})
 }
 
 func deliver(t *testing.T, o Options) error {
@@ -140,10 +140,10 @@ func TestSplunkHEC(t *testing.T) {
 }
 
 // Elasticsearch bulk: create actions with the alert key as _id, so a
-// re-sent alert is a 409 conflict, which counts as delivered; other item
-// failures and 429 fail the batch.
+// re-sent alert is a 409 conflict, which counts as delivered; an item
+// refused for its content is refused, a 429 fails the batch.
 func TestESBulk(t *testing.T) {
-	srv := newServer(t, 200, `{"took":3,"errors":false,"items":[{"create":{"_index":"alerts","_id":"x","status":201}},{"create":{"status":201}}]}`)
+	srv := newServer(t, 200, `{"took":3,"errors":false,"items":[{"create":{"_index":"alerts","_id":"aws.iam.quarantine_applied/e-1","status":201}},{"create":{"status":201}}]}`)
 	o := Options{URL: srv.URL + "/_bulk", Format: ESBulk, Timeout: time.Second, ESIndex: "cloudtrail-quarantine-alerts"}
 	if err := deliver(t, o); err != nil {
 		t.Fatal(err)
@@ -186,7 +186,7 @@ func TestBatchesStayUnderTheCap(t *testing.T) {
 	const limit = 10_000
 	for _, f := range []Format{JSON, NDJSON, SplunkHEC, ESBulk} {
 		t.Run(string(f), func(t *testing.T) {
-			srv := newServer(t, 200, `{"errors":false,"items":[]}`)
+			srv := newBulkServer(t, nil)
 			n, err := deliverAll(t, Options{URL: srv.URL, Format: f, Timeout: time.Second, MaxBatchBytes: limit}, many)
 			if err != nil || n != len(many) {
 				t.Fatalf("delivered %d: %v", n, err)
@@ -206,31 +206,81 @@ func TestBatchesStayUnderTheCap(t *testing.T) {
 			}
 		})
 	}
-	// One alert over the cap goes alone rather than never.
+	// An alert over the cap alone is refused for good, without a request
+	// (the receiver would refuse it), and the others go.
 	srv := newServer(t, 200, "")
-	if n, err := deliverAll(t, Options{URL: srv.URL, Format: NDJSON, Timeout: time.Second, MaxBatchBytes: 100}, many[:2]); err != nil || n != 2 || len(srv.bodies) != 2 {
-		t.Fatalf("oversized alerts: %d delivered in %d requests: %v", n, len(srv.bodies), err)
+	s, err := New(Options{URL: srv.URL, Format: NDJSON, Timeout: time.Second, MaxBatchBytes: 1100})
+	if err != nil {
+		t.Fatal(err)
 	}
+	big := sink.Alert{Key: "r/big", Doc: []byte(`{"pad":"` + strings.Repeat("x", 2000) + `"}`)}
+	var refused []sink.Refusal
+	n, err := sink.Send(context.Background(), s, []sink.Alert{many[0], big, many[1]}, sink.Handler{
+		Done:    func([]sink.Alert) error { return nil },
+		Refused: func(r sink.Refusal) error { refused = append(refused, r); return nil },
+	})
+	if err != nil || n != 2 || len(srv.bodies) != 2 || len(refused) != 1 || refused[0].Alert.Key != "r/big" || !refused[0].Final ||
+		!strings.Contains(refused[0].Reason, "more than the largest allowed (1100)") {
+		t.Fatalf("%d delivered in %d requests, refused %+v: %v", n, len(srv.bodies), refused, err)
+	}
+}
+
+// newBulkServer answers every request with one created item per action
+// line of an es_bulk body (with its _id), or, for other bodies, 200; refuse
+// picks _ids answered 400.
+func newBulkServer(t *testing.T, refuse func(id string) bool) *server {
+	s := &server{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		s.mu.Lock()
+		s.req, s.body = r, body
+		s.bodies = append(s.bodies, body)
+		s.mu.Unlock()
+		var items []string
+		for i, line := range strings.Split(strings.TrimSuffix(string(body), "\n"), "\n") {
+			var action struct {
+				Create struct {
+					ID string `json:"_id"`
+				} `json:"create"`
+			}
+			if i%2 != 0 || json.Unmarshal([]byte(line), &action) != nil || action.Create.ID == "" {
+				continue
+			}
+			id, _ := json.Marshal(action.Create.ID)
+			status := `"status":201`
+			if refuse != nil && refuse(action.Create.ID) {
+				status = `"status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse"}`
+			}
+			items = append(items, fmt.Sprintf(`{"create":{"_id":%s,%s}}`, id, status))
+		}
+		fmt.Fprintf(w, `{"errors":false,"items":[%s]}`, strings.Join(items, ","))
+	}))
+	t.Cleanup(s.Close)
+	return s
 }
 
 // A bulk answer is read whole, however long: an item that failed after
 // more than a megabyte of answer still fails the batch.
 func TestLongBulkAnswer(t *testing.T) {
 	var b strings.Builder
+	var many []sink.Alert
 	b.WriteString(`{"took":30,"errors":true,"items":[`)
 	for i := range 20000 {
-		fmt.Fprintf(&b, `{"create":{"_index":"cloudtrail-quarantine-alerts","_id":"aws.iam.quarantine_applied/%08d","_version":1,"result":"created","status":201}},`, i)
+		key := fmt.Sprintf("aws.iam.quarantine_applied/%08d", i)
+		many = append(many, sink.Alert{Key: key, Doc: []byte(`{}`)})
+		fmt.Fprintf(&b, `{"create":{"_index":"cloudtrail-quarantine-alerts","_id":"%s","_version":1,"result":"created","status":201}},`, key)
 	}
+	many = append(many, sink.Alert{Key: "last", Doc: []byte(`{}`)})
 	ok := b.String() + `{"create":{"status":409,"error":{"type":"version_conflict_engine_exception"}}}]}`
 	bad := b.String() + `{"create":{"status":400,"error":{"type":"mapper_parsing_exception","reason":"late failure"}}}]}`
 	if len(ok) < 2<<20 {
 		t.Fatalf("answer of %d bytes is not long", len(ok))
 	}
-	if err := deliver(t, Options{URL: newServer(t, 200, ok).URL, Format: ESBulk, Timeout: 5 * time.Second}); err != nil {
-		t.Fatalf("created and conflicting items: %v", err)
+	if n, err := deliverAll(t, Options{URL: newServer(t, 200, ok).URL, Format: ESBulk, Timeout: 5 * time.Second, MaxBatchBytes: 64 << 20}, many); err != nil || n != len(many) {
+		t.Fatalf("created and conflicting items: %d delivered: %v", n, err)
 	}
-	if err := deliver(t, Options{URL: newServer(t, 200, bad).URL, Format: ESBulk, Timeout: 5 * time.Second}); err == nil || !strings.Contains(err.Error(), "late failure") {
-		t.Fatalf("the last item failed: %v", err)
+	if n, err := deliverAll(t, Options{URL: newServer(t, 200, bad).URL, Format: ESBulk, Timeout: 5 * time.Second, MaxBatchBytes: 64 << 20}, many); n != len(many)-1 || err == nil || !strings.Contains(err.Error(), "late failure") {
+		t.Fatalf("the last item failed: %d delivered: %v", n, err)
 	}
 	if err := deliver(t, Options{URL: newServer(t, 200, `{"errors":false,"items":[{"create":`).URL, Format: ESBulk, Timeout: time.Second}); err == nil {
 		t.Fatal("a cut answer counted as delivered")
@@ -270,3 +320,6 @@ func TestContextEndsDelivery(t *testing.T) {
 		t.Fatalf("delivered: %v", err)
 	}
 }
+
+// refusedIsAnError makes a refusal stop Send, for tests that expect none.
+func refusedIsAnError(r sink.Refusal) error { return fmt.Errorf("refused %s: %s", r.Alert.Key, r.Reason) }
