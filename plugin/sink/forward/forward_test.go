@@ -568,4 +568,6 @@ func TestContextEndsTheWait(t *testing.T) {
 }
 
 // refusedIsAnError makes a refusal stop Send, for tests that expect none.
-func refusedIsAnError(r sink.Refusal) error { return fmt.Errorf("refused %s: %s", r.Alert.Key, r.Reason) }
+func refusedIsAnError(r sink.Refusal) error {
+	return fmt.Errorf("refused %s: %s", r.Alert.Key, r.Reason)
+}
