@@ -35,6 +35,9 @@ type Alert struct {
 	// Event is the original event (map[string]any, or value.Raw msgpack
 	// that may alias the scanned chunk); nil when not included.
 	Event any
+	// EventTruncated says the event was dropped from an alert too big for
+	// its receiver (Truncated); written only when true.
+	EventTruncated bool
 	// AccessKey is what the lifecycle knows of the exposed key; Use how
 	// many calls a use alert stands for. Nil when none.
 	AccessKey *rules.Key
@@ -183,7 +186,7 @@ func (r *RuleRef) fields(e encoder) {
 func (a *Alert) fields(e encoder) {
 	n := 13
 	for _, present := range []bool{a.Target.Type != "", a.Policy.Name != "", a.AccessKey != nil, a.Use != nil, len(a.lifecycle()) > 0,
-		a.ErrorCode != "", a.ErrorMessage != "", a.Event != nil} {
+		a.ErrorCode != "", a.ErrorMessage != "", a.Event != nil, a.EventTruncated} {
 		if present {
 			n++
 		}
@@ -221,7 +224,25 @@ func (a *Alert) fields(e encoder) {
 		e.key("event")
 		e.value(a.Event)
 	}
+	a.truncation(e)
 	e.end()
+}
+
+// Truncated is the alert without its original event, marked as such: what
+// is sent when the whole alert is more than its receiver takes. The event
+// goes first because it is the bulk of an alert and the fields keep what
+// it says that the rules read.
+func (a Alert) Truncated() Alert {
+	a.Event, a.EventTruncated = nil, true
+	return a
+}
+
+// truncation writes event_truncated when the event was dropped.
+func (a *Alert) truncation(e encoder) {
+	if a.EventTruncated {
+		e.key("event_truncated")
+		e.value(true)
+	}
 }
 
 // SizeHint is a buffer size that holds the encoded alert in most cases, so

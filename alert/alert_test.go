@@ -117,6 +117,9 @@ func TestDecodeRoundTrips(t *testing.T) {
 	for _, f := range sequence.Findings(t) {
 		all = append(all, alert.New(f, true))
 	}
+	for _, a := range all[:len(all)/2] {
+		all = append(all, a.Truncated())
+	}
 	checked := 0
 	for _, a := range all {
 		stored := a.AppendMsgpack(nil, alert.Native)
@@ -138,6 +141,50 @@ func TestDecodeRoundTrips(t *testing.T) {
 		if _, err := alert.Decode(bad, t0, "k"); err == nil {
 			t.Errorf("%x decoded", bad)
 		}
+	}
+}
+
+// An alert cut down for its receiver (Truncated) says so in every format,
+// where each format's schema allows it: event_truncated in the native
+// document, cloudtrail_quarantine.event_truncated in ECS,
+// unmapped.event_truncated in OCSF, each checked as the format's own tests
+// check it, and carries no event.
+func TestTruncatedAlertsSaySo(t *testing.T) {
+	ref := ecsReference(t)
+	var all []alert.Alert
+	for _, rule := range rules.Stateless() {
+		for _, ev := range corpus.Fixtures(t, rule.ID, "positive") {
+			all = append(all, alertsOf(t, fbchunk.AppendV2(nil, t0, nil, ev))...)
+		}
+	}
+	for _, f := range sequence.Findings(t) {
+		all = append(all, alert.New(f, true))
+	}
+	for _, full := range all {
+		a := full.Truncated()
+		if full.EventTruncated || a.Event != nil {
+			t.Fatal("Truncated changed the alert it was called on, or kept the event")
+		}
+		native := asJSON(t, a.AppendMsgpack(nil, alert.Native))
+		if native["event_truncated"] != true || native["event"] != nil {
+			t.Errorf("%s native: event_truncated %v, event %v", a.Key, native["event_truncated"], native["event"] != nil)
+		}
+		if fields := checkECS(t, ref, a); fields["cloudtrail_quarantine.event_truncated"] != true || fields["event.original"] != nil {
+			t.Errorf("%s ECS: %v", a.Key, fields["cloudtrail_quarantine.event_truncated"])
+		}
+		if doc := ocsfDoc(t, &a); at(doc, "unmapped", "event_truncated") != true || doc["raw_data"] != nil {
+			t.Errorf("%s OCSF: %v", a.Key, at(doc, "unmapped", "event_truncated"))
+		}
+		if full.Event != nil && len(a.AppendJSON(nil, alert.Native)) >= len(full.AppendJSON(nil, alert.Native)) {
+			t.Errorf("%s: the truncated alert is no smaller", a.Key)
+		}
+		// An alert that was not cut says nothing of it.
+		if doc := asJSON(t, full.AppendMsgpack(nil, alert.Native)); doc["event_truncated"] != nil {
+			t.Errorf("%s: event_truncated on a whole alert", a.Key)
+		}
+	}
+	if len(all) < 40 {
+		t.Fatalf("checked %d alerts", len(all))
 	}
 }
 

@@ -56,6 +56,10 @@ func Decode(b []byte, t time.Time, key string) (Alert, error) {
 			return readFields(v, map[string]*string{"name": &a.Policy.Name, "arn": &a.Policy.ARN, "version": &a.Policy.Version})
 		case "event":
 			a.Event = value.Raw(v)
+		case "event_truncated":
+			t, _, err := msgp.ReadBoolBytes(v)
+			a.EventTruncated = t
+			return err
 		case "key":
 			return decodeKey(v, &a)
 		case "use":

@@ -153,7 +153,7 @@ func (a *Alert) ecsFields(e encoder) {
 	// What ECS has no field for: the plugin's own namespace.
 	e.key("cloudtrail_quarantine")
 	own := 2
-	for _, present := range []bool{a.Target.Type != "", a.Policy.Name != "", a.AccessKey != nil, a.Use != nil, len(a.lifecycle()) > 0} {
+	for _, present := range []bool{a.Target.Type != "", a.Policy.Name != "", a.AccessKey != nil, a.Use != nil, len(a.lifecycle()) > 0, a.EventTruncated} {
 		if present {
 			own++
 		}
@@ -163,6 +163,7 @@ func (a *Alert) ecsFields(e encoder) {
 	a.lifecycleFields(e)
 	e.str("record_shape", a.Shape)
 	e.str("schema_version", SchemaVersion)
+	a.truncation(e)
 	e.end()
 
 	e.end()

@@ -172,7 +172,8 @@ func (a *Alert) ocsfFields(e encoder) {
 		ocsfStr("raw_data", string(raw)),
 		ocsfObj("unmapped",
 			ocsfStr("user_agent", a.UserAgent),
-			ocsfStr("record_shape", a.Shape)),
+			ocsfStr("record_shape", a.Shape),
+			ocsfIf(a.EventTruncated, a.truncation)),
 	}))
 }
 
