@@ -48,6 +48,7 @@ type Config struct {
 	MetricsListen        string        // "": no listener
 	StateDir             string
 	QueueMaxSize         Size
+	DeadLetterTTL        time.Duration
 	DedupTTL             time.Duration
 	ForwardMaxBatchSize  Size
 	HTTPMaxBatchSize     Size
@@ -238,8 +239,11 @@ var Options = []Option{
 		Description: "Directory of the instance's durable store (one bbolt file, `state.db`): undelivered alerts wait there, in order, and a background sender delivers them with capped exponential backoff; the keys of delivered alerts and the lifecycle's watch list are kept there too, so neither a restart nor a re-read file alerts twice or forgets a key. A flush returns OK once its alerts are stored (fsync'd). Unset: delivery happens in the flush, which returns RETRY when it fails, and delivered keys and the watch list are kept in memory only. One directory per instance. `Spool_Dir` is its old name; a spool of the old format is taken over at start.",
 		field:       func(c *Config) any { return &c.StateDir }},
 	{Name: "Queue_Max_Size", Kind: Bytes, Default: "100M", Aliases: []string{"Spool_Max_Size"},
-		Description: "Most undelivered alert bytes the store holds; when full, the flush returns RETRY and a warning says so. `Spool_Max_Size` is its old name.",
+		Description: "Most undelivered alert bytes the store holds (and, apart from them, most bytes of alerts set aside). A flush stores what fits; when the rest does not, it returns RETRY and a warning says how much was stored: a chunk's alerts bigger than the queue are stored in parts as the sender makes room. `Spool_Max_Size` is its old name.",
 		field:       func(c *Config) any { return &c.QueueMaxSize }},
+	{Name: "Dead_Letter_TTL", Kind: Duration, Default: "30d",
+		Description: "How long an alert its receiver refused for good (an HTTP 400, an Elasticsearch item refused for its content, an alert too big for the receiver even alone) is kept in `State_Dir`, set aside so that the alerts behind it go on; it is logged with its key when set aside. At most `Queue_Max_Size` of them are kept, the oldest dropped first.",
+		field:       func(c *Config) any { return &c.DeadLetterTTL }},
 	{Name: "Watch_TTL", Kind: Duration, Default: "30d",
 		Description: "How long an exposed key (or its user, while the key is not known) stays on the watch list after it was last seen, in event time.",
 		field:       func(c *Config) any { return &c.WatchTTL }},
