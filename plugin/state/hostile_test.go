@@ -26,9 +26,7 @@ func TestLongKeysDoNotBlockTheStore(t *testing.T) {
 	longCase := "user:111122223333\x00" + strings.Repeat("u", 40000)
 	es := entries("a", 3)
 	es = slices.Insert(es, 1, Entry{Time: t0, Key: long, Kind: Alert, Body: []byte("long")}, Entry{Time: t0, Key: long + "y", Kind: Alert, Body: []byte("longer")})
-	res, err := s.Enqueue(es, func(int) *Changes {
-		return &Changes{Cases: map[string][]byte{longCase: []byte("case"), "key:AKIA1": []byte("short")}, Watermark: 1}
-	})
+	res, err := s.Enqueue(es, 0, &Changes{Cases: map[string][]byte{longCase: []byte("case"), "key:AKIA1": []byte("short")}, Watermark: 1})
 	if err != nil || slices.Contains(res.Taken, false) {
 		t.Fatalf("enqueued %+v: %v", res, err)
 	}
@@ -51,7 +49,7 @@ func TestLongKeysDoNotBlockTheStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Later transactions are not held up by anything the long ones left.
-	if res, err := s.Enqueue(entries("b", 2), nil); err != nil || !slices.Equal(res.Taken, []bool{true, true}) {
+	if res, err := s.Enqueue(entries("b", 2), 0, nil); err != nil || !slices.Equal(res.Taken, []bool{true, true}) {
 		t.Fatalf("later entries: %+v: %v", res, err)
 	}
 	cases := 0
@@ -86,7 +84,7 @@ func TestDeadLetters(t *testing.T) {
 	o := options(dir)
 	o.DeadLetterTTL, o.Now = time.Hour, func() time.Time { return now }
 	s, _ := open(t, o)
-	s.Enqueue(entries("a", 4), nil)
+	s.Enqueue(entries("a", 4), 0, nil)
 	head, _ := s.Head(10, 1<<20)
 	if err := s.DeadLetter(head[1:2], []string{"es_bulk: item failed with 400 mapper_parsing_exception"}); err != nil {
 		t.Fatal(err)
@@ -97,7 +95,7 @@ func TestDeadLetters(t *testing.T) {
 	if n, _, _ := s.Pending(); n != 3 {
 		t.Fatalf("%d pending", n)
 	}
-	if res, _ := s.Enqueue(entries("a", 2), nil); slices.Contains(res.Taken, true) {
+	if res, _ := s.Enqueue(entries("a", 2), 0, nil); slices.Contains(res.Taken, true) {
 		t.Fatal("an alert set aside was queued again")
 	}
 	s.Close()
@@ -123,7 +121,7 @@ func TestDeadLetters(t *testing.T) {
 	s.Delivered(rest)
 	for i := range 6 {
 		es := entries(fmt.Sprint("d", i), 1)
-		s.Enqueue(es, nil)
+		s.Enqueue(es, 0, nil)
 		head, _ := s.Head(1, 1<<20)
 		now = now.Add(time.Second)
 		if err := s.DeadLetter(head, []string{"refused"}); err != nil {
@@ -150,11 +148,11 @@ func TestStoreShrinksWhenReopened(t *testing.T) {
 		for i := range 500 {
 			es = append(es, Entry{Time: t0, Key: fmt.Sprintf("r%d-%d", round, i), Kind: Alert, Body: body})
 		}
-		if _, err := s.Enqueue(es, nil); err != nil {
+		if _, err := s.Enqueue(es, 0, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	s.Enqueue([]Entry{{Time: t0, Key: "stays", Kind: Alert, Body: []byte("kept")}}, nil)
+	s.Enqueue([]Entry{{Time: t0, Key: "stays", Kind: Alert, Body: []byte("kept")}}, 0, nil)
 	for {
 		head, _ := s.Head(300, 1<<20)
 		if len(head) == 1 && head[0].Key == "stays" {
@@ -175,7 +173,7 @@ func TestStoreShrinksWhenReopened(t *testing.T) {
 	if known, _ := s.Known("r4-499"); !known {
 		t.Fatal("delivered keys lost")
 	}
-	s.Enqueue(entries("new", 1), nil)
+	s.Enqueue(entries("new", 1), 0, nil)
 	if head, _ := s.Head(10, 1<<20); !slices.Equal(keys(head), []string{"stays", "new-000"}) {
 		t.Fatalf("queue after compaction: %v", keys(head))
 	}

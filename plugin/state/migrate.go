@@ -53,7 +53,7 @@ func (s *Store) migrateSpool() (int, error) {
 	if len(entries) > 0 {
 		// The old spool was bounded by its own size; the queue takes what
 		// it held even past MaxQueueBytes rather than lose it.
-		res, err := s.enqueue(entries, nil, math.MaxInt64)
+		res, err := s.enqueue(entries, 0, nil, math.MaxInt64)
 		if err != nil {
 			return 0, err
 		}

@@ -95,14 +95,18 @@ type Enqueued struct {
 // Enqueue appends the entries not already known to the queue, in order,
 // as long as they fit in MaxQueueBytes (a chunk's alerts can be more than
 // the queue holds: they are stored in parts), and keeps the lifecycle's
-// changes, in one transaction. changes (nil: none) is called inside it
-// with Enqueued.Full, so that what is kept about the alerts matches the
-// alerts kept.
-func (s *Store) Enqueue(entries []Entry, changes func(full int) *Changes) (Enqueued, error) {
-	return s.enqueue(entries, changes, s.o.MaxQueueBytes)
+// changes (nil: none), in one transaction. The first whole entries are
+// stored all or none: when they do not all fit, nothing is stored, changes
+// included, and Full is 0 (what is kept about an alert must not say it was
+// stored when it was not).
+func (s *Store) Enqueue(entries []Entry, whole int, ch *Changes) (Enqueued, error) {
+	return s.enqueue(entries, whole, ch, s.o.MaxQueueBytes)
 }
 
-func (s *Store) enqueue(entries []Entry, changes func(full int) *Changes, maxBytes int64) (res Enqueued, err error) {
+// errNoRoom rolls back an Enqueue whose whole part does not fit.
+var errNoRoom = errors.New("no room")
+
+func (s *Store) enqueue(entries []Entry, whole int, ch *Changes, maxBytes int64) (res Enqueued, err error) {
 	err = s.update(func(tx *bolt.Tx) error {
 		res = Enqueued{Taken: make([]bool, len(entries)), Full: len(entries)}
 		q, pending, meta := tx.Bucket(bucketQueue), tx.Bucket(bucketPending), tx.Bucket(bucketMeta)
@@ -114,12 +118,16 @@ func (s *Store) enqueue(entries []Entry, changes func(full int) *Changes, maxByt
 				continue
 			}
 			v := e.encode()
-			if int64(len(v)) > maxBytes {
+			switch {
+			case int64(len(v)) > maxBytes && i >= whole:
 				res.TooBig = append(res.TooBig, i)
 				continue
-			}
-			if size+int64(len(v)) > maxBytes {
+			case size+int64(len(v)) > maxBytes && i < whole:
+				return errNoRoom
+			case size+int64(len(v)) > maxBytes:
 				res.Full = i
+			}
+			if res.Full < len(entries) {
 				break
 			}
 			seq, err := q.NextSequence()
@@ -139,13 +147,14 @@ func (s *Store) enqueue(entries []Entry, changes func(full int) *Changes, maxByt
 			size += int64(len(v))
 			res.Taken[i] = true
 		}
-		if changes != nil {
-			if err := changes(res.Full).apply(tx); err != nil {
-				return err
-			}
+		if err := ch.apply(tx); err != nil {
+			return err
 		}
 		return meta.Put(keyQueueBytes, u64(uint64(size)))
 	})
+	if errors.Is(err, errNoRoom) {
+		return Enqueued{Taken: make([]bool, len(entries))}, nil
+	}
 	if err != nil {
 		res = Enqueued{Taken: make([]bool, len(entries))}
 	}

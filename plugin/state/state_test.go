@@ -56,7 +56,7 @@ func keys(es []Entry) []string {
 func TestQueueOrderDeliveryAndRestart(t *testing.T) {
 	dir := t.TempDir()
 	s, _ := open(t, options(dir))
-	if res, err := s.Enqueue(entries("a", 5), nil); err != nil || slices.Contains(res.Taken, false) || res.Full != 5 {
+	if res, err := s.Enqueue(entries("a", 5), 0, nil); err != nil || slices.Contains(res.Taken, false) || res.Full != 5 {
 		t.Fatalf("enqueued %+v: %v", res, err)
 	}
 	head, err := s.Head(3, 1<<20)
@@ -70,7 +70,7 @@ func TestQueueOrderDeliveryAndRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Queued and delivered keys are both known: neither is taken again.
-	res, err := s.Enqueue(append(entries("a", 5), entries("b", 1)...), nil)
+	res, err := s.Enqueue(append(entries("a", 5), entries("b", 1)...), 0, nil)
 	if err != nil || !slices.Equal(res.Taken, []bool{false, false, false, false, false, true}) {
 		t.Fatalf("taken %v: %v", res.Taken, err)
 	}
@@ -97,7 +97,7 @@ func TestQueueOrderDeliveryAndRestart(t *testing.T) {
 
 func TestHeadIsBoundedByBytes(t *testing.T) {
 	s, _ := open(t, options(t.TempDir()))
-	s.Enqueue(entries("a", 10), nil)
+	s.Enqueue(entries("a", 10), 0, nil)
 	head, _ := s.Head(100, 40)
 	if len(head) < 1 || len(head) > 2 {
 		t.Fatalf("%d entries within 40 bytes", len(head))
@@ -112,10 +112,14 @@ func TestFullQueueTakesWhatFits(t *testing.T) {
 	o.MaxQueueBytes = 200
 	s, _ := open(t, o)
 	es := entries("a", 10) // about 40 bytes each
-	sawFull := -1
-	res, err := s.Enqueue(es, func(full int) *Changes { sawFull = full; return nil })
-	if err != nil || res.Full == 0 || res.Full >= 10 || sawFull != res.Full || len(res.TooBig) != 0 {
-		t.Fatalf("enqueued %+v (changes saw %d): %v", res, sawFull, err)
+	res, err := s.Enqueue(es, 0, &Changes{Cases: map[string][]byte{"key:AKIA1": []byte("kept")}})
+	if err != nil || res.Full == 0 || res.Full >= 10 || len(res.TooBig) != 0 {
+		t.Fatalf("enqueued %+v: %v", res, err)
+	}
+	kept := 0
+	s.Cases(func(id string, _ []byte) error { kept++; return nil })
+	if kept != 1 {
+		t.Fatal("the changes of a chunk stored in part were not kept")
 	}
 	for i, taken := range res.Taken {
 		if taken != (i < res.Full) {
@@ -128,15 +132,35 @@ func TestFullQueueTakesWhatFits(t *testing.T) {
 	}
 	// The same chunk again: the stored part is known, the rest follows.
 	first := res.Full
-	res, err = s.Enqueue(es, nil)
+	res, err = s.Enqueue(es, 0, nil)
 	if err != nil || res.Full != 10 || slices.Contains(res.Taken[:first], true) || slices.Contains(res.Taken[first:], false) {
 		t.Fatalf("second part: %+v: %v", res, err)
 	}
 
 	big := Entry{Time: t0, Key: "big", Kind: Alert, Body: make([]byte, 300)}
-	res, err = s.Enqueue(append([]Entry{big}, entries("c", 1)...), nil)
+	res, err = s.Enqueue(append([]Entry{big}, entries("c", 1)...), 0, nil)
 	if err != nil || !slices.Equal(res.TooBig, []int{0}) || !slices.Equal(res.Taken, []bool{false, true}) {
 		t.Fatalf("an entry bigger than the queue: %+v: %v", res, err)
+	}
+
+	// The whole part is stored all or none, with the changes.
+	head, _ = s.Head(100, 1<<20)
+	s.Delivered(head)
+	res, err = s.Enqueue(entries("w", 10), 9, &Changes{Cases: map[string][]byte{"key:AKIA2": []byte("not kept")}})
+	if err != nil || res.Full != 0 || slices.Contains(res.Taken, true) {
+		t.Fatalf("a whole part too big: %+v: %v", res, err)
+	}
+	if n, _, _ := s.Pending(); n != 0 {
+		t.Fatalf("%d stored of a whole part that did not fit", n)
+	}
+	s.Cases(func(id string, _ []byte) error {
+		if id == "key:AKIA2" {
+			t.Error("the changes of a whole part that did not fit were kept")
+		}
+		return nil
+	})
+	if res, err := s.Enqueue(entries("w", 10), 2, nil); err != nil || !res.Taken[0] || !res.Taken[1] || res.Full == 10 {
+		t.Fatalf("a whole part that fits, then parts: %+v: %v", res, err)
 	}
 }
 
@@ -148,7 +172,7 @@ func TestDeliveredKeysAreBounded(t *testing.T) {
 	s, _ := open(t, o)
 	deliver := func(es []Entry) {
 		t.Helper()
-		if _, err := s.Enqueue(es, nil); err != nil {
+		if _, err := s.Enqueue(es, 0, nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.Delivered(es); err != nil {
@@ -241,7 +265,7 @@ func storeWith(t *testing.T, fn func(tx *bolt.Tx) error) []byte {
 func TestUnreadableStoreIsMovedAside(t *testing.T) {
 	gooddir := t.TempDir()
 	s, _ := open(t, options(gooddir))
-	s.Enqueue(entries("a", 300), nil)
+	s.Enqueue(entries("a", 300), 0, nil)
 	s.Close()
 	good, err := os.ReadFile(filepath.Join(gooddir, FileName))
 	if err != nil || len(good) < 8*os.Getpagesize() {
@@ -261,7 +285,7 @@ func TestUnreadableStoreIsMovedAside(t *testing.T) {
 			if kept, err := os.ReadFile(rep.MovedAside); err != nil || len(kept) != len(content) {
 				t.Fatalf("the bad store was not kept aside: %v", err)
 			}
-			if _, err := s.Enqueue(entries("fresh", 3), nil); err != nil {
+			if _, err := s.Enqueue(entries("fresh", 3), 0, nil); err != nil {
 				t.Fatal(err)
 			}
 			if head, err := s.Head(10, 1<<20); err != nil || len(head) != 3 {
@@ -346,12 +370,12 @@ func TestCasesAndWatermark(t *testing.T) {
 	o.MaxQueueBytes = 200
 	s, _ := open(t, o)
 	ch := &Changes{Cases: map[string][]byte{"key:AKIA1": []byte("one"), "key:AKIA2": []byte("two")}, Watermark: 42}
-	if _, err := s.Enqueue(entries("a", 1), func(int) *Changes { return ch }); err != nil {
+	if _, err := s.Enqueue(entries("a", 1), 0, ch); err != nil {
 		t.Fatal(err)
 	}
 	// A transaction that fails keeps neither the alerts nor the cases.
 	bad := &Changes{Cases: map[string][]byte{"key:AKIA3": []byte("three"), "": []byte("no id")}, Watermark: 43}
-	if _, err := s.Enqueue(entries("b", 1), func(int) *Changes { return bad }); err == nil {
+	if _, err := s.Enqueue(entries("b", 1), 0, bad); err == nil {
 		t.Fatal("a case without an id was kept")
 	}
 	if err := s.Save(&Changes{Deleted: []string{"key:AKIA1"}, Watermark: 44}); err != nil {
