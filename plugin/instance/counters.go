@@ -19,6 +19,7 @@ type Counters struct {
 	Alerts, Delivered, Duplicates, Retries atomic.Int64
 	Queued                                 atomic.Int64 // alerts kept in the store for the sender
 	DeliveryFailures                       atomic.Int64 // the sender's rounds that failed (receiver down, say)
+	DeadLetter                             atomic.Int64 // alerts refused for good, set aside (or, without a store, dropped)
 	SkippedMalformed, SkippedNotMap        atomic.Int64
 	SkippedTruncated, SkippedUndecodable   atomic.Int64
 	SkippedEvents                          atomic.Int64 // bad events inside a record (a log file's Records)
@@ -59,8 +60,8 @@ func (c *Counters) Summary() string {
 	for i, id := range ids {
 		byRule[i] = fmt.Sprintf("%s:%d", id, c.AlertsByRule[id].Load())
 	}
-	return fmt.Sprintf("flushes=%d records=%d candidates=%d events=%d alerts=%d delivered=%d queued=%d delivery_failures=%d duplicates_dropped=%d retries=%d skipped_malformed=%d skipped_not_map=%d skipped_truncated=%d skipped_undecodable=%d skipped_events=%d group_markers=%d encode_errors=%d own_alert_chunks=%d panics=%d watched_keys=%d uses_suppressed=%d watch_evicted=%d watch_expired=%d alerts_by_rule=%s",
-		c.Flushes.Load(), c.Records.Load(), c.Candidates.Load(), c.Events.Load(), c.Alerts.Load(), c.Delivered.Load(), c.Queued.Load(), c.DeliveryFailures.Load(),
+	return fmt.Sprintf("flushes=%d records=%d candidates=%d events=%d alerts=%d delivered=%d queued=%d delivery_failures=%d dead_letter=%d duplicates_dropped=%d retries=%d skipped_malformed=%d skipped_not_map=%d skipped_truncated=%d skipped_undecodable=%d skipped_events=%d group_markers=%d encode_errors=%d own_alert_chunks=%d panics=%d watched_keys=%d uses_suppressed=%d watch_evicted=%d watch_expired=%d alerts_by_rule=%s",
+		c.Flushes.Load(), c.Records.Load(), c.Candidates.Load(), c.Events.Load(), c.Alerts.Load(), c.Delivered.Load(), c.Queued.Load(), c.DeliveryFailures.Load(), c.DeadLetter.Load(),
 		c.Duplicates.Load(), c.Retries.Load(), c.SkippedMalformed.Load(), c.SkippedNotMap.Load(), c.SkippedTruncated.Load(),
 		c.SkippedUndecodable.Load(), c.SkippedEvents.Load(), c.GroupMarkers.Load(), c.EncodeErrors.Load(), c.OwnAlerts.Load(), c.Panics.Load(),
 		c.Watched.Load(), c.UsesSuppressed.Load(), c.WatchEvicted.Load(), c.WatchExpired.Load(), strings.Join(byRule, ","))

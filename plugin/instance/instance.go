@@ -9,8 +9,10 @@ package instance
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/alert"
@@ -38,6 +40,15 @@ const (
 // its outputs at shutdown; this leaves it room.
 const ExitBudget = 3 * time.Second
 
+// FlushBudget bounds a flush without State_Dir that waits on its
+// receiver. Fluent Bit cannot stop while a flush runs (it joins the
+// worker, then calls exit), and tells a plugin nothing when shutdown
+// starts: a flush that waited Forward_Timeout would hold the shutdown past
+// its Grace. Past the budget the flush returns RETRY and the delivery goes
+// on alone until it ends or Close cuts it; what it delivers is not sent
+// again.
+const FlushBudget = ExitBudget
+
 // Instance is safe for concurrent flushes (Fluent Bit's `workers`).
 type Instance struct {
 	Name   string
@@ -47,15 +58,25 @@ type Instance struct {
 	log    *logx.Logger
 	format alert.Format
 
-	// Without a store: deliverMu makes "not yet delivered? send, then
-	// remember" one step, so two workers flushing the same event cannot
-	// both send it.
-	deliverMu sync.Mutex
-	delivered *dedup.Set
+	// Without a store: delivering holds the one token of deliverTurn, which
+	// makes "not yet delivered? send, then remember" one step, so two
+	// workers flushing the same event cannot both send it; it is taken
+	// with a deadline (FlushBudget). inflight counts the deliveries a flush
+	// left running.
+	deliverTurn chan struct{}
+	inflight    sync.WaitGroup
+	delivered   *dedup.Set
+	// strikes counts the refusals of alerts refused for good.
+	strikes strikes
 
-	// With State_Dir: the store, and a nudge for its sender.
-	store *state.Store
-	wake  chan struct{}
+	// With State_Dir: the store, and a nudge for its sender. unrecorded is
+	// a batch the sender delivered and the store could not record (the
+	// sender's own: only it and, after it stopped, Close touch it);
+	// senderFailing says its last round failed.
+	store         *state.Store
+	wake          chan struct{}
+	unrecorded    []state.Entry
+	senderFailing atomic.Bool
 
 	// The lifecycle's engine, one flush (or timer round) at a time.
 	lifeMu  sync.Mutex
@@ -95,6 +116,8 @@ func New(name string, cfg *config.Config, log *logx.Logger) (*Instance, error) {
 		format: formats[cfg.AlertFormat],
 		wake:   make(chan struct{}, 1),
 		stop:   make(chan struct{}),
+
+		deliverTurn: make(chan struct{}, 1),
 	}
 	in.metrics = m
 	in.Counters.init()
@@ -165,10 +188,13 @@ func (in *Instance) Flush(data []byte, tag string) Result {
 	// The events may have moved event time past an exposure's wait.
 	due := in.life.Due(wall)
 	in.noteLifecycle()
-	alerts := in.alertsOf(append(findings, due...))
+	// The exposures whose wait is over go first: they are stored whole or
+	// not at all (their case says they fired), the chunk's own alerts as
+	// they fit.
+	alerts := in.alertsOf(append(due, findings...))
 	if in.store != nil {
 		in.life.Fired(due) // kept with the alerts, in one transaction
-		r := in.enqueue(alerts)
+		r := in.enqueueParts(alerts, len(due))
 		if r != OK {
 			in.life.Unfire(due)
 		}
@@ -197,9 +223,20 @@ func (in *Instance) alertsOf(findings []detect.Finding) []alert.Alert {
 
 // deliverNow sends the alerts not delivered before; what the sink could
 // not deliver makes Fluent Bit retry the chunk, which then sends only that.
+// It waits at most FlushBudget, for its turn and for the receiver.
 func (in *Instance) deliverNow(alerts []alert.Alert) Result {
-	in.deliverMu.Lock()
-	defer in.deliverMu.Unlock()
+	budget := time.NewTimer(FlushBudget)
+	defer budget.Stop()
+	select {
+	case in.deliverTurn <- struct{}{}:
+	case <-budget.C:
+		in.Counters.Retries.Add(1)
+		in.log.Warnf("an earlier delivery has not ended within %v: asking Fluent Bit to retry the chunk", FlushBudget)
+		return Retry
+	case <-in.ctx.Done():
+		in.Counters.Retries.Add(1)
+		return Retry
+	}
 	var fresh []alert.Alert
 	inBatch := map[string]bool{}
 	for _, a := range alerts {
@@ -211,21 +248,73 @@ func (in *Instance) deliverNow(alerts []alert.Alert) Result {
 		fresh = append(fresh, a)
 	}
 	if len(fresh) == 0 {
+		<-in.deliverTurn
 		return OK
 	}
+	// Encoded now: the alerts may alias the chunk, which is Fluent Bit's
+	// only until the flush returns.
 	batch := in.encode(fresh)
-	n, err := sink.Send(in.ctx, in.sink, batch, func(sent []sink.Alert) error {
-		for _, a := range sent {
-			in.delivered.Add(a.Key)
-		}
-		in.Counters.Delivered.Add(int64(len(sent)))
-		in.observeDelivered(sent)
-		in.logKeys("delivered", sent)
-		return nil
+	done := make(chan Result, 1)
+	in.inflight.Add(1)
+	go func() {
+		defer in.inflight.Done()
+		defer func() { <-in.deliverTurn }()
+		defer func() {
+			if r := recover(); r != nil {
+				in.Counters.Panics.Add(1)
+				in.log.Errorf("panic delivering alerts (bug, please report): %v %s", r, oneLine(debug.Stack()))
+				done <- Retry
+			}
+		}()
+		done <- in.sendNow(batch)
+	}()
+	select {
+	case r := <-done:
+		return r
+	case <-budget.C:
+	case <-in.ctx.Done():
+	}
+	in.Counters.Retries.Add(1)
+	in.log.Warnf("the receiver has not answered within %v: asking Fluent Bit to retry the chunk (the delivery goes on; what it delivers is not sent again)", FlushBudget)
+	return Retry
+}
+
+// sendNow delivers a batch for deliverNow and remembers what went; an
+// alert refused for good is dropped once its strikes are up (there is no
+// store to set it aside in), so that it does not make Fluent Bit retry
+// its chunk for ever.
+func (in *Instance) sendNow(batch []sink.Alert) Result {
+	var refused []sink.Refusal
+	took := 0
+	n, err := sink.Send(in.ctx, in.sink, batch, sink.Handler{
+		Done: func(sent []sink.Alert) error {
+			for _, a := range sent {
+				in.delivered.Add(a.Key)
+			}
+			took += len(sent)
+			in.strikes.forget(sent)
+			in.Counters.Delivered.Add(int64(len(sent)))
+			in.observeDelivered(sent)
+			in.logKeys("delivered", sent)
+			return nil
+		},
+		Refused: func(r sink.Refusal) error { refused = append(refused, r); return nil },
 	})
-	if err != nil {
+	aside := in.strikes.refused(refused, took)
+	for _, r := range aside {
+		in.delivered.Add(r.Alert.Key)
+		in.Counters.DeadLetter.Add(1)
+		in.log.Errorf("dropped alert %s, which the receiver refuses for good (no State_Dir to set it aside in): %s", r.Alert.Key, r.Reason)
+	}
+	switch {
+	case err != nil:
 		in.Counters.Retries.Add(1)
-		in.log.Warnf("could not deliver %d of %d alert(s), asking Fluent Bit to retry the chunk: %v", len(batch)-n, len(batch), err)
+		in.log.Warnf("could not deliver %d of %d alert(s), asking Fluent Bit to retry the chunk: %v", len(batch)-n-len(aside), len(batch), err)
+		return Retry
+	case len(refused) > len(aside):
+		in.Counters.Retries.Add(1)
+		in.log.Warnf("the receiver refused %d alert(s) (after %d refusals while it takes others, one is dropped), asking Fluent Bit to retry the chunk: %s",
+			len(refused)-len(aside), poisonStrikes, refused[0].Reason)
 		return Retry
 	}
 	return OK
@@ -233,7 +322,8 @@ func (in *Instance) deliverNow(alerts []alert.Alert) Result {
 
 // encode writes each alert in the sink's encoding and the configured
 // format, all into one buffer: one allocation for the batch instead of one
-// per alert, which matters when a replay makes thousands of alerts.
+// per alert, which matters when a replay makes thousands of alerts. An
+// alert too big for the receiver is cut down (fitted).
 func (in *Instance) encode(alerts []alert.Alert) []sink.Alert {
 	size := 0
 	for i := range alerts {
@@ -241,20 +331,15 @@ func (in *Instance) encode(alerts []alert.Alert) []sink.Alert {
 	}
 	buf := make([]byte, 0, size)
 	ends := make([]int, len(alerts))
-	asMsgpack := in.sink.Encoding() == sink.Msgpack
 	for i := range alerts {
-		if asMsgpack {
-			buf = alerts[i].AppendMsgpack(buf, in.format)
-		} else {
-			buf = alerts[i].AppendJSON(buf, in.format)
-		}
+		buf = in.appendAlert(buf, &alerts[i])
 		ends[i] = len(buf)
 	}
 	// Slices are cut only now: appending may have moved the buffer.
 	out := make([]sink.Alert, len(alerts))
 	start := 0
 	for i, end := range ends {
-		out[i] = sink.Alert{Time: alerts[i].Time, Key: alerts[i].Key, Doc: buf[start:end:end]}
+		out[i] = sink.Alert{Time: alerts[i].Time, Key: alerts[i].Key, Doc: in.fitted(&alerts[i], buf[start:end:end])}
 		start = end
 	}
 	return out
@@ -280,18 +365,22 @@ func (in *Instance) logKeys(what string, batch []sink.Alert) {
 func (in *Instance) Log() *logx.Logger { return in.log }
 
 // Close stops the background work, gives the store's queue what is left
-// of ExitBudget to drain (the rest waits for the next start), releases the
-// sink and logs the counters.
+// of ExitBudget to drain (the rest waits for the next start), cuts a
+// delivery a flush left running (Fluent Bit retries its chunk), releases
+// the sink and logs the counters.
 func (in *Instance) Close() error {
 	defer in.metrics.Close() // last, so scrapes still see the drain
 	deadline := time.Now().Add(ExitBudget)
 	cut := time.AfterFunc(ExitBudget, in.cancel)
 	defer cut.Stop()
-	defer in.cancel()
 	close(in.stop)
 	in.background.Wait()
 	if in.store != nil {
 		in.drain(deadline)
+	}
+	in.cancel()
+	in.inflight.Wait()
+	if in.store != nil {
 		in.store.Close()
 	}
 	in.log.Infof("exit: %s", in.Counters.Summary())

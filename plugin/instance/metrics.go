@@ -15,6 +15,7 @@ func (in *Instance) Sample() metrics.Sample {
 		Flushes: c.Flushes.Load(), Records: c.Records.Load(), Candidates: c.Candidates.Load(), Events: c.Events.Load(),
 		AlertsByRule: make(map[string]int64, len(c.AlertsByRule)),
 		Stored:       c.Queued.Load(), Delivered: c.Delivered.Load(), Duplicates: c.Duplicates.Load(), Retries: c.Retries.Load(), DeliveryFailures: c.DeliveryFailures.Load(),
+		DeadLetter: c.DeadLetter.Load(),
 		Skipped: metrics.Skipped{
 			Malformed: c.SkippedMalformed.Load(), NotMap: c.SkippedNotMap.Load(), Truncated: c.SkippedTruncated.Load(),
 			Undecodable: c.SkippedUndecodable.Load(), BadEvents: c.SkippedEvents.Load(),
@@ -29,8 +30,10 @@ func (in *Instance) Sample() metrics.Sample {
 	}
 	if in.store != nil {
 		// A store closed under a late scrape only errs: its gauges are left out.
-		if n, bytes, err := in.store.Pending(); err == nil {
-			s.Store = &metrics.Store{FileBytes: in.store.FileSize(), PendingAlerts: int64(n), PendingBytes: bytes}
+		n, bytes, err := in.store.Pending()
+		dead, _, derr := in.store.DeadLetters()
+		if err == nil && derr == nil {
+			s.Store = &metrics.Store{FileBytes: in.store.FileSize(), PendingAlerts: int64(n), PendingBytes: bytes, DeadLetters: int64(dead)}
 		}
 	}
 	return s

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/alert"
@@ -21,11 +22,14 @@ const (
 
 	backoffBase  = 500 * time.Millisecond
 	backoffLimit = 60 * time.Second
+	// retryAfterLimit caps a receiver's Retry-After: alerts must not wait
+	// a day because a proxy said so.
+	retryAfterLimit = 5 * time.Minute
 )
 
 func (in *Instance) openStore() error {
 	s, rep, err := state.Open(state.Options{Dir: in.cfg.StateDir, MaxQueueBytes: int64(in.cfg.QueueMaxSize),
-		DedupMax: in.cfg.DedupCacheSize, DedupTTL: in.cfg.DedupTTL})
+		DedupMax: in.cfg.DedupCacheSize, DedupTTL: in.cfg.DedupTTL, DeadLetterTTL: in.cfg.DeadLetterTTL})
 	if err != nil {
 		return err
 	}
@@ -37,6 +41,15 @@ func (in *Instance) openStore() error {
 	if rep.MovedAside != "" {
 		in.log.Errorf("state store %s was unreadable (%s): moved it to %s and started a fresh one", s.Path(), rep.Reason, rep.MovedAside)
 	}
+	switch {
+	case rep.CompactError != nil:
+		in.log.Warnf("could not compact %s (%d bytes), going on with it as it is: %v", s.Path(), rep.Before, rep.CompactError)
+	case rep.After < rep.Before:
+		in.log.Infof("compacted %s from %d to %d bytes", s.Path(), rep.Before, rep.After)
+	}
+	if n, _, err := s.DeadLetters(); err == nil && n > 0 {
+		in.log.Infof("%d alert(s) the receiver refused for good are kept aside in %s (Dead_Letter_TTL %v)", n, s.Path(), in.cfg.DeadLetterTTL)
+	}
 	if rep.Migrated > 0 {
 		in.log.Infof("took over %d undelivered alert(s) from the spool of an earlier version in %s", rep.Migrated, in.cfg.StateDir)
 	}
@@ -47,11 +60,18 @@ func (in *Instance) openStore() error {
 	return nil
 }
 
-// enqueue keeps the alerts not known before in the store, with what the
-// lifecycle learnt, in one transaction, and wakes the sender. The chunk is
-// done once they are on disk; only a store that cannot take them makes
-// Fluent Bit retry it. The caller holds lifeMu.
+// enqueue keeps the alerts in the store, all or none (enqueueParts).
 func (in *Instance) enqueue(alerts []alert.Alert) Result {
+	return in.enqueueParts(alerts, len(alerts))
+}
+
+// enqueueParts keeps the alerts not known before in the store, with what
+// the lifecycle learnt, in one transaction, and wakes the sender: the first
+// whole of them all or none, the rest as they fit. The chunk is done once
+// they are all on disk; a store that cannot take them, or not all of them,
+// makes Fluent Bit retry it (what was stored is then known, and skipped).
+// The caller holds lifeMu.
+func (in *Instance) enqueueParts(alerts []alert.Alert, whole int) Result {
 	if len(alerts) == 0 {
 		if !in.saveLifecycle() {
 			in.Counters.Retries.Add(1)
@@ -68,39 +88,68 @@ func (in *Instance) enqueue(alerts []alert.Alert) Result {
 	for i := range alerts {
 		start := len(buf)
 		buf = alerts[i].AppendMsgpack(buf, alert.Native)
+		if len(buf)-start > int(in.cfg.QueueMaxSize) && alerts[i].Event != nil {
+			// Never storable whole: its event goes, as it would for a
+			// receiver too small for it.
+			cut := alerts[i].Truncated()
+			buf = cut.AppendMsgpack(buf[:start], alert.Native)
+		}
 		entries[i] = state.Entry{Time: alerts[i].Time, Key: alerts[i].Key, Kind: state.Alert, Body: buf[start:len(buf):len(buf)]}
 	}
-	taken, err := in.store.Enqueue(entries, in.lifecycleChanges())
+	res, err := in.store.Enqueue(entries, whole, in.lifecycleChanges())
 	if err != nil {
 		in.Counters.Retries.Add(1)
-		hint := ""
-		if errors.Is(err, state.ErrFull) {
-			hint = " (raise Queue_Max_Size, or bring the receiver back)"
-		}
-		in.log.Warnf("could not store %d alert(s), asking Fluent Bit to retry the chunk: %v%s", len(alerts), err, hint)
+		in.log.Warnf("could not store %d alert(s), asking Fluent Bit to retry the chunk: %v", len(alerts), err)
 		return Retry
 	}
-	var queued []sink.Alert
-	for i, ok := range taken {
-		if !ok {
-			in.Counters.Duplicates.Add(1)
-			continue
-		}
-		queued = append(queued, sink.Alert{Time: entries[i].Time, Key: entries[i].Key})
+	if res.Kept {
+		in.life.Committed()
 	}
-	in.life.Committed()
+	var queued []sink.Alert
+	for i, ok := range res.Taken {
+		switch {
+		case ok:
+			queued = append(queued, sink.Alert{Time: entries[i].Time, Key: entries[i].Key})
+		case i < res.Full && !slices.Contains(res.TooBig, i):
+			in.Counters.Duplicates.Add(1)
+		}
+	}
 	in.Counters.Queued.Add(int64(len(queued)))
 	in.logKeys("stored", queued)
+	if len(queued) > 0 {
+		in.nudge()
+	}
+	for _, i := range res.TooBig {
+		in.log.Errorf("alert %s is %d bytes stored, more than Queue_Max_Size (%d) holds: it cannot be kept until Queue_Max_Size is raised", entries[i].Key, len(entries[i].Body), in.cfg.QueueMaxSize)
+	}
+	if res.Full == len(alerts) && len(res.TooBig) == 0 {
+		return OK
+	}
+	in.Counters.Retries.Add(1)
+	if res.Full < len(alerts) {
+		pending, bytes, _ := in.store.Pending()
+		hint := "the rest is stored as the sender delivers what waits"
+		if in.senderFailing.Load() {
+			hint = "the receiver is not taking alerts: bring it back, or raise Queue_Max_Size"
+		}
+		in.log.Warnf("stored %d of %d alert(s): the state store's queue is full (Queue_Max_Size %d, %d alert(s) of %d bytes waiting), asking Fluent Bit to retry the chunk; %s",
+			len(queued), len(alerts), in.cfg.QueueMaxSize, pending, bytes, hint)
+	}
+	return Retry
+}
+
+// nudge wakes the sender.
+func (in *Instance) nudge() {
 	select {
 	case in.wake <- struct{}{}:
 	default:
 	}
-	return OK
 }
 
 // sendQueued delivers the queue in order, in the background, retrying
 // with capped exponential backoff and full jitter while it fails (a
-// receiver that is down, or a store that cannot record the delivery).
+// receiver that is down, or a store that cannot record the delivery), and
+// no sooner than a receiver's Retry-After.
 func (in *Instance) sendQueued(ctx context.Context) {
 	failures := 0
 	for {
@@ -113,16 +162,19 @@ func (in *Instance) sendQueued(ctx context.Context) {
 		switch sent, err := in.sendRound(ctx); {
 		case err != nil:
 			failures++
+			in.senderFailing.Store(true)
 			in.Counters.DeliveryFailures.Add(1)
-			wait = backoff(failures)
+			wait = retryWait(failures, err)
 			if failures == 1 || failures%10 == 0 {
 				in.log.Warnf("delivery failed %d time(s), next try in %v: %v", failures, wait.Round(time.Millisecond), err)
 			}
 		case sent == 0:
 			failures = 0
+			in.senderFailing.Store(false)
 			wait = time.Hour // nothing to do until woken
 		default:
 			failures = 0
+			in.senderFailing.Store(false)
 		}
 		if wait == 0 {
 			continue
@@ -147,10 +199,28 @@ func (in *Instance) sendQueued(ctx context.Context) {
 	}
 }
 
+// errRefused is a round in which the receiver refused alerts that are not
+// set aside yet: they wait for their next try, with backoff.
+type errRefused struct {
+	n     int
+	first string
+}
+
+func (e errRefused) Error() string {
+	return fmt.Sprintf("the receiver refused %d alert(s), which stay queued until refused %d times while it takes others: %s", e.n, poisonStrikes, e.first)
+}
+
 // sendRound delivers the oldest queued alerts, recording each batch the
 // sink delivered in its own transaction (a crash between a batch's ack and
-// its commit repeats that one batch); it reports how many it delivered.
+// its commit repeats that one batch), and sets aside the alerts refused
+// for good; it reports how many it delivered. A delivery the store could
+// not record stops the sending: nothing more goes until it is recorded, so
+// a broken disk repeats at most that batch (after a restart), never a
+// stream of them.
 func (in *Instance) sendRound(ctx context.Context) (int, error) {
+	if err := in.recordUnrecorded(); err != nil {
+		return 0, err
+	}
 	entries, err := in.store.Head(sendEntries, sendBytes)
 	if err != nil || len(entries) == 0 {
 		return 0, err
@@ -168,20 +238,70 @@ func (in *Instance) sendRound(ctx context.Context) (int, error) {
 	for _, e := range entries {
 		byKey[e.Key] = e
 	}
-	return sink.Send(ctx, in.sink, batch, func(sent []sink.Alert) error {
-		done := make([]state.Entry, len(sent))
-		for i, a := range sent {
-			done[i] = byKey[a.Key]
-		}
-		if err := in.store.Delivered(done); err != nil {
-			// Delivered but not recorded: sent again later (at least once).
-			return fmt.Errorf("recording the delivery: %w", err)
-		}
-		in.Counters.Delivered.Add(int64(len(sent)))
-		in.observeDelivered(sent)
-		in.logKeys("delivered", sent)
-		return nil
+	var refused []sink.Refusal
+	n, err := sink.Send(ctx, in.sink, batch, sink.Handler{
+		Done: func(sent []sink.Alert) error {
+			done := make([]state.Entry, len(sent))
+			for i, a := range sent {
+				done[i] = byKey[a.Key]
+			}
+			in.strikes.forget(sent)
+			return in.record(done)
+		},
+		Refused: func(r sink.Refusal) error { refused = append(refused, r); return nil },
 	})
+	aside := in.strikes.refused(refused, n)
+	if len(aside) > 0 {
+		dead := make([]state.Entry, len(aside))
+		reasons := make([]string, len(aside))
+		for i, r := range aside {
+			dead[i], reasons[i] = byKey[r.Alert.Key], r.Reason
+		}
+		if derr := in.store.DeadLetter(dead, reasons); derr != nil {
+			// They stay queued; their strikes start again.
+			return n, errors.Join(err, fmt.Errorf("setting aside %d refused alert(s): %w", len(dead), derr))
+		}
+		in.Counters.DeadLetter.Add(int64(len(aside)))
+		for _, r := range aside {
+			in.log.Errorf("set aside alert %s, which the receiver refuses for good: %s (kept in %s for Dead_Letter_TTL %v; the alerts behind it go on)",
+				r.Alert.Key, r.Reason, in.store.Path(), in.cfg.DeadLetterTTL)
+		}
+	}
+	if err == nil && len(refused) > len(aside) {
+		err = errRefused{len(refused) - len(aside), refused[0].Reason}
+	}
+	return n, err
+}
+
+// record takes delivered entries off the queue. When the store cannot,
+// they are kept as unrecorded and the error stops the round.
+func (in *Instance) record(done []state.Entry) error {
+	if err := in.store.Delivered(done); err != nil {
+		err = fmt.Errorf("recording the delivery of %d alert(s), which are not sent again meanwhile: %w", len(done), err)
+		if in.unrecorded == nil {
+			in.log.Warnf("the receiver took alerts the store cannot record: nothing more is sent until it can (%v)", err)
+		}
+		in.unrecorded = done
+		return err
+	}
+	in.unrecorded = nil
+	sent := make([]sink.Alert, len(done))
+	for i, e := range done {
+		sent[i] = sink.Alert{Time: e.Time, Key: e.Key}
+	}
+	in.Counters.Delivered.Add(int64(len(sent)))
+	in.observeDelivered(sent)
+	in.logKeys("delivered", sent)
+	return nil
+}
+
+// recordUnrecorded records a delivery the store could not record before;
+// until it can, nothing is sent.
+func (in *Instance) recordUnrecorded() error {
+	if len(in.unrecorded) == 0 {
+		return nil
+	}
+	return in.record(in.unrecorded)
 }
 
 // encodeEntries turns stored entries into the sink's encoding and the
@@ -201,11 +321,7 @@ func (in *Instance) encodeEntries(entries []state.Entry) (out []sink.Alert, bad 
 			doc = value.AppendMsgpack(nil, v)
 		}
 		if a, err := alert.Decode(doc, e.Time, e.Key); err == nil {
-			if asMsgpack {
-				doc = a.AppendMsgpack(nil, in.format)
-			} else {
-				doc = a.AppendJSON(nil, in.format)
-			}
+			doc = in.fitted(&a, in.appendAlert(nil, &a))
 		} else if e.Kind == state.Alert {
 			bad = append(bad, e)
 			continue
@@ -235,6 +351,15 @@ func (in *Instance) drain(deadline time.Time) {
 	if n, _, err := in.store.Pending(); err == nil && n > 0 {
 		in.log.Warnf("exit: %d alert(s) stay in %s, delivered after the next start", n, in.store.Path())
 	}
+	if len(in.unrecorded) > 0 {
+		in.log.Warnf("exit: %d alert(s) were delivered but the store could not record it: they are sent again after the next start", len(in.unrecorded))
+	}
+}
+
+// retryWait is the wait after failures failed rounds, the last with err:
+// the backoff, or longer when the receiver said when to come back.
+func retryWait(failures int, err error) time.Duration {
+	return max(backoff(failures), min(sink.RetryAfter(err), retryAfterLimit))
 }
 
 // backoff is full jitter over a capped exponential: base * 2^(n-1), at

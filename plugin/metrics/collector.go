@@ -37,6 +37,7 @@ var (
 		{newDesc("duplicates_dropped_total", "Alerts dropped because they were delivered (or stored) before."), func(s *Sample) int64 { return s.Duplicates }},
 		{newDesc("retries_total", "Chunks the instance asked Fluent Bit to retry: delivery failed in the flush (no State_Dir), or the store could not take the alerts."), func(s *Sample) int64 { return s.Retries }},
 		{newDesc("delivery_failures_total", "Rounds of the background sender (State_Dir) that failed: the receiver was down or refused, or the store could not record the delivery. Each is retried with backoff."), func(s *Sample) int64 { return s.DeliveryFailures }},
+		{newDesc("dead_letter_total", "Alerts the receiver refused for a reason a retry cannot fix, set aside in State_Dir's dead letters so that the others go on (without State_Dir: dropped). Each is logged with its key."), func(s *Sample) int64 { return s.DeadLetter }},
 		{newDesc("group_markers_total", "OpenTelemetry group start and end records passed over."), func(s *Sample) int64 { return s.GroupMarkers }},
 		{newDesc("unreadable_alerts_dropped_total", "Alerts in State_Dir that could not be read back, dropped so the rest could go."), func(s *Sample) int64 { return s.EncodeErrors }},
 		{newDesc("own_alert_chunks_total", "Chunks tagged with the instance's own Alert_Tag, passed over (Match catches the alerts)."), func(s *Sample) int64 { return s.OwnAlertChunks }},
@@ -50,6 +51,7 @@ var (
 	descStore   = newDesc("store_bytes", "Size of the instance's State_Dir database file.")
 	descPending = newDesc("pending_alerts", "Alerts in State_Dir waiting for delivery.")
 	descPendB   = newDesc("pending_alert_bytes", "Bytes of the alerts in State_Dir waiting for delivery (what Queue_Max_Size caps).")
+	descDead    = newDesc("dead_letter_alerts", "Alerts set aside in State_Dir's dead letters, kept for Dead_Letter_TTL.")
 	descWatched = newDesc("watched_keys", "Exposed keys (and users of keyless exposures) the lifecycle rules watch.")
 )
 
@@ -57,7 +59,7 @@ func describe(ch chan<- *prometheus.Desc) {
 	for _, c := range counters {
 		ch <- c.desc
 	}
-	for _, d := range []*prometheus.Desc{descAlerts, descSkipped, descStore, descPending, descPendB, descWatched} {
+	for _, d := range []*prometheus.Desc{descAlerts, descSkipped, descStore, descPending, descPendB, descDead, descWatched} {
 		ch <- d
 	}
 }
@@ -88,6 +90,7 @@ func metricsOf(name string, src Source) []prometheus.Metric {
 		add(descStore, prometheus.GaugeValue, st.FileBytes)
 		add(descPending, prometheus.GaugeValue, st.PendingAlerts)
 		add(descPendB, prometheus.GaugeValue, st.PendingBytes)
+		add(descDead, prometheus.GaugeValue, st.DeadLetters)
 	}
 	add(descWatched, prometheus.GaugeValue, s.WatchedKeys)
 	return out

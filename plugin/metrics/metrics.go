@@ -36,6 +36,7 @@ type Sample struct {
 	AlertsByRule                         map[string]int64 // found, before de-duplication
 	Stored, Delivered, Duplicates        int64
 	Retries, DeliveryFailures            int64
+	DeadLetter                           int64 // refused for good: set aside, or dropped without a store
 	Skipped                              Skipped
 	GroupMarkers, EncodeErrors           int64
 	OwnAlertChunks, Panics               int64
@@ -58,6 +59,7 @@ type Skipped struct {
 type Store struct {
 	FileBytes                   int64
 	PendingAlerts, PendingBytes int64
+	DeadLetters                 int64 // alerts set aside, kept for Dead_Letter_TTL
 }
 
 // Source is an instance as the collector sees it.

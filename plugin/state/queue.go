@@ -90,6 +90,9 @@ type Enqueued struct {
 	// TooBig are entries larger than MaxQueueBytes alone: never stored, and
 	// passed over so that they do not keep the others out.
 	TooBig []int
+	// Kept says the transaction was kept, changes included: false when the
+	// whole part did not fit.
+	Kept bool
 }
 
 // Enqueue appends the entries not already known to the queue, in order,
@@ -108,7 +111,7 @@ var errNoRoom = errors.New("no room")
 
 func (s *Store) enqueue(entries []Entry, whole int, ch *Changes, maxBytes int64) (res Enqueued, err error) {
 	err = s.update(func(tx *bolt.Tx) error {
-		res = Enqueued{Taken: make([]bool, len(entries)), Full: len(entries)}
+		res = Enqueued{Taken: make([]bool, len(entries)), Full: len(entries), Kept: true}
 		q, pending, meta := tx.Bucket(bucketQueue), tx.Bucket(bucketPending), tx.Bucket(bucketMeta)
 		size := int64(getU64(meta, keyQueueBytes))
 		for i := range entries {

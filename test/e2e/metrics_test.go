@@ -66,6 +66,7 @@ var statsMetric = map[string][]string{
 	"duplicates_dropped":  {"cloudtrail_quarantine_duplicates_dropped_total"},
 	"retries":             {"cloudtrail_quarantine_retries_total"},
 	"delivery_failures":   {"cloudtrail_quarantine_delivery_failures_total"},
+	"dead_letter":         {"cloudtrail_quarantine_dead_letter_total"},
 	"skipped_malformed":   {"cloudtrail_quarantine_skipped_records_total", "reason", "malformed"},
 	"skipped_not_map":     {"cloudtrail_quarantine_skipped_records_total", "reason", "not_map"},
 	"skipped_truncated":   {"cloudtrail_quarantine_skipped_records_total", "reason", "truncated"},
