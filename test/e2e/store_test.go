@@ -95,7 +95,8 @@ func TestSpoolKeepsOrder(t *testing.T) {
 	}
 }
 
-// An unusable or full spool: a clear error, and nothing silently dropped.
+// An unusable spool, or one too small for an alert even without its
+// event: a clear error, and nothing silently dropped.
 func TestSpoolUnusableOrFull(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "not-a-dir")
 	os.WriteFile(file, nil, 0o600)
@@ -112,7 +113,7 @@ func TestSpoolUnusableOrFull(t *testing.T) {
 		Flushes:   []harness.Flush{{Tag: tag, Data: chunkOf(quarantineApplied(t))}},
 		Retries:   1,
 	})
-	if got := rcs(res); !slices.Equal(got, []int{2, 2}) || !strings.Contains(res.Stderr, "could not store 1 alert(s), asking Fluent Bit to retry the chunk: the state store's queue is full") {
+	if got := rcs(res); !slices.Equal(got, []int{2, 2}) || !strings.Contains(res.Stderr, "bytes stored, more than Queue_Max_Size (200) holds: it cannot be kept until Queue_Max_Size is raised") {
 		t.Fatalf("rcs %v\n%s", got, tail(res.Stderr))
 	}
 }
