@@ -1,7 +1,8 @@
 // Package bulkrecv is an Elasticsearch _bulk endpoint for tests: it takes
 // `create` actions the way Elasticsearch does (a document whose _id exists
 // is refused with 409, nothing is indexed twice), answers with per-item
-// statuses, and can be down (503) on demand.
+// statuses, can be down (503) on demand, and can refuse chosen documents
+// for good (400, as a mapping error).
 package bulkrecv
 
 import (
@@ -24,6 +25,8 @@ type Server struct {
 	conflicts int // of which refused as existing
 	requests  int
 	down      bool
+	refuse    func(id string, doc map[string]any) bool
+	refused   map[string]int // refusals by _id
 }
 
 // Start serves until the test ends.
@@ -39,6 +42,26 @@ func (s *Server) SetDown(down bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.down = down
+}
+
+// Refuse makes the endpoint answer 400 mapper_parsing_exception to every
+// create action whose document refuse picks, as Elasticsearch does to a
+// document its mapping cannot take; nil takes everything again.
+func (s *Server) Refuse(refuse func(id string, doc map[string]any) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refuse = refuse
+}
+
+// Refused reports how many times each _id was refused.
+func (s *Server) Refused() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]int{}
+	for id, n := range s.refused {
+		out[id] = n
+	}
+	return out
 }
 
 // Docs returns the indexed documents in the order they were created.
@@ -68,9 +91,14 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"error":"unavailable","status":503}`, http.StatusServiceUnavailable)
 		return
 	}
+	type failure struct {
+		Type   string `json:"type"`
+		Reason string `json:"reason"`
+	}
 	type result struct {
-		ID     string `json:"_id"`
-		Status int    `json:"status"`
+		ID     string   `json:"_id"`
+		Status int      `json:"status"`
+		Error  *failure `json:"error,omitempty"`
 	}
 	var items []map[string]result
 	failed := false
@@ -97,7 +125,15 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.creates++
 		status := http.StatusCreated
-		if _, exists := s.docs[create.ID]; exists {
+		var why *failure
+		if _, exists := s.docs[create.ID]; s.refuse != nil && s.refuse(create.ID, doc) && !exists {
+			if s.refused == nil {
+				s.refused = map[string]int{}
+			}
+			s.refused[create.ID]++
+			status, failed = http.StatusBadRequest, true
+			why = &failure{Type: "mapper_parsing_exception", Reason: "failed to parse field [user_agent] of type [keyword]"}
+		} else if exists {
 			s.conflicts++
 			status = http.StatusConflict
 			failed = true
@@ -106,7 +142,7 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request) {
 			s.order = append(s.order, create.ID)
 		}
 		s.mu.Unlock()
-		items = append(items, map[string]result{"create": {ID: create.ID, Status: status}})
+		items = append(items, map[string]result{"create": {ID: create.ID, Status: status, Error: why}})
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(map[string]any{"took": 1, "errors": failed, "items": items})
