@@ -171,6 +171,20 @@ func (s *Server) LargestBatch() int {
 	return slices.Max(append([]int{0}, s.batches...))
 }
 
+// Batches are the stored messages, each as the entries it carried, in the
+// order they came.
+func (s *Server) Batches() [][]Entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out [][]Entry
+	at := 0
+	for _, n := range s.batches {
+		out = append(out, slices.Clone(s.entries[at:at+n]))
+		at += n
+	}
+	return out
+}
+
 // Messages is the number of protocol messages read (stored or not).
 func (s *Server) Messages() int {
 	s.mu.Lock()
