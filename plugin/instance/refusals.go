@@ -24,6 +24,19 @@ const maxStruck = 10000
 type strikes struct {
 	mu    sync.Mutex
 	byKey map[string]*strike
+	cut   map[string]bool // alerts said to be cut down
+}
+
+// firstCut reports whether key is cut down for the first time.
+func (s *strikes) firstCut(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cut == nil || len(s.cut) > maxStruck {
+		s.cut = map[string]bool{}
+	}
+	first := !s.cut[key]
+	s.cut[key] = true
+	return first
 }
 
 type strike struct {
@@ -68,12 +81,15 @@ func (s *strikes) forget(sent []sink.Alert) {
 // fitted is the alert encoded for the sink, cut down to fit its receiver
 // when it is too big whole: the original event, the bulk of an alert, is
 // dropped first (event_truncated). What is still too big the sink refuses.
+// It says so once per alert, not at every try of a receiver that is down.
 func (in *Instance) fitted(a *alert.Alert, doc []byte) []byte {
 	if a.Event == nil || in.sink.Fits(sink.Alert{Time: a.Time, Key: a.Key, Doc: doc}) {
 		return doc
 	}
 	cut := a.Truncated()
-	in.log.Warnf("alert %s is %d bytes, more than the receiver takes: it is sent without its original event (event_truncated)", a.Key, len(doc))
+	if in.strikes.firstCut(a.Key) {
+		in.log.Warnf("alert %s is %d bytes, more than the receiver takes: it is sent without its original event (event_truncated)", a.Key, len(doc))
+	}
 	return in.appendAlert(nil, &cut)
 }
 
