@@ -213,3 +213,47 @@ func TestOldSpoolLockIsHonoured(t *testing.T) {
 		t.Fatalf("after the old process let go: migrated %d", rep.Migrated)
 	}
 }
+
+// What a delivered key costs in the file, once compacted: the README's
+// size bound for state.db rests on it. 100,000 keys of the usual length
+// (rule id and a UUID).
+func TestDeliveredKeyCost(t *testing.T) {
+	dir := t.TempDir()
+	o := options(dir)
+	o.DedupMax, o.MaxQueueBytes = 200000, 1<<30
+	s, _ := open(t, o)
+	const n = 100000
+	for i := 0; i < n; i += 5000 {
+		var es []Entry
+		for j := i; j < i+5000; j++ {
+			es = append(es, Entry{Time: t0, Key: fmt.Sprintf("aws.iam.quarantine_applied/%08x-0000-4000-8000-%012x", j, j), Kind: Alert, Body: []byte("x")})
+		}
+		s.Enqueue(es, 0, nil)
+		head, _ := s.Head(5000, 1<<30)
+		if err := s.Delivered(head); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	// Compacted whatever its free share, to measure what it holds.
+	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := bolt.Open(filepath.Join(dir, "measured.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bolt.Compact(dst, db, 0); err != nil {
+		t.Fatal(err)
+	}
+	var used int64
+	dst.View(func(tx *bolt.Tx) error { used = tx.Size(); return nil })
+	db.Close()
+	dst.Close()
+	perKey := used / n
+	t.Logf("%d delivered keys: %d bytes in use compacted, %d bytes a key", n, used, perKey)
+	if perKey > 250 {
+		t.Fatalf("%d bytes a delivered key, the README says at most 250", perKey)
+	}
+}
