@@ -61,10 +61,13 @@ type Instance struct {
 	// Without a store: delivering holds the one token of deliverTurn, which
 	// makes "not yet delivered? send, then remember" one step, so two
 	// workers flushing the same event cannot both send it; it is taken
-	// with a deadline (FlushBudget). inflight counts the deliveries a flush
-	// left running.
+	// with a deadline (FlushBudget). inflight counts the deliveries; left
+	// says the one running now outlived its flush's budget, so later
+	// flushes do not wait for it (at shutdown Fluent Bit retries a chunk at
+	// once, again and again, until its Grace is over).
 	deliverTurn chan struct{}
 	inflight    sync.WaitGroup
+	left        atomic.Bool
 	delivered   *dedup.Set
 	// strikes counts the refusals of alerts refused for good.
 	strikes strikes
@@ -225,6 +228,11 @@ func (in *Instance) alertsOf(findings []detect.Finding) []alert.Alert {
 // not deliver makes Fluent Bit retry the chunk, which then sends only that.
 // It waits at most FlushBudget, for its turn and for the receiver.
 func (in *Instance) deliverNow(alerts []alert.Alert) Result {
+	if in.left.Load() {
+		in.Counters.Retries.Add(1)
+		in.log.Warnf("the receiver has not answered an earlier delivery yet: asking Fluent Bit to retry the chunk")
+		return Retry
+	}
 	budget := time.NewTimer(FlushBudget)
 	defer budget.Stop()
 	select {
@@ -254,29 +262,62 @@ func (in *Instance) deliverNow(alerts []alert.Alert) Result {
 	// Encoded now: the alerts may alias the chunk, which is Fluent Bit's
 	// only until the flush returns.
 	batch := in.encode(fresh)
-	done := make(chan Result, 1)
+	d := &delivery{done: make(chan Result, 1)}
 	in.inflight.Add(1)
 	go func() {
 		defer in.inflight.Done()
 		defer func() { <-in.deliverTurn }()
+		defer d.end(in)
 		defer func() {
 			if r := recover(); r != nil {
 				in.Counters.Panics.Add(1)
 				in.log.Errorf("panic delivering alerts (bug, please report): %v %s", r, oneLine(debug.Stack()))
-				done <- Retry
+				d.done <- Retry
 			}
 		}()
-		done <- in.sendNow(batch)
+		d.done <- in.sendNow(batch)
 	}()
 	select {
-	case r := <-done:
+	case r := <-d.done:
 		return r
 	case <-budget.C:
 	case <-in.ctx.Done():
 	}
+	if !d.leave(in) {
+		return <-d.done // it ended just now
+	}
 	in.Counters.Retries.Add(1)
 	in.log.Warnf("the receiver has not answered within %v: asking Fluent Bit to retry the chunk (the delivery goes on; what it delivers is not sent again)", FlushBudget)
 	return Retry
+}
+
+// delivery is one delivery deliverNow runs; its flush may leave it running.
+type delivery struct {
+	done        chan Result // written once, before end
+	mu          sync.Mutex
+	ended, gone bool
+}
+
+// end marks the delivery over, and no longer left running.
+func (d *delivery) end(in *Instance) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.ended = true
+	if d.gone {
+		in.left.Store(false)
+	}
+}
+
+// leave marks the delivery left running by its flush, unless it is over.
+func (d *delivery) leave(in *Instance) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ended {
+		return false
+	}
+	d.gone = true
+	in.left.Store(true)
+	return true
 }
 
 // sendNow delivers a batch for deliverNow and remembers what went; an

@@ -216,8 +216,9 @@ func TestPoisonAlertWithoutAStore(t *testing.T) {
 }
 
 // A flush without State_Dir does not wait on its receiver past
-// FlushBudget: it asks for a retry while the delivery goes on, and Close
-// cuts that delivery.
+// FlushBudget: it asks for a retry while the delivery goes on; the next
+// flushes do not wait for that delivery (at shutdown Fluent Bit retries a
+// chunk again and again until its Grace is over), and Close cuts it.
 func TestFlushWithoutAStoreIsBounded(t *testing.T) {
 	f := &flaky{block: true}
 	in, log := newInstance(t, f, "Forward_Timeout", "1h")
@@ -229,6 +230,9 @@ func TestFlushWithoutAStoreIsBounded(t *testing.T) {
 	f.mu.Unlock()
 	if blocked != 1 {
 		t.Fatalf("%d deliveries in flight after the flush returned, want the one it left", blocked)
+	}
+	if r := in.Flush(positives(t), "cloudtrail"); r != Retry || !strings.Contains(log.String(), "the receiver has not answered an earlier delivery yet") {
+		t.Fatalf("the retry: %v\n%s", r, log)
 	}
 	in.Close()
 	f.mu.Lock()
