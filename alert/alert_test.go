@@ -105,9 +105,9 @@ func FuzzEncode(f *testing.F) {
 	})
 }
 
-// An alert read back from its native msgpack (as the state store keeps
-// it) encodes to the same bytes, in every format.
-func TestDecodeRoundTrips(t *testing.T) {
+// everyAlert is the alert of every stateless rule's positive examples and
+// of the lifecycle's example sequences, with the original event.
+func everyAlert(t *testing.T) []alert.Alert {
 	var all []alert.Alert
 	for _, rule := range rules.Stateless() {
 		for _, ev := range corpus.Fixtures(t, rule.ID, "positive") {
@@ -117,6 +117,13 @@ func TestDecodeRoundTrips(t *testing.T) {
 	for _, f := range sequence.Findings(t) {
 		all = append(all, alert.New(f, true))
 	}
+	return all
+}
+
+// An alert read back from its native msgpack (as the state store keeps
+// it) encodes to the same bytes, in every format.
+func TestDecodeRoundTrips(t *testing.T) {
+	all := everyAlert(t)
 	for _, a := range all[:len(all)/2] {
 		all = append(all, a.Truncated())
 	}
@@ -151,15 +158,7 @@ func TestDecodeRoundTrips(t *testing.T) {
 // check it, and carries no event.
 func TestTruncatedAlertsSaySo(t *testing.T) {
 	ref := ecsReference(t)
-	var all []alert.Alert
-	for _, rule := range rules.Stateless() {
-		for _, ev := range corpus.Fixtures(t, rule.ID, "positive") {
-			all = append(all, alertsOf(t, fbchunk.AppendV2(nil, t0, nil, ev))...)
-		}
-	}
-	for _, f := range sequence.Findings(t) {
-		all = append(all, alert.New(f, true))
-	}
+	all := everyAlert(t)
 	for _, full := range all {
 		a := full.Truncated()
 		if full.EventTruncated || a.Event != nil {

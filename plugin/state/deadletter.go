@@ -112,12 +112,7 @@ func (s *Store) purgeDead(tx *bolt.Tx, now time.Time) error {
 
 // DeadLetters is how many alerts are set aside and their bytes.
 func (s *Store) DeadLetters() (n int, bytes int64, err error) {
-	err = s.view(func(tx *bolt.Tx) error {
-		n = int(getU64(tx.Bucket(bucketMeta), keyDeadN))
-		bytes = int64(getU64(tx.Bucket(bucketMeta), keyDeadBytes))
-		return nil
-	})
-	return n, bytes, err
+	return s.countAndBytes(keyDeadN, keyDeadBytes)
 }
 
 // EachDeadLetter calls fn with every alert set aside, oldest first.

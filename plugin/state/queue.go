@@ -285,9 +285,14 @@ func (s *Store) Known(key string) (bool, error) {
 
 // Pending is how many alerts wait in the queue and their bytes.
 func (s *Store) Pending() (n int, bytes int64, err error) {
+	return s.countAndBytes(keyQueueN, keyQueueBytes)
+}
+
+// countAndBytes reads two of the meta bucket's counts.
+func (s *Store) countAndBytes(count, size []byte) (n int, bytes int64, err error) {
 	err = s.view(func(tx *bolt.Tx) error {
-		n = int(getU64(tx.Bucket(bucketMeta), keyQueueN))
-		bytes = int64(getU64(tx.Bucket(bucketMeta), keyQueueBytes))
+		n = int(getU64(tx.Bucket(bucketMeta), count))
+		bytes = int64(getU64(tx.Bucket(bucketMeta), size))
 		return nil
 	})
 	return n, bytes, err

@@ -37,6 +37,14 @@ type server struct {
 }
 
 func newServer(t *testing.T, status int, answer string) *server {
+	return answering(t, func(w http.ResponseWriter, _ []byte) {
+		w.WriteHeader(status)
+		io.WriteString(w, answer)
+	})
+}
+
+// answering records requests and answers each with answer.
+func answering(t *testing.T, answer func(w http.ResponseWriter, body []byte)) *server {
 	s := &server{}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -44,8 +52,7 @@ func newServer(t *testing.T, status int, answer string) *server {
 		s.req, s.body = r, body
 		s.bodies = append(s.bodies, body)
 		s.mu.Unlock()
-		w.WriteHeader(status)
-		io.WriteString(w, answer)
+		answer(w, body)
 	}))
 	t.Cleanup(s.Close)
 	return s
@@ -229,13 +236,7 @@ func TestBatchesStayUnderTheCap(t *testing.T) {
 // line of an es_bulk body (with its _id), or, for other bodies, 200; refuse
 // picks _ids answered 400.
 func newBulkServer(t *testing.T, refuse func(id string) bool) *server {
-	s := &server{}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		s.mu.Lock()
-		s.req, s.body = r, body
-		s.bodies = append(s.bodies, body)
-		s.mu.Unlock()
+	return answering(t, func(w http.ResponseWriter, body []byte) {
 		var items []string
 		for i, line := range strings.Split(strings.TrimSuffix(string(body), "\n"), "\n") {
 			var action struct {
@@ -254,9 +255,7 @@ func newBulkServer(t *testing.T, refuse func(id string) bool) *server {
 			items = append(items, fmt.Sprintf(`{"create":{"_id":%s,%s}}`, id, status))
 		}
 		fmt.Fprintf(w, `{"errors":false,"items":[%s]}`, strings.Join(items, ","))
-	}))
-	t.Cleanup(s.Close)
-	return s
+	})
 }
 
 // A bulk answer is read whole, however long: an item that failed after
