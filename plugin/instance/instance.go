@@ -61,13 +61,16 @@ type Instance struct {
 	// Without a store: delivering holds the one token of deliverTurn, which
 	// makes "not yet delivered? send, then remember" one step, so two
 	// workers flushing the same event cannot both send it; it is taken
-	// with a deadline (FlushBudget). inflight counts the deliveries; left
-	// says the one running now outlived its flush's budget, so later
-	// flushes do not wait for it (at shutdown Fluent Bit retries a chunk at
-	// once, again and again, until its Grace is over).
+	// with a deadline (FlushBudget). inflight counts the deliveries.
+	// leftUntil (Unix ns, 0: none) is set when the delivery running now
+	// outlived its flush's budget: later flushes wait for it, so that a
+	// slow receiver does not use up Fluent Bit's retries, but only until
+	// one more FlushBudget has passed, so that one receiver that never
+	// answers holds Fluent Bit's shutdown (whose retries come at once, again
+	// and again) for two budgets at most, not one per retry.
 	deliverTurn chan struct{}
 	inflight    sync.WaitGroup
-	left        atomic.Bool
+	leftUntil   atomic.Int64
 	delivered   *dedup.Set
 	// strikes counts the refusals of alerts refused for good.
 	strikes strikes
@@ -228,18 +231,19 @@ func (in *Instance) alertsOf(findings []detect.Finding) []alert.Alert {
 // not deliver makes Fluent Bit retry the chunk, which then sends only that.
 // It waits at most FlushBudget, for its turn and for the receiver.
 func (in *Instance) deliverNow(alerts []alert.Alert) Result {
-	if in.left.Load() {
-		in.Counters.Retries.Add(1)
-		in.log.Warnf("the receiver has not answered an earlier delivery yet: asking Fluent Bit to retry the chunk")
-		return Retry
-	}
 	budget := time.NewTimer(FlushBudget)
 	defer budget.Stop()
+	turnBy := time.Now().Add(FlushBudget)
+	if until := in.leftUntil.Load(); until != 0 {
+		turnBy = time.Unix(0, min(until, turnBy.UnixNano()))
+	}
+	turn := time.NewTimer(time.Until(turnBy))
+	defer turn.Stop()
 	select {
 	case in.deliverTurn <- struct{}{}:
-	case <-budget.C:
+	case <-turn.C:
 		in.Counters.Retries.Add(1)
-		in.log.Warnf("an earlier delivery has not ended within %v: asking Fluent Bit to retry the chunk", FlushBudget)
+		in.log.Warnf("the receiver has not answered an earlier delivery yet: asking Fluent Bit to retry the chunk")
 		return Retry
 	case <-in.ctx.Done():
 		in.Counters.Retries.Add(1)
@@ -304,7 +308,7 @@ func (d *delivery) end(in *Instance) {
 	defer d.mu.Unlock()
 	d.ended = true
 	if d.gone {
-		in.left.Store(false)
+		in.leftUntil.Store(0)
 	}
 }
 
@@ -316,7 +320,7 @@ func (d *delivery) leave(in *Instance) bool {
 		return false
 	}
 	d.gone = true
-	in.left.Store(true)
+	in.leftUntil.Store(time.Now().Add(FlushBudget).UnixNano())
 	return true
 }
 

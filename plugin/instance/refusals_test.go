@@ -217,8 +217,9 @@ func TestPoisonAlertWithoutAStore(t *testing.T) {
 
 // A flush without State_Dir does not wait on its receiver past
 // FlushBudget: it asks for a retry while the delivery goes on; the next
-// flushes do not wait for that delivery (at shutdown Fluent Bit retries a
-// chunk again and again until its Grace is over), and Close cuts it.
+// flush waits for that delivery one more budget at most, and the ones
+// after it not at all (at shutdown Fluent Bit retries a chunk again and
+// again until its Grace is over); Close cuts the delivery.
 func TestFlushWithoutAStoreIsBounded(t *testing.T) {
 	f := &flaky{block: true}
 	in, log := newInstance(t, f, "Forward_Timeout", "1h")
@@ -231,8 +232,13 @@ func TestFlushWithoutAStoreIsBounded(t *testing.T) {
 	if blocked != 1 {
 		t.Fatalf("%d deliveries in flight after the flush returned, want the one it left", blocked)
 	}
-	if r := in.Flush(positives(t), "cloudtrail"); r != Retry || !strings.Contains(log.String(), "the receiver has not answered an earlier delivery yet") {
-		t.Fatalf("the retry: %v\n%s", r, log)
+	for range 3 {
+		if r := in.Flush(positives(t), "cloudtrail"); r != Retry {
+			t.Fatalf("a retry: %v\n%s", r, log)
+		}
+	}
+	if n := strings.Count(log.String(), "the receiver has not answered an earlier delivery yet"); n != 3 {
+		t.Fatalf("%d retries turned back\n%s", n, log)
 	}
 	in.Close()
 	f.mu.Lock()
@@ -240,6 +246,46 @@ func TestFlushWithoutAStoreIsBounded(t *testing.T) {
 	f.mu.Unlock()
 	if blocked != 0 || !strings.Contains(log.String(), "the receiver has not answered within 3s: asking Fluent Bit to retry the chunk") {
 		t.Fatalf("%d deliveries still waiting after Close\n%s", blocked, log)
+	}
+}
+
+// A delivery that outlives its flush's budget and then ends well: the
+// retry of the chunk waits for it and finds its alerts delivered, so a
+// slow receiver does not use up Fluent Bit's retries.
+func TestSlowDeliveryServesTheRetry(t *testing.T) {
+	g := &gate{release: make(chan struct{})}
+	in, _ := newInstance(t, g, "Forward_Timeout", "1h")
+	defer in.Close()
+	chunk := positives(t)
+	if r := in.Flush(chunk, "cloudtrail"); r != Retry {
+		t.Fatalf("flush: %v", r)
+	}
+	retry := make(chan Result, 1)
+	go func() { retry <- in.Flush(chunk, "cloudtrail") }()
+	select {
+	case r := <-retry:
+		t.Fatalf("the retry did not wait for the delivery in flight: %v", r)
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(g.release) // the receiver answers
+	if r := <-retry; r != OK || in.Counters.Delivered.Load() != 3 || in.Counters.Duplicates.Load() != 3 {
+		t.Fatalf("the retry: %v; %s", r, in.Counters.Summary())
+	}
+}
+
+// gate is a receiver that answers once released.
+type gate struct{ release chan struct{} }
+
+func (g *gate) Encoding() sink.Encoding                { return sink.Msgpack }
+func (g *gate) Close() error                           { return nil }
+func (g *gate) Fits(sink.Alert) bool                   { return true }
+func (g *gate) Batches(as []sink.Alert) [][]sink.Alert { return [][]sink.Alert{as} }
+func (g *gate) Deliver(ctx context.Context, _ []sink.Alert) error {
+	select {
+	case <-g.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -93,8 +93,10 @@ func TestStoreShrinksAfterAnOutage(t *testing.T) {
 	props := storeProps(port, dir)
 	harness.Run(t, harness.Options{Instances: [][]harness.KV{props}, Flushes: flushes, Quiet: true})
 	srv := forwardrecv.Start(t, forwardrecv.Options{Address: addr})
-	res := harness.Run(t, harness.Options{Instances: [][]harness.KV{props}, LingerMS: 1000})
+	p := harness.Start(t, harness.Options{Instances: [][]harness.KV{props}, LingerMS: 100000, Timeout: 150 * time.Second})
 	waitComplete(t, want, func() map[string]int { return arrivals(srv.Entries()) })
+	p.Terminate()
+	res := p.Wait()
 	info, err := os.Stat(filepath.Join(dir, state.FileName))
 	if err != nil || strings.Contains(res.Stderr, "stay in") {
 		t.Fatalf("%v\n%s", err, tail(res.Stderr))
