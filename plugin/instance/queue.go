@@ -342,14 +342,19 @@ func (in *Instance) encodeEntries(entries []state.Entry) (out []sink.Alert, bad 
 func (in *Instance) drain(deadline time.Time) {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
+	var last error
 	for ctx.Err() == nil {
 		n, err := in.sendRound(ctx)
-		if err != nil || n == 0 {
+		if last = err; err != nil || n == 0 {
 			break
 		}
 	}
 	if n, _, err := in.store.Pending(); err == nil && n > 0 {
-		in.log.Warnf("exit: %d alert(s) stay in %s, delivered after the next start", n, in.store.Path())
+		why := ""
+		if last != nil {
+			why = fmt.Sprintf(" (the last try: %v)", last)
+		}
+		in.log.Warnf("exit: %d alert(s) stay in %s, delivered after the next start%s", n, in.store.Path(), why)
 	}
 	if len(in.unrecorded) > 0 {
 		in.log.Warnf("exit: %d alert(s) were delivered but the store could not record it: they are sent again after the next start", len(in.unrecorded))

@@ -32,7 +32,9 @@ func TestBrokenDiskRepeatsAtMostOneBatch(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, state.FileName)
 	queued, want := quarantines(t, "disk", 600, 20)
-	props := storeProps(port, dir, "Forward_Max_Batch_Size", "64K")
+	// Acks are waited for as long as a loaded machine needs: a batch re-sent
+	// for a late ack would blur the count.
+	props := storeProps(port, dir, "Forward_Max_Batch_Size", "64K", "Forward_Timeout", "30s")
 	res := harness.Run(t, harness.Options{Instances: [][]harness.KV{props}, Flushes: queued, Quiet: true})
 	if res.Summary["ok"] != int64(len(queued)) {
 		t.Fatalf("storing while the receiver is down: %v\n%s", res.Summary, tail(res.Stderr))
@@ -90,7 +92,9 @@ func TestStoreShrinksAfterAnOutage(t *testing.T) {
 	addr, port := freeAddress(t)
 	dir := t.TempDir()
 	flushes, want := quarantines(t, "outage", 2000, 50)
-	props := storeProps(port, dir)
+	// A loaded machine must not make an ack late: a re-sent batch is no
+	// concern of this test.
+	props := storeProps(port, dir, "Forward_Timeout", "30s")
 	harness.Run(t, harness.Options{Instances: [][]harness.KV{props}, Flushes: flushes, Quiet: true})
 	srv := forwardrecv.Start(t, forwardrecv.Options{Address: addr})
 	p := harness.Start(t, harness.Options{Instances: [][]harness.KV{props}, LingerMS: 100000, Timeout: 150 * time.Second})
@@ -102,6 +106,7 @@ func TestStoreShrinksAfterAnOutage(t *testing.T) {
 		t.Fatalf("%v\n%s", err, tail(res.Stderr))
 	}
 	full := info.Size()
+	arrived := len(srv.Entries())
 
 	res = harness.Run(t, harness.Options{Instances: [][]harness.KV{props}, Flushes: flushes, Quiet: true})
 	m := regexp.MustCompile(`compacted \S+ from (\d+) to (\d+) bytes`).FindStringSubmatch(res.Stderr)
@@ -115,8 +120,8 @@ func TestStoreShrinksAfterAnOutage(t *testing.T) {
 	if from != full || to*4 > full || after.Size() > to {
 		t.Fatalf("compacted from %d (file %d) to %d (file now %d)", from, full, to, after.Size())
 	}
-	if !strings.Contains(res.Stderr, " duplicates_dropped=2000 ") || len(srv.Entries()) != len(want) {
-		t.Fatalf("the delivered keys did not survive compaction: %d entries\n%s", len(srv.Entries()), tail(res.Stderr))
+	if !strings.Contains(res.Stderr, " duplicates_dropped=2000 ") || len(srv.Entries()) != arrived {
+		t.Fatalf("the delivered keys did not survive compaction: %d entries, %d before\n%s", len(srv.Entries()), arrived, tail(res.Stderr))
 	}
 }
 

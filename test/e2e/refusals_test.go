@@ -114,7 +114,7 @@ func TestForwardAlertTooBigForTheReceiver(t *testing.T) {
 	srv := forwardrecv.Start(t, forwardrecv.Options{BufferMaxSize: limit})
 	dir := t.TempDir()
 	res := harness.Run(t, harness.Options{
-		Instances: [][]harness.KV{storeProps(srv.Port(), dir, "Forward_Max_Batch_Size", strconv.Itoa(limit))},
+		Instances: [][]harness.KV{storeProps(srv.Port(), dir, "Forward_Max_Batch_Size", strconv.Itoa(limit), "Forward_Timeout", "30s")},
 		Flushes:   []harness.Flush{{Tag: tag, Data: chunkOf(normal, padded, huge, maps.Clone(normal))}},
 		LingerMS:  500,
 	})
@@ -213,7 +213,7 @@ func TestChunkBiggerThanTheQueueIsStoredInParts(t *testing.T) {
 	srv := forwardrecv.Start(t, forwardrecv.Options{})
 	flushes, want := quarantines(t, "parts", 100, 100) // about 220 KB of alerts in one chunk
 	res := harness.Run(t, harness.Options{
-		Instances: [][]harness.KV{storeProps(srv.Port(), t.TempDir(), "Queue_Max_Size", "64K")},
+		Instances: [][]harness.KV{storeProps(srv.Port(), t.TempDir(), "Queue_Max_Size", "64K", "Forward_Timeout", "30s")},
 		Flushes:   flushes, Retries: 30, RetryWaitMS: 200,
 	})
 	got := rcs(res)

@@ -15,9 +15,12 @@ import (
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/harness"
 )
 
+// storeProps configure a forward instance with a store; extra keys come
+// first, so they win over the defaults here (Fluent Bit, and the harness,
+// give the first of a repeated key).
 func storeProps(port int, dir string, extra ...string) []harness.KV {
-	return kv(append([]string{"Alert_Output", "forward", "Forward_Port", strconv.Itoa(port), "Forward_Timeout", "500ms",
-		"State_Dir", dir}, extra...)...)
+	return kv(append(extra, "Alert_Output", "forward", "Forward_Port", strconv.Itoa(port), "Forward_Timeout", "500ms",
+		"State_Dir", dir)...)
 }
 
 func eventIDs(entries []forwardrecv.Entry) []string {
