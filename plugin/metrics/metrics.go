@@ -37,8 +37,10 @@ type Sample struct {
 	Stored, Delivered, Duplicates        int64
 	Retries, DeliveryFailures            int64
 	Skipped                              Skipped
+	Oversized                            int64 // values past their bound, cut
 	GroupMarkers, EncodeErrors           int64
 	OwnAlertChunks, Panics               int64
+	LogWriteErrors                       int64 // log lines lost: stderr closed
 	// Lifecycle: keys watched now; calls folded into an earlier alert;
 	// cases pushed out by Watch_Max_Keys or past Watch_TTL.
 	WatchedKeys                                int64
