@@ -71,6 +71,8 @@ var statsMetric = map[string][]string{
 	"skipped_truncated":   {"cloudtrail_quarantine_skipped_records_total", "reason", "truncated"},
 	"skipped_undecodable": {"cloudtrail_quarantine_skipped_records_total", "reason", "undecodable"},
 	"skipped_events":      {"cloudtrail_quarantine_skipped_records_total", "reason", "bad_event"},
+	"oversized_values":    {"cloudtrail_quarantine_oversized_values_total"},
+	"log_write_errors":    {"cloudtrail_quarantine_log_write_errors_total"},
 	"group_markers":       {"cloudtrail_quarantine_group_markers_total"},
 	"encode_errors":       {"cloudtrail_quarantine_unreadable_alerts_dropped_total"},
 	"own_alert_chunks":    {"cloudtrail_quarantine_own_alert_chunks_total"},
