@@ -47,7 +47,9 @@ func pathSeeds(f *testing.F) {
 // Max* constants): every field one at a time, then all of them.
 func overLong(t testing.TB) []any {
 	ex := corpus.Fixture(t, "aws.iam.quarantine_attempt_failed", "positive", "attach_user_v2_access_denied")
-	past := func(s string) string { return s + strings.Repeat("\u00e9", 1+max(cloudtrail.MaxErrorMessage, cloudtrail.MaxUserAgent)/2) }
+	past := func(s string) string {
+		return s + strings.Repeat("\u00e9", 1+max(cloudtrail.MaxErrorMessage, cloudtrail.MaxUserAgent)/2)
+	}
 	var out []any
 	for _, path := range hostile.Leaves(ex) {
 		out = append(out, hostile.With(ex, path, past))

@@ -71,9 +71,9 @@ func TestEveryShapeIsBounded(t *testing.T) {
 	event := map[string]any{
 		"eventName": big("AttachUserPolicy"), "eventSource": big("iam"), "errorCode": big("AccessDenied"),
 		"errorMessage": "with an explicit deny in an identity-based policy: " + quarantine + " " + big("m"),
-		"eventID": big("id"), "eventTime": big("2026"), "awsRegion": big("us"), "recipientAccountId": big("1"),
+		"eventID":      big("id"), "eventTime": big("2026"), "awsRegion": big("us"), "recipientAccountId": big("1"),
 		"sourceIPAddress": big("10."), "userAgent": big("aws-cli"),
-		"userIdentity": map[string]any{"type": big("IAMUser"), "arn": big("arn"), "userName": big("u"), "accessKeyId": big("AKIA"), "accountId": big("2")},
+		"userIdentity":      map[string]any{"type": big("IAMUser"), "arn": big("arn"), "userName": big("u"), "accessKeyId": big("AKIA"), "accountId": big("2")},
 		"requestParameters": params,
 	}
 	health := map[string]any{"source": "aws.health", "detail-type": "AWS Health Event", "id": big("id"), "time": big("t"),
@@ -83,7 +83,7 @@ func TestEveryShapeIsBounded(t *testing.T) {
 	ecs := map[string]any{"event.action": big("AttachUserPolicy"), "event.provider": big("iam"), "event.id": big("id"),
 		"@timestamp": big("2026"), "cloud.region": big("r"), "cloud.account.id": big("1"), "source.ip": big("10."),
 		"user_agent.original": big("ua"), "user.name": big("u"), "aws.cloudtrail.error_code": big("e"), "aws.cloudtrail.error_message": big("m"),
-		"aws.cloudtrail.user_identity": map[string]any{"type": big("t"), "arn": big("a"), "access_key_id": big("AKIA")},
+		"aws.cloudtrail.user_identity":      map[string]any{"type": big("t"), "arn": big("a"), "access_key_id": big("AKIA")},
 		"aws.cloudtrail.request_parameters": fmt.Sprintf("{userName=%s, policyArn=%s}", big("u"), quarantine)}
 	ocsf := map[string]any{"api": map[string]any{"operation": big("AttachUserPolicy"), "service": map[string]any{"name": big("iam")},
 		"request": map[string]any{"data": string(value.ToJSON(params))}, "response": map[string]any{"error": big("e"), "message": big("m")}},
