@@ -1,7 +1,6 @@
 package detect_test
 
 import (
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,26 +13,11 @@ import (
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/fbchunk"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/hostile"
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/paths"
 )
 
 // maxID is the longest _id Elasticsearch takes; alert keys are the ids of
 // the es_bulk sink and the keys of the store.
 const maxID = 512
-
-// examples are the events of every rule's positive examples and of the
-// lifecycle's event fixtures.
-func examples(t testing.TB) []map[string]any {
-	var out []map[string]any
-	for _, r := range rules.Stateless() {
-		out = append(out, corpus.Fixtures(t, r.ID, "positive")...)
-	}
-	files, _ := filepath.Glob(paths.Repo("test", "fixtures", "events", "*.json"))
-	for _, f := range files {
-		out = append(out, corpus.JSONFile(t, f))
-	}
-	return out
-}
 
 // Every string of every example blown past every bound (one at a time,
 // then all together) and turned into control characters, read from a
@@ -46,11 +30,11 @@ func TestHostileValuesKeepKeysShort(t *testing.T) {
 	engine := lifecycle.New(lifecycle.Options{WatchTTL: 1 << 62, MaxKeys: 1 << 20, UseWindow: time.Hour, Grace: 15 * time.Minute, Delay: 15 * time.Minute})
 	long := hostile.Long(70_000)
 	var bodies []any
-	for _, ex := range examples(t) {
-		for _, path := range hostile.Leaves(ex) {
-			bodies = append(bodies, hostile.With(ex, path, long), hostile.With(ex, path, hostile.Controls))
+	for _, ex := range corpus.Examples(t) {
+		for _, path := range hostile.Leaves(ex.Event) {
+			bodies = append(bodies, hostile.With(ex.Event, path, long), hostile.With(ex.Event, path, hostile.Controls))
 		}
-		bodies = append(bodies, hostile.All(ex, long))
+		bodies = append(bodies, hostile.All(ex.Event, long))
 	}
 	bodies = append(bodies, worstKeys()...)
 	oversized, findings := 0, 0

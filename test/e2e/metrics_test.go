@@ -52,7 +52,9 @@ func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (g *gate) open() { g.once.Do(func() { close(g.release) }) }
 
 // statsRe is an instance's exit line: the counters the stats line prints.
-var statsRe = regexp.MustCompile(`(?m)\[output:cloudtrail_quarantine:(cloudtrail_quarantine\.\d+)\] exit: (.*)$`)
+// statsRe is anchored at the start of a line: a record's value quoted in
+// a log line may hold a forged "... exit: ..." of its own.
+var statsRe = regexp.MustCompile(`(?m)^\[[0-9/: ]+\] \[ info\] \[output:cloudtrail_quarantine:(cloudtrail_quarantine\.\d+)\] exit: (.*)$`)
 
 // statsMetric names, for each key of the stats line, the metric that
 // shows it: every key must have one.
