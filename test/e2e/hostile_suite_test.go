@@ -47,6 +47,7 @@ type chunks struct {
 	flushes []harness.Flush
 	largest int
 	records int
+	bytes   int64
 }
 
 func (c *chunks) add(t *testing.T, body any) {
@@ -68,6 +69,7 @@ func (c *chunks) flush(t *testing.T) {
 	}
 	c.flushes = append(c.flushes, harness.Flush{Tag: tag, Path: path})
 	c.largest = max(c.largest, len(c.buf))
+	c.bytes += int64(len(c.buf))
 	c.buf = c.buf[:0]
 }
 
@@ -140,6 +142,9 @@ func TestHostileSuiteThroughThePlugin(t *testing.T) {
 		flood.add(t, hostile.All(fresh(ex.Event, next()), hostile.Controls))
 	}
 	flood.flush(t)
+	if flood.records < 1000 || flood.bytes < 1<<30 {
+		t.Fatalf("the flood is %d records, %d bytes: the README says over a thousand and a gigabyte", flood.records, flood.bytes)
+	}
 
 	// The legitimate examples, each in a use window of its own.
 	legit := &chunks{dir: t.TempDir()}
@@ -176,8 +181,8 @@ func TestHostileSuiteThroughThePlugin(t *testing.T) {
 	state := t.TempDir()
 	run := harness.Run(t, harness.Options{Instances: [][]harness.KV{props(state)}, Flushes: append(flood.flushes, legit.flushes...),
 		Quiet: true, LingerMS: 1000, Timeout: 5 * time.Minute})
-	t.Logf("%d hostile records in %d chunks (largest %d bytes), %d legitimate: %v", flood.records, len(flood.flushes), flood.largest,
-		legit.records, time.Since(start))
+	t.Logf("%d hostile records, %d MB in %d chunks (largest %d bytes), %d legitimate: %v", flood.records, flood.bytes>>20, len(flood.flushes),
+		flood.largest, legit.records, time.Since(start))
 	// The store after all that: a restart delivers what was left and a
 	// new alert.
 	restart := harness.Run(t, harness.Options{Instances: [][]harness.KV{props(state)},
