@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"maps"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -77,12 +76,7 @@ func TestInstanceNamesSurviveAHotReload(t *testing.T) {
 // then fails a write without any signal, and the runtime would still kill
 // the process after the EPIPE. It does not.
 func TestBrokenStdoutAfterAHotReload(t *testing.T) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Close()
-	defer w.Close()
+	w := harness.ClosedPipe(t)
 	res := harness.Run(t, harness.Options{Instances: [][]harness.KV{kv("Alert_Output", "stdout")}, Flushes: pipeChunks(t, 1), Reloads: 1, Stdout: w})
 	if res.Signal != 0 || res.ExitCode != 0 || strings.Count(res.Stderr, "write /dev/stdout: broken pipe") != 4 {
 		t.Fatalf("signal %v, exit %d\n%s", res.Signal, res.ExitCode, tail(res.Stderr))

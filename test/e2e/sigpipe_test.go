@@ -53,12 +53,7 @@ func TestBrokenStdoutDoesNotKillFluentBit(t *testing.T) {
 // are delivered, and the lines it could not write are counted in the
 // metrics.
 func TestBrokenStderrDoesNotKillFluentBit(t *testing.T) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Close()
-	defer w.Close()
+	w := harness.ClosedPipe(t)
 	out := t.TempDir() + "/alerts.jsonl"
 	listen := loopback.FreeAddr(t)
 	p := harness.Start(t, harness.Options{Instances: [][]harness.KV{kv("Alert_Output", "file", "File_Path", out, "Metrics_Listen", listen)},

@@ -248,3 +248,17 @@ func (r *Result) parse() {
 		}
 	}
 }
+
+// ClosedPipe is the write end of a pipe whose reader has gone away (a
+// `| head` that exited, a journald that restarted): a write to it fails
+// with EPIPE, and raises SIGPIPE.
+func ClosedPipe(t testing.TB) *os.File {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	t.Cleanup(func() { w.Close() })
+	return w
+}

@@ -146,19 +146,6 @@ func TestInitFailureStopsTheHost(t *testing.T) {
 	}
 }
 
-// closedPipe is the write end of a pipe whose reader has gone away (a
-// `| head` that exited, a journald that restarted).
-func closedPipe(t *testing.T) *os.File {
-	t.Helper()
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Close()
-	t.Cleanup(func() { w.Close() })
-	return w
-}
-
 // The harness ignores SIGPIPE as Fluent Bit does (flb_config_init), so its
 // own reports to a closed stderr fail quietly, as Fluent Bit's log lines
 // do; it does not mask a Go plugin's death by a closed stdout, which is
@@ -166,12 +153,12 @@ func closedPipe(t *testing.T) *os.File {
 // runtime raises it again after EPIPE on fd 1 and 2).
 func TestSIGPIPEAsInFluentBit(t *testing.T) {
 	flushes := []Flush{{Tag: "t", Data: []byte("x")}, {Tag: "t", Data: []byte("y")}}
-	quiet := run(t, Options{Instances: [][]KV{{{"Mode", "silent"}}}, Flushes: flushes, Stderr: closedPipe(t)})
+	quiet := run(t, Options{Instances: [][]KV{{{"Mode", "silent"}}}, Flushes: flushes, Stderr: ClosedPipe(t)})
 	if quiet.ExitCode != 0 {
 		t.Fatalf("the harness died writing to a closed stderr: exit %d", quiet.ExitCode)
 	}
 	var stderr strings.Builder
-	dies := run(t, Options{Instances: [][]KV{{{"Mode", "stdout"}}}, Flushes: flushes, Stdout: closedPipe(t), Stderr: &stderr})
+	dies := run(t, Options{Instances: [][]KV{{{"Mode", "stdout"}}}, Flushes: flushes, Stdout: ClosedPipe(t), Stderr: &stderr})
 	if dies.Signal != syscall.SIGPIPE {
 		t.Fatalf("a Go plugin writing to a closed stdout: exit %d, want death by SIGPIPE\n%s", dies.ExitCode, stderr.String())
 	}
