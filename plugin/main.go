@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"sync"
 	"syscall"
 	"unsafe"
 
@@ -28,7 +27,7 @@ const pluginName = "cloudtrail_quarantine"
 // instances names instances as Fluent Bit numbers them
 // (cloudtrail_quarantine.0, .1, ... in the order it starts them); Fluent
 // Bit does not tell a Go plugin.
-var instances numbering
+var instances instance.Numbering
 
 // Fluent Bit ignores SIGPIPE: a write to a closed pipe or socket fails
 // with EPIPE. The Go runtime of a c-shared library installs its own
@@ -58,12 +57,12 @@ func (p pluginConfig) Get(key string) string { return output.FLBPluginConfigKey(
 
 //export FLBPluginInit
 func FLBPluginInit(plugin unsafe.Pointer) (rc int) {
-	name := fmt.Sprintf("%s.%d", pluginName, instances.start())
+	name := fmt.Sprintf("%s.%d", pluginName, instances.Start())
 	log := logx.New(name)
 	defer recoverTo(log, "init", &rc, output.FLB_ERROR)
 	defer func() {
 		if rc != output.FLB_OK {
-			instances.exit()
+			instances.Exit()
 		}
 	}()
 	// Every key is read here: later reads would see whichever instance
@@ -119,7 +118,7 @@ func FLBPluginExitCtx(ctx unsafe.Pointer) (rc int) {
 		return output.FLB_OK
 	}
 	defer recoverTo(inst.Log(), "exit", &rc, output.FLB_ERROR)
-	defer instances.exit()
+	defer instances.Exit()
 	if err := inst.Close(); err != nil {
 		inst.Log().Warnf("exit: %v", err)
 	}
@@ -141,34 +140,6 @@ func recoverTo(log *logx.Logger, where string, rc *int, code int) {
 		log.Errorf("panic in %s (bug, please report): %v\n%s", where, r, debug.Stack())
 		*rc = code
 	}
-}
-
-// numbering counts the instances started since none was running. A hot
-// reload exits every instance and starts the new configuration's in the
-// same process, where the .so (and this count) stay loaded: counting on
-// would name them .2, .3, ... and move their metrics to new labels.
-type numbering struct {
-	mu         sync.Mutex
-	next, live int
-}
-
-// start numbers an instance that starts.
-func (n *numbering) start() int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.live == 0 {
-		n.next = 0
-	}
-	n.live++
-	n.next++
-	return n.next - 1
-}
-
-// exit is called when an instance exits or fails to start.
-func (n *numbering) exit() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.live--
 }
 
 func main() {}

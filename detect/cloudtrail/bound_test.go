@@ -137,6 +137,9 @@ func entities(n int) []any {
 // the bound, whatever the bytes.
 func TestValuesPastTheirBound(t *testing.T) {
 	for _, l := range Limits {
+		if l.Digest && l.Max < DigestLen || !l.Digest && l.Max < len(cutMarker(1<<62)) {
+			t.Errorf("%s: a bound of %d is shorter than what replaces a value past it", l.Field, l.Max)
+		}
 		at := strings.Repeat("é", l.Max/2) + strings.Repeat("a", l.Max%2)
 		s := at
 		if n := cut(&s, l); n != 0 || s != at {
