@@ -92,3 +92,4 @@ fuzz:
 	$(GO) test ./internal/value/ -run '^$$' -fuzz '^FuzzAppendJSON$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/value/ -run '^$$' -fuzz '^FuzzCanonical$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/value/ -run '^$$' -fuzz '^FuzzAppendJSONString$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./plugin/logx/ -run '^$$' -fuzz '^FuzzLogLine$$' -fuzztime $(FUZZTIME)

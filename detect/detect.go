@@ -6,8 +6,6 @@
 package detect
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"time"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/chunk"
@@ -62,6 +60,10 @@ type Stats struct {
 	// SkippedEvents counts events of a log file's Records that could not
 	// be read; the file's other events still are.
 	SkippedEvents int
+	// Oversized counts the values of events past their bound, cut or
+	// replaced by a digest (cloudtrail's Max* constants); the events were
+	// still read.
+	Oversized int
 }
 
 // Observed is one event of a candidate record, in the order of the chunk,
@@ -118,6 +120,7 @@ func (d *Detector) scanRecord(rec *chunk.Record, fn func(Observed), st *Stats) b
 	n, skipped, err := d.resolver.ResolveMsgpack(rec.Body, func(e *cloudtrail.Event) {
 		o := d.Observe(e, rec.Time)
 		st.Findings += len(o.Findings)
+		st.Oversized += e.Oversized
 		fn(o)
 	})
 	st.Events += n
@@ -152,13 +155,25 @@ func Findings(obs []Observed) []Finding {
 	return out
 }
 
+// MaxEventKey bounds EventKey. Alert keys (store keys, Elasticsearch
+// _ids, which may not pass 512 bytes) are built from it and from other
+// bounded values (cloudtrail's Max* constants).
+const MaxEventKey = 256
+
 // EventKey identifies an event across re-deliveries: its eventID, or, for
-// the rare event without one, a digest of its content.
+// the rare event without one, a digest of its content. It is at most
+// MaxEventKey bytes.
 func EventKey(e *cloudtrail.Event) string {
 	if x := e.Exposure; x != nil && x.Notice != "" {
 		// AWS Health sends a backup copy of a notice to a second Region:
-		// one notice, one alert.
-		return "health:" + e.Account + ":" + x.Notice
+		// one notice, one alert. A notice id may be 1600 bytes long: a
+		// long one is named by its digest.
+		const prefix = "health:"
+		notice := x.Notice
+		if len(prefix)+len(e.Account)+1+len(notice) > MaxEventKey {
+			notice = cloudtrail.Digest([]byte(notice))
+		}
+		return prefix + e.Account + ":" + notice
 	}
 	if e.ID != "" {
 		return e.ID
@@ -169,6 +184,5 @@ func EventKey(e *cloudtrail.Event) string {
 	if raw, ok := v.(value.Raw); ok {
 		v, _ = value.FromMsgpack(raw)
 	}
-	sum := sha256.Sum256(value.ToJSON(v))
-	return "sha256:" + hex.EncodeToString(sum[:16])
+	return cloudtrail.Digest(value.ToJSON(v))
 }

@@ -69,6 +69,7 @@ type JSONStats struct {
 	Candidates  int // records the prefilter let through, hence decoded
 	Events      int // events found in the candidates
 	Undecodable int // candidates that are not valid JSON (or too deep)
+	Oversized   int // values of events past their bound (Stats.Oversized)
 }
 
 // Add accumulates o into s.
@@ -77,6 +78,7 @@ func (s *JSONStats) Add(o JSONStats) {
 	s.Candidates += o.Candidates
 	s.Events += o.Events
 	s.Undecodable += o.Undecodable
+	s.Oversized += o.Oversized
 }
 
 // ObserveJSON decodes rec, one record a Splitter found, when the
@@ -99,6 +101,7 @@ func (d *Detector) ObserveJSON(rec []byte, element bool, w Watch, recordTime tim
 	}
 	emit := func(e *cloudtrail.Event) {
 		st.Events++
+		st.Oversized += e.Oversized
 		dst = append(dst, d.Observe(e, recordTime))
 	}
 	if element {

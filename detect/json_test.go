@@ -351,6 +351,12 @@ func jsonSeeds(f *testing.F) {
 		f.Add(value.ToJSON(map[string]any{"detail-type": "AWS API Call via CloudTrail", "detail": group[0]}))
 		f.Add(value.ToJSON(map[string]any{"log": string(value.ToJSON(group[0]))}))
 	}
+	var long []byte
+	for _, ev := range overLong(f) {
+		long = append(append(long, value.ToJSON(ev)...), '\n')
+	}
+	f.Add(long)
+	f.Add(value.ToJSON(map[string]any{"Records": overLong(f)}))
 }
 
 // FuzzJSONPathsAgree is the differential check of the scan's fast path:

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/tinylib/msgp/msgp"
@@ -15,6 +16,7 @@ import (
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/fbchunk"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/hostile"
 )
 
 // pathSeeds are record bodies of every shape the fast path reads, as
@@ -35,6 +37,24 @@ func pathSeeds(f *testing.F) {
 	f.Add(value.AppendMsgpack(nil, odd))
 	f.Add(value.AppendMsgpack(nil, map[string]any{"eventName": nil, "detail": odd}))
 	f.Add(value.AppendMsgpack(nil, map[string]any{"Records": []any{odd, map[string]any{"eventName": nil}}}))
+	for _, ev := range overLong(f) {
+		f.Add(value.AppendMsgpack(nil, ev))
+		f.Add(value.AppendMsgpack(nil, map[string]any{"Records": []any{ev}}))
+	}
+}
+
+// overLong are examples with values just past their bounds (cloudtrail's
+// Max* constants): every field one at a time, then all of them.
+func overLong(t testing.TB) []any {
+	ex := corpus.Fixture(t, "aws.iam.quarantine_attempt_failed", "positive", "attach_user_v2_access_denied")
+	past := func(s string) string {
+		return s + strings.Repeat("\u00e9", 1+max(cloudtrail.MaxErrorMessage, cloudtrail.MaxUserAgent)/2)
+	}
+	var out []any
+	for _, path := range hostile.Leaves(ex) {
+		out = append(out, hostile.With(ex, path, past))
+	}
+	return append(out, hostile.All(ex, past))
 }
 
 // events reads body both ways: in place (what Scan does) and decoded
@@ -95,7 +115,7 @@ func FuzzFastAndMapPathsAgree(f *testing.F) {
 			a, b := fast[i], slow[i]
 			if a.Name != b.Name || a.Source != b.Source || a.ErrorCode != b.ErrorCode || a.ErrorMessage != b.ErrorMessage ||
 				a.ID != b.ID || a.Time != b.Time || a.Region != b.Region || a.Account != b.Account || a.SourceIP != b.SourceIP ||
-				a.UserAgent != b.UserAgent || a.Actor != b.Actor || a.Shape != b.Shape {
+				a.UserAgent != b.UserAgent || a.Actor != b.Actor || a.Shape != b.Shape || a.Oversized != b.Oversized {
 				t.Fatalf("event %d differs:\nfast %+v\nmap  %+v", i, a, b)
 			}
 			if pa, pb := value.ToJSON(a.Params), value.ToJSON(b.Params); string(pa) != string(pb) {

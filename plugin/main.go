@@ -9,8 +9,10 @@ import "C"
 
 import (
 	"fmt"
+	"os"
+	"os/signal"
 	"runtime/debug"
-	"sync/atomic"
+	"syscall"
 	"unsafe"
 
 	"github.com/fluent/fluent-bit-go/output"
@@ -22,9 +24,21 @@ import (
 
 const pluginName = "cloudtrail_quarantine"
 
-// instances numbers Init calls, to name instances as Fluent Bit does
-// (cloudtrail_quarantine.0, .1, ...); Fluent Bit does not tell a Go plugin.
-var instances atomic.Int64
+// instances names instances as Fluent Bit numbers them
+// (cloudtrail_quarantine.0, .1, ... in the order it starts them); Fluent
+// Bit does not tell a Go plugin.
+var instances instance.Numbering
+
+// Fluent Bit ignores SIGPIPE: a write to a closed pipe or socket fails
+// with EPIPE. The Go runtime of a c-shared library installs its own
+// SIGPIPE handler all the same, and after a write to fd 1 or 2 fails with
+// EPIPE it raises SIGPIPE again and dies of it, taking Fluent Bit down,
+// unless the program asked for SIGPIPE (os/signal, "SIGPIPE";
+// runtime.sigpipe). Asking is all it takes: the write then just fails,
+// and the stdout sink and the logger report and count it. A SIGPIPE on
+// one of Fluent Bit's own threads still goes to Fluent Bit's disposition.
+// The channel is never read: a signal that finds it full is dropped.
+func init() { signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE) }
 
 // registerFailed is returned by FLBPluginRegister after a panic: -1 is the
 // one value Fluent Bit's flb_plugin_proxy_register takes as a failure.
@@ -43,9 +57,14 @@ func (p pluginConfig) Get(key string) string { return output.FLBPluginConfigKey(
 
 //export FLBPluginInit
 func FLBPluginInit(plugin unsafe.Pointer) (rc int) {
-	name := fmt.Sprintf("%s.%d", pluginName, instances.Add(1)-1)
+	name := fmt.Sprintf("%s.%d", pluginName, instances.Start())
 	log := logx.New(name)
 	defer recoverTo(log, "init", &rc, output.FLB_ERROR)
+	defer func() {
+		if rc != output.FLB_OK {
+			instances.Exit()
+		}
+	}()
 	// Every key is read here: later reads would see whichever instance
 	// Fluent Bit initialised last.
 	cfg, err := config.Load(pluginConfig{plugin})
@@ -99,6 +118,7 @@ func FLBPluginExitCtx(ctx unsafe.Pointer) (rc int) {
 		return output.FLB_OK
 	}
 	defer recoverTo(inst.Log(), "exit", &rc, output.FLB_ERROR)
+	defer instances.Exit()
 	if err := inst.Close(); err != nil {
 		inst.Log().Warnf("exit: %v", err)
 	}

@@ -36,6 +36,8 @@ type Event struct {
 	Shape Shape
 	// Exposure is set for an AWS Health notice of exposed credentials.
 	Exposure *Exposure
+	// Oversized counts the values cut to their bound (see bound.go).
+	Oversized int
 }
 
 // Actor is the userIdentity of the caller.

@@ -62,7 +62,10 @@ func fromHealth(body, detail map[string]any) *Event {
 	for _, k := range keys {
 		switch {
 		case IsAccessKeyID(k):
-			if !contains(x.Keys, k) {
+			// One past the bound, so bound counts the notice oversized;
+			// the rest are never looked at (a forged notice may name a
+			// million).
+			if len(x.Keys) <= MaxExposureKeys && !contains(x.Keys, k) {
 				x.Keys = append(x.Keys, k)
 			}
 		case x.User == "":

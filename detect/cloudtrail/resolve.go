@@ -17,14 +17,14 @@ type Resolver struct {
 // Resolve calls emit for every CloudTrail event found in body and reports
 // how many it found. A body that holds none is not an error.
 func (r *Resolver) Resolve(body map[string]any, emit func(*Event)) int {
-	return r.resolve(body, emit, true)
+	return r.resolve(body, bounded(emit), true)
 }
 
 // ResolveRecord reads one element of a CloudTrail log file's Records,
 // decoded on its own, as Resolve reads it inside the whole file.
 func (r *Resolver) ResolveRecord(rec map[string]any, emit func(*Event)) int {
 	if rec = canonical(rec); rec["eventName"] != nil {
-		emit(fromCloudTrail(rec, ShapeLogFile))
+		bounded(emit)(fromCloudTrail(rec, ShapeLogFile))
 		return 1
 	}
 	return 0

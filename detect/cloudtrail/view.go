@@ -14,6 +14,7 @@ import (
 // the events found and the events of a log file it had to skip (one that
 // cannot be read does not hide the rest of the file).
 func (r *Resolver) ResolveMsgpack(body []byte, emit func(*Event)) (found, skipped int, err error) {
+	emit = bounded(emit)
 	var top struct {
 		eventName, records, detail []byte
 		named                      bool
@@ -70,7 +71,7 @@ func (r *Resolver) ResolveMsgpack(body []byte, emit func(*Event)) (found, skippe
 		return 0, 0, err
 	}
 	m, _ := v.(map[string]any)
-	return r.Resolve(m, emit), 0, nil
+	return r.resolve(m, emit, true), 0, nil
 }
 
 // allEvents reports whether every element of a Records array is a map with

@@ -6,6 +6,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -573,12 +574,21 @@ func (c *Config) Secrets() []string {
 			if u, err := url.Parse(*v); err == nil && u.User != nil {
 				out = append(out, u.User.Username())
 				if pw, ok := u.User.Password(); ok {
-					out = append(out, pw)
+					out = append(out, pw, basicAuth(u.User.Username(), pw))
 				}
 			}
 		}
 	}
+	if c.HTTPPasswd != "" {
+		out = append(out, basicAuth(c.HTTPUser, c.HTTPPasswd))
+	}
 	return out
+}
+
+// basicAuth is the credential of an HTTP Basic Authorization header, the
+// form a receiver echoes the user and password in.
+func basicAuth(user, password string) string {
+	return base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
 }
 
 // Warnings are settings of the configured output that are allowed but

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/rules"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/logx"
 )
 
 // Counters are cumulative per instance.
@@ -23,6 +24,7 @@ type Counters struct {
 	SkippedMalformed, SkippedNotMap        atomic.Int64
 	SkippedTruncated, SkippedUndecodable   atomic.Int64
 	SkippedEvents                          atomic.Int64 // bad events inside a record (a log file's Records)
+	Oversized                              atomic.Int64 // values of events past their bound, cut (detect.Stats.Oversized)
 	GroupMarkers, EncodeErrors, Panics     atomic.Int64
 	OwnAlerts                              atomic.Int64 // chunks tagged Alert_Tag, passed over
 	// The lifecycle: keys watched now, and calls folded into an earlier
@@ -30,9 +32,13 @@ type Counters struct {
 	Watched, UsesSuppressed, WatchEvicted, WatchExpired atomic.Int64
 	// AlertsByRule counts alerts found per rule id (before de-duplication).
 	AlertsByRule map[string]*atomic.Int64
+	// LogWriteErrors counts the log lines that could not be written
+	// (stderr gone); the logger keeps the count.
+	LogWriteErrors func() int64
 }
 
-func (c *Counters) init() {
+func (c *Counters) init(log *logx.Logger) {
+	c.LogWriteErrors = log.WriteErrors
 	c.AlertsByRule = map[string]*atomic.Int64{}
 	for _, r := range rules.All() {
 		c.AlertsByRule[r.ID] = new(atomic.Int64)
@@ -50,6 +56,7 @@ func (in *Instance) count(st detect.Stats) {
 	c.SkippedTruncated.Add(int64(st.Skipped.Truncated))
 	c.SkippedUndecodable.Add(int64(st.Undecodable))
 	c.SkippedEvents.Add(int64(st.SkippedEvents))
+	c.Oversized.Add(int64(st.Oversized))
 	c.GroupMarkers.Add(int64(st.Skipped.Group))
 }
 
@@ -60,10 +67,10 @@ func (c *Counters) Summary() string {
 	for i, id := range ids {
 		byRule[i] = fmt.Sprintf("%s:%d", id, c.AlertsByRule[id].Load())
 	}
-	return fmt.Sprintf("flushes=%d records=%d candidates=%d events=%d alerts=%d delivered=%d queued=%d delivery_failures=%d dead_letter=%d duplicates_dropped=%d retries=%d skipped_malformed=%d skipped_not_map=%d skipped_truncated=%d skipped_undecodable=%d skipped_events=%d group_markers=%d encode_errors=%d own_alert_chunks=%d panics=%d watched_keys=%d uses_suppressed=%d watch_evicted=%d watch_expired=%d alerts_by_rule=%s",
+	return fmt.Sprintf("flushes=%d records=%d candidates=%d events=%d alerts=%d delivered=%d queued=%d delivery_failures=%d dead_letter=%d duplicates_dropped=%d retries=%d skipped_malformed=%d skipped_not_map=%d skipped_truncated=%d skipped_undecodable=%d skipped_events=%d oversized_values=%d group_markers=%d encode_errors=%d own_alert_chunks=%d panics=%d log_write_errors=%d watched_keys=%d uses_suppressed=%d watch_evicted=%d watch_expired=%d alerts_by_rule=%s",
 		c.Flushes.Load(), c.Records.Load(), c.Candidates.Load(), c.Events.Load(), c.Alerts.Load(), c.Delivered.Load(), c.Queued.Load(), c.DeliveryFailures.Load(), c.DeadLetter.Load(),
 		c.Duplicates.Load(), c.Retries.Load(), c.SkippedMalformed.Load(), c.SkippedNotMap.Load(), c.SkippedTruncated.Load(),
-		c.SkippedUndecodable.Load(), c.SkippedEvents.Load(), c.GroupMarkers.Load(), c.EncodeErrors.Load(), c.OwnAlerts.Load(), c.Panics.Load(),
+		c.SkippedUndecodable.Load(), c.SkippedEvents.Load(), c.Oversized.Load(), c.GroupMarkers.Load(), c.EncodeErrors.Load(), c.OwnAlerts.Load(), c.Panics.Load(), c.LogWriteErrors(),
 		c.Watched.Load(), c.UsesSuppressed.Load(), c.WatchEvicted.Load(), c.WatchExpired.Load(), strings.Join(byRule, ","))
 }
 

@@ -126,7 +126,7 @@ func New(name string, cfg *config.Config, log *logx.Logger) (*Instance, error) {
 		deliverTurn: make(chan struct{}, 1),
 	}
 	in.metrics = m
-	in.Counters.init()
+	in.Counters.init(log)
 	in.ctx, in.cancel = context.WithCancel(context.Background())
 	in.life = lifecycle.New(lifecycle.Options{WatchTTL: cfg.WatchTTL, MaxKeys: cfg.WatchMaxKeys, UseWindow: cfg.UseAlertWindow,
 		Grace: cfg.QuarantineGrace, Delay: cfg.EventDelay, Persist: cfg.StateDir != ""})
@@ -187,6 +187,10 @@ func (in *Instance) Flush(data []byte, tag string) Result {
 	if n := st.Skipped.Malformed + st.Skipped.NotMap + st.Skipped.Truncated + st.Undecodable + st.SkippedEvents; n > 0 {
 		in.log.Warnf("skipped %d bad records or events in a chunk of %d bytes (malformed=%d not_map=%d truncated=%d undecodable=%d bad_events=%d)",
 			n, len(data), st.Skipped.Malformed, st.Skipped.NotMap, st.Skipped.Truncated, st.Undecodable, st.SkippedEvents)
+	}
+	if st.Oversized > 0 {
+		in.log.Warnf("cut %d value(s) past their bound in a chunk of %d bytes (forged or damaged records: see the bounds under Record shapes); their events were still read",
+			st.Oversized, len(data))
 	}
 	if !locked {
 		return OK

@@ -20,8 +20,9 @@ func (in *Instance) Sample() metrics.Sample {
 			Malformed: c.SkippedMalformed.Load(), NotMap: c.SkippedNotMap.Load(), Truncated: c.SkippedTruncated.Load(),
 			Undecodable: c.SkippedUndecodable.Load(), BadEvents: c.SkippedEvents.Load(),
 		},
+		Oversized:    c.Oversized.Load(),
 		GroupMarkers: c.GroupMarkers.Load(), EncodeErrors: c.EncodeErrors.Load(),
-		OwnAlertChunks: c.OwnAlerts.Load(), Panics: c.Panics.Load(),
+		OwnAlertChunks: c.OwnAlerts.Load(), Panics: c.Panics.Load(), LogWriteErrors: c.LogWriteErrors(),
 		WatchedKeys: c.Watched.Load(), UsesSuppressed: c.UsesSuppressed.Load(),
 		WatchEvicted: c.WatchEvicted.Load(), WatchExpired: c.WatchExpired.Load(),
 	}

@@ -38,12 +38,14 @@ var (
 		{newDesc("retries_total", "Chunks the instance asked Fluent Bit to retry: delivery failed in the flush (no State_Dir), or the store could not take the alerts."), func(s *Sample) int64 { return s.Retries }},
 		{newDesc("delivery_failures_total", "Rounds of the background sender (State_Dir) that failed: the receiver was down or refused, or the store could not record the delivery. Each is retried with backoff."), func(s *Sample) int64 { return s.DeliveryFailures }},
 		{newDesc("dead_letter_total", "Alerts the receiver refused for a reason a retry cannot fix, set aside in State_Dir's dead letters so that the others go on (without State_Dir: dropped). Each is logged with its key."), func(s *Sample) int64 { return s.DeadLetter }},
+		{newDesc("oversized_values_total", "Values of events past their bound (README, Record shapes), cut or replaced by a digest; the events were still read. Forged or damaged records."), func(s *Sample) int64 { return s.Oversized }},
 		{newDesc("group_markers_total", "OpenTelemetry group start and end records passed over."), func(s *Sample) int64 { return s.GroupMarkers }},
 		{newDesc("unreadable_alerts_dropped_total", "Alerts in State_Dir that could not be read back, dropped so the rest could go."), func(s *Sample) int64 { return s.EncodeErrors }},
 		{newDesc("own_alert_chunks_total", "Chunks tagged with the instance's own Alert_Tag, passed over (Match catches the alerts)."), func(s *Sample) int64 { return s.OwnAlertChunks }},
 		{newDesc("uses_suppressed_total", "Calls with a watched key folded into an earlier alert of the same Use_Alert_Window."), func(s *Sample) int64 { return s.UsesSuppressed }},
 		{newDesc("watch_evicted_total", "Lifecycle cases pushed out of the watch list by Watch_Max_Keys (oldest first)."), func(s *Sample) int64 { return s.WatchEvicted }},
 		{newDesc("watch_expired_total", "Lifecycle cases dropped after Watch_TTL without a sign of the key."), func(s *Sample) int64 { return s.WatchExpired }},
+		{newDesc("log_write_errors_total", "Log lines the instance could not write (stderr closed or its reader gone); the plugin goes on."), func(s *Sample) int64 { return s.LogWriteErrors }},
 		{newDesc("panics_total", "Panics recovered in the instance's background work (bugs)."), func(s *Sample) int64 { return s.Panics }},
 	}
 	descAlerts  = newDesc("alerts_total", "Alerts found, by rule, before de-duplication.", "rule")

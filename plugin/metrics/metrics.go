@@ -38,8 +38,10 @@ type Sample struct {
 	Retries, DeliveryFailures            int64
 	DeadLetter                           int64 // refused for good: set aside, or dropped without a store
 	Skipped                              Skipped
+	Oversized                            int64 // values past their bound, cut
 	GroupMarkers, EncodeErrors           int64
 	OwnAlertChunks, Panics               int64
+	LogWriteErrors                       int64 // log lines lost: stderr closed
 	// Lifecycle: keys watched now; calls folded into an earlier alert;
 	// cases pushed out by Watch_Max_Keys or past Watch_TTL.
 	WatchedKeys                                int64

@@ -80,6 +80,7 @@ func sample(base int64) Sample {
 		Skipped:      Skipped{Malformed: base + 11, NotMap: base + 12, Truncated: base + 13, Undecodable: base + 14, BadEvents: base + 15},
 		GroupMarkers: base + 16, EncodeErrors: base + 17, OwnAlertChunks: base + 18, Panics: base + 19,
 		WatchedKeys: base + 20, UsesSuppressed: base + 21, WatchEvicted: base + 22, WatchExpired: base + 23, DeliveryFailures: base + 24,
+		Oversized: base + 25, LogWriteErrors: base + 26,
 	}
 }
 
@@ -104,6 +105,7 @@ func TestScrapeShowsEachSample(t *testing.T) {
 			"alerts_stored_total": 7, "alerts_delivered_total": 8, "duplicates_dropped_total": 9, "retries_total": 10,
 			"group_markers_total": 16, "unreadable_alerts_dropped_total": 17, "own_alert_chunks_total": 18, "panics_total": 19,
 			"watched_keys": 20, "uses_suppressed_total": 21, "watch_evicted_total": 22, "watch_expired_total": 23, "delivery_failures_total": 24,
+			"oversized_values_total": 25, "log_write_errors_total": 26,
 		}
 		for name, n := range want {
 			if got := value(t, fams, namespace+"_"+name, "name", inst); got != float64(base+n) {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
@@ -80,6 +81,37 @@ func Fixtures(t testing.TB, rule, kind string) []map[string]any {
 	var out []map[string]any
 	for _, f := range files {
 		out = append(out, JSONFile(t, f))
+	}
+	return out
+}
+
+// Example is one example event: a rule's positive example (Rule set), or
+// one of the events the lifecycle's examples are made of.
+type Example struct {
+	Rule, Name string
+	Event      map[string]any
+}
+
+// Examples are the events of every rule's positive examples (the
+// lifecycle rules' examples are sequences of other events, not events)
+// and of test/fixtures/events, in a fixed order.
+func Examples(t testing.TB) []Example {
+	t.Helper()
+	var out []Example
+	files, _ := filepath.Glob(paths.Repo("test", "fixtures", "rules", "*", "positive", "*.json"))
+	events, _ := filepath.Glob(paths.Repo("test", "fixtures", "events", "*.json"))
+	slices.Sort(files)
+	slices.Sort(events)
+	for _, f := range append(files, events...) {
+		ev := JSONFile(t, f)
+		if _, sequence := ev["steps"]; sequence {
+			continue
+		}
+		rule := ""
+		if dir := filepath.Dir(filepath.Dir(f)); filepath.Base(filepath.Dir(dir)) == "rules" {
+			rule = filepath.Base(dir)
+		}
+		out = append(out, Example{Rule: rule, Name: strings.TrimSuffix(filepath.Base(f), ".json"), Event: ev})
 	}
 	return out
 }

@@ -52,7 +52,9 @@ func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (g *gate) open() { g.once.Do(func() { close(g.release) }) }
 
 // statsRe is an instance's exit line: the counters the stats line prints.
-var statsRe = regexp.MustCompile(`(?m)\[output:cloudtrail_quarantine:(cloudtrail_quarantine\.\d+)\] exit: (.*)$`)
+// statsRe is anchored at the start of a line: a record's value quoted in
+// a log line may hold a forged "... exit: ..." of its own.
+var statsRe = regexp.MustCompile(`(?m)^\[[0-9/: ]+\] \[ info\] \[output:cloudtrail_quarantine:(cloudtrail_quarantine\.\d+)\] exit: (.*)$`)
 
 // statsMetric names, for each key of the stats line, the metric that
 // shows it: every key must have one.
@@ -72,6 +74,8 @@ var statsMetric = map[string][]string{
 	"skipped_truncated":   {"cloudtrail_quarantine_skipped_records_total", "reason", "truncated"},
 	"skipped_undecodable": {"cloudtrail_quarantine_skipped_records_total", "reason", "undecodable"},
 	"skipped_events":      {"cloudtrail_quarantine_skipped_records_total", "reason", "bad_event"},
+	"oversized_values":    {"cloudtrail_quarantine_oversized_values_total"},
+	"log_write_errors":    {"cloudtrail_quarantine_log_write_errors_total"},
 	"group_markers":       {"cloudtrail_quarantine_group_markers_total"},
 	"encode_errors":       {"cloudtrail_quarantine_unreadable_alerts_dropped_total"},
 	"own_alert_chunks":    {"cloudtrail_quarantine_own_alert_chunks_total"},

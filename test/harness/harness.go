@@ -48,11 +48,13 @@ func Build(t testing.TB) (so, harnessBin string) {
 // KV is one config property.
 type KV struct{ Key, Value string }
 
-// Flush is one chunk for one instance.
+// Flush is one chunk for one instance: Data, or a file at Path that the
+// harness reads only when it flushes it (suites of gigabytes).
 type Flush struct {
 	Instance int
 	Tag      string
 	Data     []byte
+	Path     string
 }
 
 // Options describe one harness run.
@@ -77,8 +79,14 @@ type Options struct {
 	Env         []string
 	Timeout     time.Duration // 0: 60s
 	// Stdout, when set, receives the plugin's stdout instead of
-	// Result.Stdout (benchmarks that print megabytes of alerts).
-	Stdout io.Writer
+	// Result.Stdout (benchmarks that print megabytes of alerts); Stderr
+	// likewise (a pipe whose reader goes away). An *os.File is handed to
+	// the harness as it is.
+	Stdout, Stderr io.Writer
+	// Reloads are hot reloads after the run: every instance exits, the
+	// plugin is unregistered, registered and started again, and the
+	// flushes run again, in the same process.
+	Reloads int
 }
 
 // Attempt is one reported flush call.
@@ -91,6 +99,7 @@ type Attempt struct {
 type Result struct {
 	Stdout, Stderr string
 	ExitCode       int
+	Signal         syscall.Signal // what killed the harness, if a signal did
 	Attempts       []Attempt
 	// Summary holds the summary line's numbers and maxrss_kb.
 	Summary map[string]int64
@@ -111,6 +120,10 @@ func Args(o Options, so, dir string) ([]string, error) {
 		}
 	}
 	for i, f := range o.Flushes {
+		if f.Path != "" {
+			args = append(args, "-F", fmt.Sprintf("%d:%s:%s", f.Instance, f.Tag, f.Path))
+			continue
+		}
 		path := filepath.Join(dir, fmt.Sprintf("chunk-%03d.bin", i))
 		if err := os.WriteFile(path, f.Data, 0o600); err != nil {
 			return nil, err
@@ -123,7 +136,7 @@ func Args(o Options, so, dir string) ([]string, error) {
 	case o.Retries > 0:
 		args = append(args, "-r", strconv.Itoa(o.Retries))
 	}
-	for flag, v := range map[string]int{"-l": o.Loops, "-d": o.RetryWaitMS, "-p": o.PauseMS, "-W": o.LingerMS, "-w": o.Workers, "-k": o.StackSize} {
+	for flag, v := range map[string]int{"-l": o.Loops, "-d": o.RetryWaitMS, "-p": o.PauseMS, "-W": o.LingerMS, "-w": o.Workers, "-k": o.StackSize, "-R": o.Reloads} {
 		if v > 0 {
 			args = append(args, flag, strconv.Itoa(v))
 		}
@@ -176,6 +189,9 @@ func Start(t testing.TB, o Options) *Proc {
 	if o.Stdout != nil {
 		p.cmd.Stdout = o.Stdout
 	}
+	if o.Stderr != nil {
+		p.cmd.Stderr = o.Stderr
+	}
 	if err := p.cmd.Start(); err != nil {
 		p.cancel()
 		t.Fatal(err)
@@ -208,6 +224,9 @@ func (p *Proc) Wait() Result {
 	switch {
 	case errors.As(err, &exit):
 		res.ExitCode = exit.ExitCode() // -1 when killed by a signal
+		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			res.Signal = ws.Signal()
+		}
 	case err != nil:
 		p.t.Fatal(err)
 	}
@@ -228,4 +247,18 @@ func (r *Result) parse() {
 			}
 		}
 	}
+}
+
+// ClosedPipe is the write end of a pipe whose reader has gone away (a
+// `| head` that exited, a journald that restarted): a write to it fails
+// with EPIPE, and raises SIGPIPE.
+func ClosedPipe(t testing.TB) *os.File {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	t.Cleanup(func() { w.Close() })
+	return w
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/paths"
@@ -142,5 +143,23 @@ func TestInitFailureStopsTheHost(t *testing.T) {
 	res := run(t, Options{Instances: [][]KV{{{"Mode", "fail-init"}}}, Flushes: []Flush{{Tag: "t", Data: []byte("x")}}})
 	if res.ExitCode != 1 || !strings.Contains(res.Stderr, "harness: init instance=0 rc=0 failed") || len(res.Attempts) != 0 {
 		t.Fatalf("exit %d\n%s", res.ExitCode, res.Stderr)
+	}
+}
+
+// The harness ignores SIGPIPE as Fluent Bit does (flb_config_init), so its
+// own reports to a closed stderr fail quietly, as Fluent Bit's log lines
+// do; it does not mask a Go plugin's death by a closed stdout, which is
+// what Fluent Bit sees of a plugin that does not handle SIGPIPE (the Go
+// runtime raises it again after EPIPE on fd 1 and 2).
+func TestSIGPIPEAsInFluentBit(t *testing.T) {
+	flushes := []Flush{{Tag: "t", Data: []byte("x")}, {Tag: "t", Data: []byte("y")}}
+	quiet := run(t, Options{Instances: [][]KV{{{"Mode", "silent"}}}, Flushes: flushes, Stderr: ClosedPipe(t)})
+	if quiet.ExitCode != 0 {
+		t.Fatalf("the harness died writing to a closed stderr: exit %d", quiet.ExitCode)
+	}
+	var stderr strings.Builder
+	dies := run(t, Options{Instances: [][]KV{{{"Mode", "stdout"}}}, Flushes: flushes, Stdout: ClosedPipe(t), Stderr: &stderr})
+	if dies.Signal != syscall.SIGPIPE {
+		t.Fatalf("a Go plugin writing to a closed stdout: exit %d, want death by SIGPIPE\n%s", dies.ExitCode, stderr.String())
 	}
 }

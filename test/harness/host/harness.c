@@ -3,7 +3,8 @@
  * the way Fluent Bit's Go proxy does (src/flb_plugin_proxy.c,
  * src/proxy/go/go.c) and reproduces the conditions a plugin meets there:
  *
- *  - signal handlers are installed before the .so (and its Go runtime) loads;
+ *  - signal handlers are installed before the .so (and its Go runtime) loads,
+ *    and SIGPIPE is ignored (flb_config_init), again at each hot reload;
  *  - FLBPluginRegister runs on the main thread, Init/flush/exit on an engine
  *    thread, or flushes on worker threads "flb-out-<name>-w<N>" (workers);
  *  - every flush runs inside a coroutine on a small heap stack (24 KiB, as
@@ -11,7 +12,9 @@
  *  - config keys are looked up case-insensitively, first value wins, and the
  *    keys Fluent Bit's core swallows never reach the plugin;
  *  - the chunk buffer is valid only during the call (poisoned after);
- *  - FLB_RETRY re-dispatches the identical bytes, up to the retry limit.
+ *  - FLB_RETRY re-dispatches the identical bytes, up to the retry limit;
+ *  - a hot reload (-R) exits every instance, unregisters the plugin, then
+ *    registers it and starts the instances again in the same process.
  *
  * Reports go to stderr ("harness: ..."); stdout belongs to the plugin.
  */
@@ -90,6 +93,7 @@ struct flush {
     char *tag;
     unsigned char *data;
     size_t len;
+    char *path; /* -F: read at each dispatch and freed after, not held */
 };
 
 static struct {
@@ -106,6 +110,7 @@ static struct {
     int workers;
     size_t stack_size;
     int quiet;
+    int reloads;
 
     register_fn cb_register;
     init_fn cb_init;
@@ -141,6 +146,15 @@ static void on_crash_signal(int sig)
     raise(sig);
 }
 
+/* flb_config_init ignores SIGPIPE, before the plugin loads and again when a
+ * hot reload makes a new context: a write to a closed pipe or socket fails
+ * with EPIPE instead of killing Fluent Bit. The Go runtime of the .so
+ * installs its own SIGPIPE handler over it when it loads. */
+static void ignore_sigpipe(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+}
+
 /* Like flb_signal_init: plain handlers, installed before the plugin loads. */
 static void install_signals(void)
 {
@@ -150,6 +164,7 @@ static void install_signals(void)
     signal(SIGHUP, on_stop_signal);
     signal(SIGSEGV, on_crash_signal);
     signal(SIGFPE, on_crash_signal);
+    ignore_sigpipe();
 }
 
 static void die(int code, const char *fmt, const char *arg)
@@ -167,6 +182,8 @@ static void usage(void)
             "  -i N            number of instances (default 1)\n"
             "  -s N:KEY=VALUE  property for instance N (repeatable; first value of a key wins)\n"
             "  -f N:TAG:FILE   flush FILE as one chunk to instance N with TAG (repeatable, in order)\n"
+            "  -F N:TAG:FILE   like -f, but FILE is read when it is flushed and freed after\n"
+            "  -R N            hot reloads: after the run, exit, unregister, register and run again, N times\n"
             "  -l K            repeat the list of flushes K times (default 1)\n"
             "  -r N            retry limit (default 1)\n"
             "  -d MS           wait between retries in ms (default 0)\n"
@@ -332,10 +349,16 @@ static void sleep_ms(int ms)
 }
 
 /* One chunk: dispatch, and re-dispatch the same bytes on RETRY. */
-static void dispatch(struct instance *in, const struct flush *fl)
+static void dispatch(struct instance *in, const struct flush *stored)
 {
     int attempt = 1;
     int rc;
+    struct flush loaded = *stored;
+    const struct flush *fl = stored;
+    if (stored->path) {
+        loaded.data = read_file(stored->path, &loaded.len);
+        fl = &loaded;
+    }
     for (;;) {
         rc = flush_in_coroutine(in, fl);
         if (!H.quiet) {
@@ -365,6 +388,9 @@ static void dispatch(struct instance *in, const struct flush *fl)
         H.n_dropped++;
     }
     pthread_mutex_unlock(&H.stats_lock);
+    if (stored->path) {
+        free(loaded.data);
+    }
 }
 
 struct worker_arg {
@@ -405,7 +431,9 @@ static void run_flushes(void)
     /* each instance gets its own queue and its own worker threads */
     for (int i = 0; i < H.ninst; i++) {
         struct instance *in = &H.inst[i];
+        free(in->jobs);
         in->jobs = calloc(total + 1, sizeof(int));
+        in->njobs = in->next_job = 0;
         for (int j = 0; j < total; j++) {
             if (H.flushes[j % H.nflushes].inst == i) {
                 in->jobs[in->njobs++] = j;
@@ -443,6 +471,7 @@ static void *engine_main(void *p)
         in->plugin.api = &api;
         in->plugin.o_ins = in;
         in->plugin.context = &in->proxy_ctx;
+        in->proxy_ctx.remote_context = NULL; /* a new context at each (re)start */
         int rc = H.cb_init(&in->plugin);
         if (rc <= 0 || in->proxy_ctx.remote_context == NULL) {
             fprintf(stderr, "harness: init instance=%d rc=%d failed%s\n", i, rc,
@@ -504,7 +533,7 @@ int main(int argc, char **argv)
     int nsets = 0;
     H.flushes = calloc(argc, sizeof(struct flush));
 
-    while ((opt = getopt(argc, argv, "i:s:f:l:r:d:p:W:w:k:q")) != -1) {
+    while ((opt = getopt(argc, argv, "i:s:f:F:l:r:d:p:W:w:k:qR:")) != -1) {
         const char *rest;
         switch (opt) {
         case 'i': H.ninst = atoi(optarg); break;
@@ -516,6 +545,7 @@ int main(int argc, char **argv)
         case 'w': H.workers = atoi(optarg); break;
         case 'k': H.stack_size = (size_t) atol(optarg); break;
         case 'q': H.quiet = 1; break;
+        case 'R': H.reloads = atoi(optarg); break;
         case 's': {
             int n = parse_instance(optarg, &rest);
             if (n < 0 || !strchr(rest, '=')) {
@@ -525,7 +555,8 @@ int main(int argc, char **argv)
             sets[nsets++].kv = strdup(rest);
             break;
         }
-        case 'f': {
+        case 'f':
+        case 'F': {
             int n = parse_instance(optarg, &rest);
             const char *colon = n < 0 ? NULL : strchr(rest, ':');
             if (!colon) {
@@ -534,13 +565,18 @@ int main(int argc, char **argv)
             struct flush *fl = &H.flushes[H.nflushes++];
             fl->inst = n;
             fl->tag = strndup(rest, colon - rest);
-            fl->data = read_file(colon + 1, &fl->len);
+            if (opt == 'F') {
+                fl->path = strdup(colon + 1);
+            }
+            else {
+                fl->data = read_file(colon + 1, &fl->len);
+            }
             break;
         }
         default: usage();
         }
     }
-    if (optind != argc - 1 || H.ninst < 1 || H.loops < 1 || H.retries < 0 || H.workers < 0 || H.stack_size < 4096) {
+    if (optind != argc - 1 || H.ninst < 1 || H.loops < 1 || H.retries < 0 || H.workers < 0 || H.stack_size < 4096 || H.reloads < 0) {
         usage();
     }
     H.so_path = argv[optind];
@@ -587,22 +623,32 @@ int main(int argc, char **argv)
         die(2, "%s", "plugin has neither FLBPluginFlushCtx nor FLBPluginFlush");
     }
 
-    struct flb_plugin_proxy_def def = {0};
-    int rc = H.cb_register(&def);
-    if (rc != 0 || def.type != 2 || def.proxy != 11 || !def.name) {
-        fprintf(stderr, "harness: register failed rc=%d type=%d proxy=%d\n", rc, def.type, def.proxy);
-        return 2;
-    }
-    fprintf(stderr, "harness: registered name=%s description=%s\n", def.name, def.description ? def.description : "");
+    for (int run = 0; run <= H.reloads; run++) {
+        if (run > 0) {
+            /* flb_reload: the old context is gone, a new one is made */
+            fprintf(stderr, "harness: hot reload %d\n", run);
+            ignore_sigpipe();
+        }
+        struct flb_plugin_proxy_def def = {0};
+        int rc = H.cb_register(&def);
+        if (rc != 0 || def.type != 2 || def.proxy != 11 || !def.name) {
+            fprintf(stderr, "harness: register failed rc=%d type=%d proxy=%d\n", rc, def.type, def.proxy);
+            return 2;
+        }
+        fprintf(stderr, "harness: registered name=%s description=%s\n", def.name, def.description ? def.description : "");
 
-    pthread_t engine;
-    pthread_create(&engine, NULL, engine_main, NULL);
-    pthread_join(engine, NULL);
-    if (H.init_failed) {
-        return 1;
-    }
-    if (H.cb_unregister) {
-        H.cb_unregister(&def);
+        pthread_t engine;
+        pthread_create(&engine, NULL, engine_main, NULL);
+        pthread_join(engine, NULL);
+        if (H.init_failed) {
+            return 1;
+        }
+        if (H.cb_unregister) {
+            H.cb_unregister(&def);
+        }
+        if (stop_requested) {
+            break;
+        }
     }
     /* VmHWM, not getrusage's ru_maxrss: Linux keeps ru_maxrss across
      * execve, so a harness started by a big test process would report the
