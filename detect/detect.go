@@ -62,6 +62,9 @@ type Stats struct {
 	// SkippedEvents counts events of a log file's Records that could not
 	// be read; the file's other events still are.
 	SkippedEvents int
+	// IgnoredAccounts counts account fields that held no account id (12
+	// digits) and were passed over for the next one.
+	IgnoredAccounts int
 }
 
 // Observed is one event of a candidate record, in the order of the chunk,
@@ -118,6 +121,7 @@ func (d *Detector) scanRecord(rec *chunk.Record, fn func(Observed), st *Stats) b
 	n, skipped, err := d.resolver.ResolveMsgpack(rec.Body, func(e *cloudtrail.Event) {
 		o := d.Observe(e, rec.Time)
 		st.Findings += len(o.Findings)
+		st.IgnoredAccounts += e.IgnoredAccounts
 		fn(o)
 	})
 	st.Events += n

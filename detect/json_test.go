@@ -351,6 +351,16 @@ func jsonSeeds(f *testing.F) {
 		f.Add(value.ToJSON(map[string]any{"detail-type": "AWS API Call via CloudTrail", "detail": group[0]}))
 		f.Add(value.ToJSON(map[string]any{"log": string(value.ToJSON(group[0]))}))
 	}
+	// Envelopes of other kinds, each alone and as JSON lines: the Splitter
+	// reads a Lambda event's Records element by element, the general path
+	// the whole.
+	var lines []byte
+	for _, ev := range shapeSeeds(f) {
+		js := value.ToJSON(ev)
+		f.Add(js)
+		lines = append(append(lines, js...), '\n')
+	}
+	f.Add(lines)
 }
 
 // FuzzJSONPathsAgree is the differential check of the scan's fast path:

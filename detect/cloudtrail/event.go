@@ -36,6 +36,9 @@ type Event struct {
 	Shape Shape
 	// Exposure is set for an AWS Health notice of exposed credentials.
 	Exposure *Exposure
+	// IgnoredAccounts counts the account fields of the record that were
+	// passed over because they hold no account id (12 digits).
+	IgnoredAccounts int
 }
 
 // Actor is the userIdentity of the caller.
