@@ -22,6 +22,7 @@ type Counters struct {
 	SkippedMalformed, SkippedNotMap        atomic.Int64
 	SkippedTruncated, SkippedUndecodable   atomic.Int64
 	SkippedEvents                          atomic.Int64 // bad events inside a record (a log file's Records)
+	IgnoredAccounts                        atomic.Int64 // account fields that held no account id
 	GroupMarkers, EncodeErrors, Panics     atomic.Int64
 	OwnAlerts                              atomic.Int64 // chunks tagged Alert_Tag, passed over
 	// The lifecycle: keys watched now, and calls folded into an earlier
@@ -49,6 +50,7 @@ func (in *Instance) count(st detect.Stats) {
 	c.SkippedTruncated.Add(int64(st.Skipped.Truncated))
 	c.SkippedUndecodable.Add(int64(st.Undecodable))
 	c.SkippedEvents.Add(int64(st.SkippedEvents))
+	c.IgnoredAccounts.Add(int64(st.IgnoredAccounts))
 	c.GroupMarkers.Add(int64(st.Skipped.Group))
 }
 
@@ -59,10 +61,10 @@ func (c *Counters) Summary() string {
 	for i, id := range ids {
 		byRule[i] = fmt.Sprintf("%s:%d", id, c.AlertsByRule[id].Load())
 	}
-	return fmt.Sprintf("flushes=%d records=%d candidates=%d events=%d alerts=%d delivered=%d queued=%d delivery_failures=%d duplicates_dropped=%d retries=%d skipped_malformed=%d skipped_not_map=%d skipped_truncated=%d skipped_undecodable=%d skipped_events=%d group_markers=%d encode_errors=%d own_alert_chunks=%d panics=%d watched_keys=%d uses_suppressed=%d watch_evicted=%d watch_expired=%d alerts_by_rule=%s",
+	return fmt.Sprintf("flushes=%d records=%d candidates=%d events=%d alerts=%d delivered=%d queued=%d delivery_failures=%d duplicates_dropped=%d retries=%d skipped_malformed=%d skipped_not_map=%d skipped_truncated=%d skipped_undecodable=%d skipped_events=%d ignored_account_ids=%d group_markers=%d encode_errors=%d own_alert_chunks=%d panics=%d watched_keys=%d uses_suppressed=%d watch_evicted=%d watch_expired=%d alerts_by_rule=%s",
 		c.Flushes.Load(), c.Records.Load(), c.Candidates.Load(), c.Events.Load(), c.Alerts.Load(), c.Delivered.Load(), c.Queued.Load(), c.DeliveryFailures.Load(),
 		c.Duplicates.Load(), c.Retries.Load(), c.SkippedMalformed.Load(), c.SkippedNotMap.Load(), c.SkippedTruncated.Load(),
-		c.SkippedUndecodable.Load(), c.SkippedEvents.Load(), c.GroupMarkers.Load(), c.EncodeErrors.Load(), c.OwnAlerts.Load(), c.Panics.Load(),
+		c.SkippedUndecodable.Load(), c.SkippedEvents.Load(), c.IgnoredAccounts.Load(), c.GroupMarkers.Load(), c.EncodeErrors.Load(), c.OwnAlerts.Load(), c.Panics.Load(),
 		c.Watched.Load(), c.UsesSuppressed.Load(), c.WatchEvicted.Load(), c.WatchExpired.Load(), strings.Join(byRule, ","))
 }
 

@@ -201,6 +201,7 @@ func (in *Instance) encodeEntries(entries []state.Entry) (out []sink.Alert, bad 
 			doc = value.AppendMsgpack(nil, v)
 		}
 		if a, err := alert.Decode(doc, e.Time, e.Key); err == nil {
+			a.SetRunbookBase(in.cfg.RunbookBaseURL) // the page configured now
 			if asMsgpack {
 				doc = a.AppendMsgpack(nil, in.format)
 			} else {

@@ -39,6 +39,8 @@ type Sample struct {
 	Skipped                              Skipped
 	GroupMarkers, EncodeErrors           int64
 	OwnAlertChunks, Panics               int64
+	// IgnoredAccounts counts account fields that held no account id.
+	IgnoredAccounts int64
 	// Lifecycle: keys watched now; calls folded into an earlier alert;
 	// cases pushed out by Watch_Max_Keys or past Watch_TTL.
 	WatchedKeys                                int64
