@@ -25,6 +25,7 @@ type alert struct {
 		Severity    string   `json:"severity"`
 		RiskScore   int      `json:"risk_score"`
 		Equivalents []string `json:"equivalents"`
+		Runbook     string   `json:"runbook"`
 	} `json:"rule"`
 	Title     string `json:"title"`
 	EventID   string `json:"event_id"`
@@ -48,7 +49,11 @@ type alert struct {
 	Use struct {
 		Calls int `json:"calls"`
 	} `json:"use"`
-	Lifecycle map[string]int `json:"lifecycle"`
+	Lifecycle       map[string]int `json:"lifecycle"`
+	AuthorizationID string         `json:"authorization_id"`
+	Response        struct {
+		Commands []string `json:"commands"`
+	} `json:"response"`
 }
 
 // parseLines reads JSON-lines alerts (stdout or file sink).
