@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/fbout"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/harness"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/paths"
@@ -36,7 +37,8 @@ func fluentBits(t *testing.T) []string {
 // on the alert tag to watch what comes back through in_forward (a file,
 // and the counter, whose stdout format changed in 5.0). Then a restart
 // over the same input with one more event: the tail DB and State_Dir keep
-// the first run's alerts from coming again.
+// the first run's alerts from coming again, and a Health notice in an
+// SNS envelope alerts (and, being old, is found not quarantined).
 func TestShippedConfigInRealFluentBit(t *testing.T) {
 	so, _ := harness.Build(t)
 	for _, fb := range fluentBits(t) {
@@ -64,19 +66,26 @@ func TestShippedConfigInRealFluentBit(t *testing.T) {
 				}
 			}
 
-			// One more event in the same file; Fluent Bit restarts.
+			// Two more records in the same file, a quarantine and an AWS Health
+			// notice in an SNS envelope; Fluent Bit restarts.
 			ev := quarantineApplied(t)
 			ev["eventID"] = "c0ffee00-0000-4000-8000-00000000f1b1"
+			sns := corpus.Fixture(t, "aws.health.credentials_exposed", "positive", "sns_http_notification")
 			f, err := os.OpenFile(input, os.O_APPEND|os.O_WRONLY, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
-			f.Write(append(value.ToJSON(ev), '\n'))
+			f.Write(append(append(value.ToJSON(ev), '\n'), append(value.ToJSON(sns), '\n')...))
 			f.Close()
-			counted, stderr = runFluentBit(t, fb, conf, alerts, 10)
+			// The notice is older than the stream's event time by more than
+			// Quarantine_Grace and Event_Delay, and no quarantine of its user
+			// came: it is also reported not quarantined, at once.
+			counted, stderr = runFluentBit(t, fb, conf, alerts, 12)
 			lines = readAlertLines(t, alerts)
-			if counted != 1 || len(lines) != 10 || lines[9].EventID != ev["eventID"] {
-				t.Fatalf("after the restart: the counter saw %d alerts, the file holds %d (want 1 and 10)\n%s", counted, len(lines), stderr)
+			if counted != 3 || len(lines) != 12 || lines[9].EventID != ev["eventID"] ||
+				lines[10].EventID != "5d1e2f3a-0000-4000-8000-000000000024" || lines[10].Shape != "health" ||
+				lines[11].Rule.ID != "aws.iam.exposed_not_quarantined" || lines[11].Key.ID != "AKIAEXAMPLESNSHTTP01" {
+				t.Fatalf("after the restart: the counter saw %d alerts, the file holds %d (want 3 and 12)\n%s", counted, len(lines), stderr)
 			}
 		})
 	}
