@@ -48,21 +48,7 @@ func emitted(t *testing.T, format string) []map[string]any {
 	if res.ExitCode != 0 {
 		t.Fatalf("harness exit %d\n%s", res.ExitCode, res.Stderr)
 	}
-	var docs []map[string]any
-	for _, path := range []string{sample, examples} {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-			var m map[string]any
-			if err := json.Unmarshal([]byte(line), &m); err != nil {
-				t.Fatal(err)
-			}
-			docs = append(docs, m)
-		}
-	}
-	return docs
+	return append(documents(t, sample), documents(t, examples)...)
 }
 
 // fieldValues flattens documents into field name -> the values it took.

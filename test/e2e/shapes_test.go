@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"encoding/json"
 	"maps"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -104,22 +102,7 @@ func TestAWSShapesThroughThePlugin(t *testing.T) {
 	}
 
 	// The same alerts as ECS and OCSF, with the default runbook page.
-	docs := func(path string) []map[string]any {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []map[string]any
-		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-			var m map[string]any
-			if err := json.Unmarshal([]byte(line), &m); err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, m)
-		}
-		return out
-	}
-	ecs, ocsf := docs(ecsPath), docs(ocsfPath)
+	ecs, ocsf := documents(t, ecsPath), documents(t, ocsfPath)
 	if len(ecs) != len(alerts) || len(ocsf) != len(alerts) {
 		t.Fatalf("%d native, %d ECS, %d OCSF alerts", len(alerts), len(ecs), len(ocsf))
 	}
