@@ -1,6 +1,7 @@
 package rules_test
 
 import (
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/cloudtrail"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/rules"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/paths"
 )
 
 // full are facts with every value present and well formed.
@@ -159,5 +161,23 @@ func TestResponseOfTheExamples(t *testing.T) {
 	if _, cmds := facts(rules.CredentialsExposed, "china_amazon_health_event"); len(cmds) != 3 || !strings.Contains(cmds[0], "AKIAEXAMPLECHINA0001") ||
 		!strings.HasSuffix(cmds[0], "--region cn-north-1") {
 		t.Errorf("China Health: %q", cmds)
+	}
+}
+
+// The README's table of responses names every rule.
+func TestREADMEListsEveryResponse(t *testing.T) {
+	readme, err := os.ReadFile(paths.Repo("README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(readme), "| rule | `response.commands`, in order |")
+	table, _, _ = strings.Cut(table, "\n\n")
+	if !ok {
+		t.Fatal("the README has no table of response commands")
+	}
+	for _, r := range rules.All() {
+		if !strings.Contains(table, "`"+r.ID+"`") {
+			t.Errorf("the README's table of response commands lacks %s", r.ID)
+		}
 	}
 }
