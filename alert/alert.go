@@ -302,9 +302,10 @@ func (a *Alert) fields(e encoder) {
 
 // SizeHint is a buffer size that holds the encoded alert in most cases, so
 // encoding does not grow its buffer: the fields and rule take about 1.5 KB,
-// the event about its own size (more in JSON, for escapes).
+// the response commands up to 1 KB, the event about its own size (more in
+// JSON, for escapes).
 func (a *Alert) SizeHint() int {
-	n := 2048
+	n := 3072
 	if raw, ok := a.Event.(value.Raw); ok {
 		n += len(raw) + len(raw)/4
 	}

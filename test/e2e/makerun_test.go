@@ -25,7 +25,14 @@ func TestMakeRunPrintsAlertsOnly(t *testing.T) {
 		defer cancel()
 		cmd := exec.CommandContext(ctx, "make", "run")
 		cmd.Dir = paths.Root()
-		cmd.Env = append(os.Environ(), "PATH="+path)
+		// As from a shell: not as a sub-make of `make test` (which would
+		// print "Entering directory" lines on stdout, as make -C does).
+		cmd.Env = []string{"PATH=" + path}
+		for _, kv := range os.Environ() {
+			if k, _, _ := strings.Cut(kv, "="); k != "PATH" && k != "MAKEFLAGS" && k != "MAKELEVEL" && k != "MFLAGS" {
+				cmd.Env = append(cmd.Env, kv)
+			}
+		}
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		if err := cmd.Run(); err != nil {
