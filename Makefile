@@ -48,8 +48,10 @@ clean:
 
 # The main job: build the .so and replay conf/'s sample CloudTrail stream
 # through it, with the real Fluent Bit when one is installed, else with the
-# harness that stands in for it. Alerts print on stdout.
-run: $(SO) $(HARNESS) build/sample.chunk
+# harness that stands in for it. Alerts print on stdout, and nothing else
+# does (`make run | jq` works): the build's command lines go to stderr.
+run:
+	@$(MAKE) --no-print-directory $(SO) $(HARNESS) build/sample.chunk >&2
 	@if command -v fluent-bit >/dev/null 2>&1; then \
 		echo "== replaying conf/sample through $$(command -v fluent-bit)" >&2; \
 		CTQ_SAMPLE=$(CURDIR)/conf/sample/cloudtrail.jsonl fluent-bit -e $(CURDIR)/$(SO) -c conf/run.yaml; \

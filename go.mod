@@ -2,10 +2,13 @@ module github.com/cloudtrail-quarantine/cloudtrail_quarantine
 
 go 1.26.0
 
-// fluent-bit-go is pinned to the 2023-07-31 pseudo-version on purpose: later
-// commits write an extra field into struct flb_plugin_proxy_def at register
-// time, which Fluent Bit older than 4.2.3 does not have (a memory overrun in
-// the host). This version's register struct matches every Fluent Bit since 1.x.
+// fluent-bit-go is pinned to the 2023-07-31 pseudo-version on purpose: it
+// writes the five fields of struct flb_plugin_proxy_def every Fluent Bit has
+// (type, proxy, flags, name, description). Later commits also write
+// event_type, which Fluent Bit older than 4.2.3 lacks and allocates without
+// (a write past the host's allocation). 4.2.3 added event_type and 5.1.1
+// config_map, both zeroed by the host, so the five fields are right from
+// 1.x to 5.1 (see the README, "Why fluent-bit-go is pinned").
 require github.com/fluent/fluent-bit-go v0.0.0-20230731091245-a7a013e2473c
 
 require (

@@ -4,6 +4,9 @@
 package alert
 
 import (
+	"fmt"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,7 +34,13 @@ type Alert struct {
 	Policy       rules.Policy
 	ErrorCode    string // omitted when empty
 	ErrorMessage string // omitted when empty
-	Shape        string
+	// AuthorizationID is the id an access-denied message gives for IAM's
+	// GetRequestAuthorizationDetails; omitted when empty.
+	AuthorizationID string
+	// Commands are the response, ready to paste (rules.Commands); omitted
+	// when the alert has none.
+	Commands []string
+	Shape    string
 	// Event is the original event (map[string]any, or value.Raw msgpack
 	// that may alias the scanned chunk); nil when not included.
 	Event any
@@ -112,6 +121,9 @@ func New(f detect.Finding, includeEvent bool) Alert {
 		Shape:        string(e.Shape),
 		Time:         f.Time,
 		Key:          f.Key,
+
+		AuthorizationID: e.AuthorizationID(),
+		Commands:        rules.Commands(f.Rule.ID, rules.FactsOf(e, f.Match)),
 	}
 	if includeEvent {
 		a.Event = e.Raw
@@ -142,7 +154,62 @@ func (r *RuleRef) encodeOnce() {
 // severity is not the rule's own (a use of a key that failed: medium).
 var severities = map[string]int{"low": 21, "medium": 47, "high": 73, "critical": 99}
 
-var variants sync.Map // rule id + "/" + severity -> *RuleRef
+var variants sync.Map // rule id + "/" + severity [+ "\x00" + runbook base] -> *RuleRef
+
+// SetRunbookBase makes the alert's rule.runbook an absolute link: base
+// is the URL of the page that holds the runbooks (the README, or the
+// operator's own copy), and the runbook its anchor there. "" keeps the
+// link relative to the README.
+func (a *Alert) SetRunbookBase(base string) {
+	if base == "" {
+		return
+	}
+	r := a.Rule
+	key := r.ID + "/" + r.Severity + "\x00" + base
+	if v, ok := variants.Load(key); ok && rules.ByID(r.ID) != nil {
+		a.Rule = v.(*RuleRef)
+		return
+	}
+	c := *r
+	c.Runbook = RunbookURL(base, r.Runbook)
+	c.encodeOnce()
+	if rules.ByID(r.ID) == nil {
+		// A rule this version lacks (read back from the store) carries its
+		// own metadata: not shared with another alert's.
+		a.Rule = &c
+		return
+	}
+	v, _ := variants.LoadOrStore(key, &c)
+	a.Rule = v.(*RuleRef)
+}
+
+// DefaultRunbookBase is the README as the project publishes it: a
+// placeholder for the operator's own copy of the runbooks (the plugin's
+// Runbook_Base_URL, the scan's --runbook-base-url).
+const DefaultRunbookBase = "https://github.com/cloudtrail-quarantine/cloudtrail_quarantine/blob/main/README.md"
+
+// CheckRunbookBase accepts an absolute http(s) URL with a host and no
+// fragment (the runbook's anchor is added as one).
+func CheckRunbookBase(s string) error {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		return fmt.Errorf("%q is not an http:// or https:// URL", s)
+	case strings.Contains(s, "#"):
+		return fmt.Errorf("%q has a #fragment: give the page, the runbook's anchor is added to it", s)
+	}
+	return nil
+}
+
+// RunbookURL is the runbook link of a rule whose runbook is the README
+// anchor (or a link) runbook, on the page at base.
+func RunbookURL(base, runbook string) string {
+	_, anchor, ok := strings.Cut(runbook, "#")
+	if !ok {
+		return runbook
+	}
+	return base + "#" + anchor
+}
 
 // ruleRef is the rule's RuleRef, or its variant with another severity.
 func ruleRef(r *rules.Rule, severity string) *RuleRef {
@@ -186,7 +253,7 @@ func (r *RuleRef) fields(e encoder) {
 func (a *Alert) fields(e encoder) {
 	n := 13
 	for _, present := range []bool{a.Target.Type != "", a.Policy.Name != "", a.AccessKey != nil, a.Use != nil, len(a.lifecycle()) > 0,
-		a.ErrorCode != "", a.ErrorMessage != "", a.Event != nil, a.EventTruncated} {
+		a.ErrorCode != "", a.ErrorMessage != "", a.AuthorizationID != "", len(a.Commands) > 0, a.Event != nil, a.EventTruncated} {
 		if present {
 			n++
 		}
@@ -218,6 +285,15 @@ func (a *Alert) fields(e encoder) {
 	if a.ErrorMessage != "" {
 		e.str("error_message", a.ErrorMessage)
 	}
+	if a.AuthorizationID != "" {
+		e.str("authorization_id", a.AuthorizationID)
+	}
+	if len(a.Commands) > 0 {
+		e.key("response")
+		e.begin(1)
+		e.strs("commands", a.Commands)
+		e.end()
+	}
 	e.str("record_shape", a.Shape)
 	e.str("schema_version", SchemaVersion)
 	if a.Event != nil {
@@ -247,9 +323,10 @@ func (a *Alert) truncation(e encoder) {
 
 // SizeHint is a buffer size that holds the encoded alert in most cases, so
 // encoding does not grow its buffer: the fields and rule take about 1.5 KB,
-// the event about its own size (more in JSON, for escapes).
+// the response commands up to 1 KB, the event about its own size (more in
+// JSON, for escapes).
 func (a *Alert) SizeHint() int {
-	n := 2048
+	n := 3072
 	if raw, ok := a.Event.(value.Raw); ok {
 		n += len(raw) + len(raw)/4
 	}
@@ -257,8 +334,9 @@ func (a *Alert) SizeHint() int {
 }
 
 // SchemaVersion is the native schema's version: 2 added key, use and
-// lifecycle, and made target and policy optional.
-const SchemaVersion = "2"
+// lifecycle, and made target and policy optional; 3 added response and
+// authorization_id.
+const SchemaVersion = "3"
 
 // targetAndPolicy writes the target and policy objects both formats carry,
 // when the alert has them.

@@ -45,6 +45,15 @@ func Decode(b []byte, t time.Time, key string) (Alert, error) {
 			return readString(v, &a.ErrorCode)
 		case "error_message":
 			return readString(v, &a.ErrorMessage)
+		case "authorization_id":
+			return readString(v, &a.AuthorizationID)
+		case "response":
+			return eachEntry(v, func(k string, v []byte) error {
+				if k == "commands" {
+					return readStrings(v, &a.Commands)
+				}
+				return nil
+			})
 		case "record_shape":
 			return readString(v, &a.Shape)
 		case "actor":

@@ -131,7 +131,14 @@ func (a *Alert) ecsFields(e encoder) {
 
 	if failed {
 		e.key("error")
-		e.begin(2)
+		// The authorization id identifies the denial's evaluation (IAM's
+		// GetRequestAuthorizationDetails): ECS's id of the error.
+		if a.AuthorizationID != "" {
+			e.begin(3)
+			e.str("id", a.AuthorizationID)
+		} else {
+			e.begin(2)
+		}
 		e.str("code", a.ErrorCode)
 		e.str("message", a.ErrorMessage)
 		e.end()
@@ -152,7 +159,7 @@ func (a *Alert) ecsFields(e encoder) {
 
 	// What ECS has no field for: the plugin's own namespace.
 	e.key("cloudtrail_quarantine")
-	own := 2
+	own := 3
 	for _, present := range []bool{a.Target.Type != "", a.Policy.Name != "", a.AccessKey != nil, a.Use != nil, len(a.lifecycle()) > 0, a.EventTruncated} {
 		if present {
 			own++
@@ -161,6 +168,17 @@ func (a *Alert) ecsFields(e encoder) {
 	e.begin(own)
 	a.targetAndPolicy(e)
 	a.lifecycleFields(e)
+	// ECS has no field for what to do: the runbook and the commands.
+	e.key("response")
+	if len(a.Commands) > 0 {
+		e.begin(2)
+		e.str("runbook", a.Rule.Runbook)
+		e.strs("commands", a.Commands)
+	} else {
+		e.begin(1)
+		e.str("runbook", a.Rule.Runbook)
+	}
+	e.end()
 	e.str("record_shape", a.Shape)
 	e.str("schema_version", SchemaVersion)
 	a.truncation(e)

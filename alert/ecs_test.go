@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/alert"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/cloudtrail"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/rules"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
@@ -94,7 +95,10 @@ func TestECSAlertsMatchTheReference(t *testing.T) {
 			}
 			fields := checkECS(t, ref, alerts[0])
 			var original map[string]any
-			if err := json.Unmarshal([]byte(fields["event.original"].(string)), &original); err != nil || !reflect.DeepEqual(normalize(t, original), normalize(t, ev)) {
+			// The event, or the notice inside an SNS envelope.
+			var inner any = ev
+			(&cloudtrail.Resolver{}).Resolve(ev, func(e *cloudtrail.Event) { inner = e.Raw })
+			if err := json.Unmarshal([]byte(fields["event.original"].(string)), &original); err != nil || !reflect.DeepEqual(normalize(t, original), normalize(t, inner)) {
 				t.Errorf("event.original is not the event: %v", err)
 			}
 			checked++

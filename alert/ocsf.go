@@ -166,8 +166,8 @@ func (a *Alert) ocsfFields(e encoder) {
 		ocsfIf(a.Use != nil, func(e encoder) { e.int("end_time", ms) }),
 		ocsfObjs("observables", a.ocsfObservables()...),
 		ocsfIf(a.Rule.Runbook != "", ocsfObj("remediation",
-			ocsfStr("desc", "Follow the runbook: "+a.Rule.Runbook),
-			ocsfStrs("references", a.Rule.References))),
+			ocsfStr("desc", a.remediation()),
+			ocsfStrs("references", a.remediationReferences()))),
 		// raw_data, not unmapped, is OCSF's place for the original record.
 		ocsfStr("raw_data", string(raw)),
 		ocsfObj("unmapped",
@@ -241,7 +241,10 @@ func (a *Alert) ocsfEvidence() []ocsfField {
 		ocsfIf(a.EventName != "", ocsfObj("api",
 			ocsfStr("operation", a.EventName),
 			ocsfObj("service", ocsfStr("name", a.EventSource)),
-			ocsfObj("response", ocsfStr("error", a.ErrorCode), ocsfStr("error_message", a.ErrorMessage)))),
+			ocsfObj("response", ocsfStr("error", a.ErrorCode), ocsfStr("error_message", a.ErrorMessage),
+				// The id of the denial's evaluation (IAM's
+				// GetRequestAuthorizationDetails): data of the response.
+				ocsfObj("data", ocsfStr("authorization_id", a.AuthorizationID))))),
 		ocsfObj("src_endpoint", a.ocsfSource()),
 	}
 }
@@ -365,4 +368,23 @@ func (a *Alert) ocsfObservables() [][]ocsfField {
 	}
 	add("resources[].uid", 10, "Resource UID", a.Policy.ARN)
 	return out
+}
+
+// remediation is the runbook and the commands, one a line: OCSF 1.1.0's
+// remediation has no list of steps, only desc.
+func (a *Alert) remediation() string {
+	desc := "Follow the runbook: " + a.Rule.Runbook
+	if len(a.Commands) > 0 {
+		desc += "\nCommands:\n" + strings.Join(a.Commands, "\n")
+	}
+	return desc
+}
+
+// remediationReferences are the runbook, when it is a link, then the
+// rule's references.
+func (a *Alert) remediationReferences() []string {
+	if !strings.Contains(a.Rule.Runbook, "://") {
+		return a.Rule.References
+	}
+	return append([]string{a.Rule.Runbook}, a.Rule.References...)
 }

@@ -64,6 +64,9 @@ type Stats struct {
 	// replaced by a digest (cloudtrail's Max* constants); the events were
 	// still read.
 	Oversized int
+	// IgnoredAccounts counts account fields that held no account id (12
+	// digits) and were passed over for the next one.
+	IgnoredAccounts int
 }
 
 // Observed is one event of a candidate record, in the order of the chunk,
@@ -121,6 +124,7 @@ func (d *Detector) scanRecord(rec *chunk.Record, fn func(Observed), st *Stats) b
 		o := d.Observe(e, rec.Time)
 		st.Findings += len(o.Findings)
 		st.Oversized += e.Oversized
+		st.IgnoredAccounts += e.IgnoredAccounts
 		fn(o)
 	})
 	st.Events += n

@@ -357,6 +357,16 @@ func jsonSeeds(f *testing.F) {
 	}
 	f.Add(long)
 	f.Add(value.ToJSON(map[string]any{"Records": overLong(f)}))
+	// Envelopes of other kinds, each alone and as JSON lines: the Splitter
+	// reads a Lambda event's Records element by element, the general path
+	// the whole.
+	var lines []byte
+	for _, ev := range shapeSeeds(f) {
+		js := value.ToJSON(ev)
+		f.Add(js)
+		lines = append(append(lines, js...), '\n')
+	}
+	f.Add(lines)
 }
 
 // FuzzJSONPathsAgree is the differential check of the scan's fast path:

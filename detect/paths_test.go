@@ -31,6 +31,16 @@ func pathSeeds(f *testing.F) {
 			}
 		}
 	}
+	// AWS Health in every detail-type and partition, as SNS delivers it
+	// (HTTP and Lambda envelopes), keys re-cased, accounts that are none.
+	for _, kind := range []string{"positive", "negative"} {
+		for _, ev := range corpus.Fixtures(f, "aws.health.credentials_exposed", kind) {
+			f.Add(value.AppendMsgpack(nil, ev))
+		}
+	}
+	for _, ev := range shapeSeeds(f) {
+		f.Add(value.AppendMsgpack(nil, ev))
+	}
 	odd := map[string]any{"eventName": "AttachUserPolicy", "eventSource": true, "recipientAccountId": 1.5, "eventID": int64(-3),
 		"awsRegion": nil, "userIdentity": map[string]any{"accountId": uint64(1 << 63), "type": []any{"x"}},
 		"requestParameters": map[string]any{"userName": "u", "policyArn": "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV2", "n": 1e308}}
@@ -115,7 +125,7 @@ func FuzzFastAndMapPathsAgree(f *testing.F) {
 			a, b := fast[i], slow[i]
 			if a.Name != b.Name || a.Source != b.Source || a.ErrorCode != b.ErrorCode || a.ErrorMessage != b.ErrorMessage ||
 				a.ID != b.ID || a.Time != b.Time || a.Region != b.Region || a.Account != b.Account || a.SourceIP != b.SourceIP ||
-				a.UserAgent != b.UserAgent || a.Actor != b.Actor || a.Shape != b.Shape || a.Oversized != b.Oversized {
+				a.UserAgent != b.UserAgent || a.Actor != b.Actor || a.Shape != b.Shape || a.Oversized != b.Oversized || a.IgnoredAccounts != b.IgnoredAccounts {
 				t.Fatalf("event %d differs:\nfast %+v\nmap  %+v", i, a, b)
 			}
 			if pa, pb := value.ToJSON(a.Params), value.ToJSON(b.Params); string(pa) != string(pb) {
@@ -147,5 +157,31 @@ func TestPathsAgreeOnTheExamples(t *testing.T) {
 	}
 	if findings, _ := scan(t, fbchunk.AppendV2(nil, t0, nil, ev)); len(findings) != 1 {
 		t.Fatalf("%d findings", len(findings))
+	}
+}
+
+// shapeSeeds are the record shapes that wrap an event in an envelope of
+// another kind: SNS notifications (HTTP and Lambda) of a Health notice
+// and of a CloudTrail call, their keys lower-cased, an event under an
+// Event_Key spelt in another case, a Health notice whose affectedAccount
+// is a key id.
+func shapeSeeds(f *testing.F) []map[string]any {
+	sns := corpus.Fixture(f, "aws.health.credentials_exposed", "positive", "sns_http_notification")
+	lambda := corpus.Fixture(f, "aws.health.credentials_exposed", "positive", "sns_lambda_records")
+	ev := corpus.Fixture(f, "aws.iam.quarantine_applied", "positive", "attach_user_v2")
+	bridge := map[string]any{"version": "0", "source": "aws.iam", "detail-type": "AWS API Call via CloudTrail", "detail": ev}
+	viaSNS := map[string]any{"Type": "Notification", "TopicArn": "arn:aws:sns:us-east-1:111122223333:iam-calls",
+		"Message": string(value.ToJSON(bridge))}
+	lower := map[string]any{"type": "Notification", "message": sns["Message"]}
+	healthWithEvent := corpus.Fixture(f, "aws.health.credentials_exposed", "positive", "abuse_event_detail_type")
+	healthWithEvent["detail"].(map[string]any)["eventName"] = "AttachUserPolicy"
+	return []map[string]any{
+		sns, lambda, viaSNS, lower,
+		{"Records": []any{map[string]any{"EventSource": "aws:sns", "Sns": viaSNS}, ev}},
+		{"records": []any{map[string]any{"sns": lower}}},
+		{"Message": string(value.ToJSON(ev)), "Type": "Notice"},
+		{"LOG": string(value.ToJSON(sns))},
+		corpus.Fixture(f, "aws.health.credentials_exposed", "positive", "affected_account_holds_the_key"),
+		healthWithEvent,
 	}
 }

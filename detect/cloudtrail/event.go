@@ -38,6 +38,9 @@ type Event struct {
 	Exposure *Exposure
 	// Oversized counts the values cut to their bound (see bound.go).
 	Oversized int
+	// IgnoredAccounts counts the account fields of the record that were
+	// passed over because they hold no account id (12 digits).
+	IgnoredAccounts int
 }
 
 // Actor is the userIdentity of the caller.

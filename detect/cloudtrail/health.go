@@ -24,9 +24,12 @@ type Exposure struct {
 const ShapeHealth Shape = "health"
 
 // isHealth reports whether an EventBridge envelope carries an AWS Health
-// event.
+// event. The source decides, not the detail-type: AWS Health sends "AWS
+// Health Event" and "AWS Health Abuse Event", and the China partition
+// names them "Amazon Health Event" and "Amazon Health Abuse Event"; the
+// rule then judges the event type code, whatever the detail-type.
 func isHealth(body map[string]any) bool {
-	return str(body, "source") == "aws.health" && str(body, "detail-type") == "AWS Health Event"
+	return str(body, "source") == "aws.health"
 }
 
 // fromHealth reads an AWS Health event. Its id is the envelope's; the
@@ -75,7 +78,10 @@ func fromHealth(body, detail map[string]any) *Event {
 			}
 		}
 	}
-	account := cmp.Or(str(detail, "affectedAccount"), str(body, "account"))
+	// An organization's view names the member account; a published AWS
+	// sample carries the key id there instead, which must not become the
+	// alert's account.
+	account, ignored := accountID(str(detail, "affectedAccount"), str(body, "account"))
 	return &Event{
 		Name:     x.Code,
 		Source:   "aws.health",
@@ -87,7 +93,36 @@ func fromHealth(body, detail map[string]any) *Event {
 		Exposure: x,
 		Raw:      body,
 		Shape:    ShapeHealth,
+
+		IgnoredAccounts: ignored,
 	}
+}
+
+// accountID is the first of candidates that is an account id (12
+// digits), and how many non-empty candidates before it were not.
+func accountID(candidates ...string) (id string, ignored int) {
+	for _, c := range candidates {
+		switch {
+		case IsAccountID(c):
+			return c, ignored
+		case c != "":
+			ignored++
+		}
+	}
+	return "", ignored
+}
+
+// IsAccountID reports whether s is an AWS account id: 12 decimal digits.
+func IsAccountID(s string) bool {
+	if len(s) != 12 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func contains(list []string, s string) bool {

@@ -23,9 +23,19 @@ func (r *Resolver) Resolve(body map[string]any, emit func(*Event)) int {
 // ResolveRecord reads one element of a CloudTrail log file's Records,
 // decoded on its own, as Resolve reads it inside the whole file.
 func (r *Resolver) ResolveRecord(rec map[string]any, emit func(*Event)) int {
+	return r.element(rec, emit, true)
+}
+
+// element reads one element of a Records array: a CloudTrail event of a
+// log file, or, unless the array itself came out of a JSON string, an SNS
+// notification of a Lambda event (see sns.go).
+func (r *Resolver) element(rec map[string]any, emit func(*Event), unwrap bool) int {
 	if rec = canonical(rec); rec["eventName"] != nil {
 		bounded(emit)(fromCloudTrail(rec, ShapeLogFile))
 		return 1
+	}
+	if env := snsRecord(rec); env != nil && unwrap {
+		return r.resolveSNS(env, emit)
 	}
 	return 0
 }
@@ -36,10 +46,7 @@ func (r *Resolver) resolve(body map[string]any, emit func(*Event), unwrap bool) 
 		n := 0
 		for _, rec := range recs {
 			if m, ok := rec.(map[string]any); ok {
-				if m = canonical(m); m["eventName"] != nil {
-					emit(fromCloudTrail(m, ShapeLogFile))
-					n++
-				}
+				n += r.element(m, emit, unwrap)
 			}
 		}
 		return n
@@ -69,19 +76,16 @@ func (r *Resolver) resolve(body map[string]any, emit func(*Event), unwrap bool) 
 	if !unwrap {
 		return 0
 	}
+	if _, ok := snsMessage(body); ok {
+		return r.resolveSNS(body, emit)
+	}
 	for _, key := range r.EventKeys {
-		s, ok := body[key].(string)
-		if !ok || !looksLikeObject(s) {
-			continue
-		}
-		v, err := value.FromJSON([]byte(s))
-		if err != nil {
-			continue // text that is not JSON is simply not an event
-		}
-		if m, ok := v.(map[string]any); ok {
+		// Case-insensitive, as Fluent Bit's own keys: the default "message"
+		// also reads a "Message".
+		if s, ok := lookupFold(body, key).(string); ok {
 			// One level only: a JSON string inside a JSON string is not a
 			// shape any CloudTrail pipeline produces.
-			if n := r.resolve(m, emit, false); n > 0 {
+			if n := r.resolveText(s, emit); n > 0 {
 				return n
 			}
 		}

@@ -17,7 +17,7 @@ func (r *Resolver) ResolveMsgpack(body []byte, emit func(*Event)) (found, skippe
 	emit = bounded(emit)
 	var top struct {
 		eventName, records, detail []byte
-		named                      bool
+		named, sourced, health     bool
 	}
 	err = eachField(body, func(k string, v []byte) {
 		// The first of duplicate keys wins, as in the map path.
@@ -31,6 +31,11 @@ func (r *Resolver) ResolveMsgpack(body []byte, emit func(*Event)) (found, skippe
 			top.records = v
 		case k == "detail" && top.detail == nil:
 			top.detail = v
+		case k == "source" && !top.sourced:
+			// An AWS Health envelope is read as Health whatever its detail
+			// holds, as in the map path.
+			top.sourced = true
+			top.health = value.TextMsgpack(v) == "aws.health"
 		}
 	})
 	if err != nil {
@@ -62,7 +67,7 @@ func (r *Resolver) ResolveMsgpack(body []byte, emit func(*Event)) (found, skippe
 	case top.eventName != nil:
 		found, err = r.viewEvent(body, ShapeEvent, emit)
 		return found, 0, err
-	case top.detail != nil && hasEventName(top.detail):
+	case top.detail != nil && !top.health && hasEventName(top.detail):
 		found, err = r.viewEvent(top.detail, ShapeEventBridge, emit)
 		return found, 0, err
 	}

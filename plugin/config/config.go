@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/alert"
 )
 
 // Getter looks a key up the way Fluent Bit does for Go plugins:
@@ -74,6 +76,7 @@ type Config struct {
 	HTTPTLSCAFile        string
 	HTTPTLSCrtFile       string
 	HTTPTLSKeyFile       string
+	RunbookBaseURL       string
 }
 
 // Size is a number of bytes, written like Fluent Bit's sizes: 512K, 100M, 1G.
@@ -225,8 +228,11 @@ var Options = []Option{
 		Description: "PEM private key of `HTTP_TLS_Crt_File`.",
 		field:       func(c *Config) any { return &c.HTTPTLSKeyFile }},
 	{Name: "Event_Key", Kind: List, Default: "log,message",
-		Description: "Comma-separated record keys that may hold a CloudTrail event (or log file, or EventBridge event) as a JSON string.",
+		Description: "Comma-separated record keys that may hold a CloudTrail event (or log file, or EventBridge or AWS Health event) as a JSON string; matched regardless of case, as Fluent Bit's own keys are (`message` also reads `Message`).",
 		field:       func(c *Config) any { return &c.EventKey }},
+	{Name: "Runbook_Base_URL", Kind: String, Default: alert.DefaultRunbookBase,
+		Description: "The page that holds the runbooks, so each alert's `rule.runbook` is a link a SIEM can open: `<this>#runbook-<rule>`. The default is this README as published, a placeholder: set it to your own copy (an internal wiki page with the same anchors, or a fork's README). An `http://` or `https://` URL without a `#` fragment.",
+		field:       func(c *Config) any { return &c.RunbookBaseURL }},
 	{Name: "Include_Event", Kind: Bool, Default: "on",
 		Description: "Copy the original CloudTrail event into each alert under `event`.",
 		field:       func(c *Config) any { return &c.IncludeEvent }},
@@ -351,6 +357,9 @@ func (c *Config) validate() error {
 	}
 	if _, err := c.Headers(); err != nil {
 		return err
+	}
+	if err := alert.CheckRunbookBase(c.RunbookBaseURL); err != nil {
+		return fmt.Errorf("Runbook_Base_URL: %v", err)
 	}
 	if c.MetricsListen != "" {
 		if _, port, err := net.SplitHostPort(c.MetricsListen); err != nil || !validPort(port) {

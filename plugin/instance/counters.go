@@ -25,6 +25,7 @@ type Counters struct {
 	SkippedTruncated, SkippedUndecodable   atomic.Int64
 	SkippedEvents                          atomic.Int64 // bad events inside a record (a log file's Records)
 	Oversized                              atomic.Int64 // values of events past their bound, cut (detect.Stats.Oversized)
+	IgnoredAccounts                        atomic.Int64 // account fields that held no account id
 	GroupMarkers, EncodeErrors, Panics     atomic.Int64
 	OwnAlerts                              atomic.Int64 // chunks tagged Alert_Tag, passed over
 	// The lifecycle: keys watched now, and calls folded into an earlier
@@ -57,6 +58,7 @@ func (in *Instance) count(st detect.Stats) {
 	c.SkippedUndecodable.Add(int64(st.Undecodable))
 	c.SkippedEvents.Add(int64(st.SkippedEvents))
 	c.Oversized.Add(int64(st.Oversized))
+	c.IgnoredAccounts.Add(int64(st.IgnoredAccounts))
 	c.GroupMarkers.Add(int64(st.Skipped.Group))
 }
 
@@ -67,10 +69,10 @@ func (c *Counters) Summary() string {
 	for i, id := range ids {
 		byRule[i] = fmt.Sprintf("%s:%d", id, c.AlertsByRule[id].Load())
 	}
-	return fmt.Sprintf("flushes=%d records=%d candidates=%d events=%d alerts=%d delivered=%d queued=%d delivery_failures=%d dead_letter=%d duplicates_dropped=%d retries=%d skipped_malformed=%d skipped_not_map=%d skipped_truncated=%d skipped_undecodable=%d skipped_events=%d oversized_values=%d group_markers=%d encode_errors=%d own_alert_chunks=%d panics=%d log_write_errors=%d watched_keys=%d uses_suppressed=%d watch_evicted=%d watch_expired=%d alerts_by_rule=%s",
+	return fmt.Sprintf("flushes=%d records=%d candidates=%d events=%d alerts=%d delivered=%d queued=%d delivery_failures=%d dead_letter=%d duplicates_dropped=%d retries=%d skipped_malformed=%d skipped_not_map=%d skipped_truncated=%d skipped_undecodable=%d skipped_events=%d oversized_values=%d ignored_account_ids=%d group_markers=%d encode_errors=%d own_alert_chunks=%d panics=%d log_write_errors=%d watched_keys=%d uses_suppressed=%d watch_evicted=%d watch_expired=%d alerts_by_rule=%s",
 		c.Flushes.Load(), c.Records.Load(), c.Candidates.Load(), c.Events.Load(), c.Alerts.Load(), c.Delivered.Load(), c.Queued.Load(), c.DeliveryFailures.Load(), c.DeadLetter.Load(),
 		c.Duplicates.Load(), c.Retries.Load(), c.SkippedMalformed.Load(), c.SkippedNotMap.Load(), c.SkippedTruncated.Load(),
-		c.SkippedUndecodable.Load(), c.SkippedEvents.Load(), c.Oversized.Load(), c.GroupMarkers.Load(), c.EncodeErrors.Load(), c.OwnAlerts.Load(), c.Panics.Load(), c.LogWriteErrors(),
+		c.SkippedUndecodable.Load(), c.SkippedEvents.Load(), c.Oversized.Load(), c.IgnoredAccounts.Load(), c.GroupMarkers.Load(), c.EncodeErrors.Load(), c.OwnAlerts.Load(), c.Panics.Load(), c.LogWriteErrors(),
 		c.Watched.Load(), c.UsesSuppressed.Load(), c.WatchEvicted.Load(), c.WatchExpired.Load(), strings.Join(byRule, ","))
 }
 

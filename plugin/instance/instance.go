@@ -225,6 +225,7 @@ func (in *Instance) alertsOf(findings []detect.Finding) []alert.Alert {
 	alerts := make([]alert.Alert, len(findings))
 	for i, f := range findings {
 		alerts[i] = alert.New(f, in.cfg.IncludeEvent)
+		alerts[i].SetRunbookBase(in.cfg.RunbookBaseURL)
 		in.Counters.AlertsByRule[f.Rule.ID].Add(1)
 	}
 	in.Counters.Alerts.Add(int64(len(findings)))

@@ -321,6 +321,7 @@ func (in *Instance) encodeEntries(entries []state.Entry) (out []sink.Alert, bad 
 			doc = value.AppendMsgpack(nil, v)
 		}
 		if a, err := alert.Decode(doc, e.Time, e.Key); err == nil {
+			a.SetRunbookBase(in.cfg.RunbookBaseURL) // the page configured now
 			doc = in.fitted(&a, in.appendAlert(nil, &a))
 		} else if e.Kind == state.Alert {
 			bad = append(bad, e)

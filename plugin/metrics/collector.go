@@ -39,6 +39,7 @@ var (
 		{newDesc("delivery_failures_total", "Rounds of the background sender (State_Dir) that failed: the receiver was down or refused, or the store could not record the delivery. Each is retried with backoff."), func(s *Sample) int64 { return s.DeliveryFailures }},
 		{newDesc("dead_letter_total", "Alerts the receiver refused for a reason a retry cannot fix, set aside in State_Dir's dead letters so that the others go on (without State_Dir: dropped). Each is logged with its key."), func(s *Sample) int64 { return s.DeadLetter }},
 		{newDesc("oversized_values_total", "Values of events past their bound (README, Record shapes), cut or replaced by a digest; the events were still read. Forged or damaged records."), func(s *Sample) int64 { return s.Oversized }},
+		{newDesc("ignored_account_ids_total", "Account fields of records (an AWS Health event's affectedAccount, say) that held no account id (12 digits) and were passed over for the next one (the envelope's account)."), func(s *Sample) int64 { return s.IgnoredAccounts }},
 		{newDesc("group_markers_total", "OpenTelemetry group start and end records passed over."), func(s *Sample) int64 { return s.GroupMarkers }},
 		{newDesc("unreadable_alerts_dropped_total", "Alerts in State_Dir that could not be read back, dropped so the rest could go."), func(s *Sample) int64 { return s.EncodeErrors }},
 		{newDesc("own_alert_chunks_total", "Chunks tagged with the instance's own Alert_Tag, passed over (Match catches the alerts)."), func(s *Sample) int64 { return s.OwnAlertChunks }},

@@ -42,6 +42,8 @@ type Sample struct {
 	GroupMarkers, EncodeErrors           int64
 	OwnAlertChunks, Panics               int64
 	LogWriteErrors                       int64 // log lines lost: stderr closed
+	// IgnoredAccounts counts account fields that held no account id.
+	IgnoredAccounts int64
 	// Lifecycle: keys watched now; calls folded into an earlier alert;
 	// cases pushed out by Watch_Max_Keys or past Watch_TTL.
 	WatchedKeys                                int64

@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"golang.org/x/term"
 
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/alert"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/lifecycle"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/scan"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/scan/source"
@@ -110,6 +111,7 @@ could not be read, a bad flag, or it was stopped), whether alerts were found or 
 // settings are the flags.
 type settings struct {
 	format, output, since, until, shard, state, endpoint, progress string
+	runbookBase                                                    string
 	accounts, regions, eventKeys                                   list
 	workers, maxKeys                                               int
 	includeEvent                                                   bool
@@ -143,6 +145,7 @@ func flags(stderr io.Writer) (*flag.FlagSet, *settings) {
 	fs.StringVar(&s.endpoint, "endpoint-url", "", "S3 endpoint `URL`, for an S3-compatible store (path-style requests)")
 	fs.IntVar(&s.workers, "workers", runtime.GOMAXPROCS(0), "files read at once")
 	fs.BoolVar(&s.includeEvent, "include-event", true, "copy the original event into each alert")
+	fs.StringVar(&s.runbookBase, "runbook-base-url", alert.DefaultRunbookBase, "the page holding the runbooks, so rule.runbook is a link (the plugin's Runbook_Base_URL)")
 	fs.Var(&s.eventKeys, "event-key", "record `keys` that may hold an event as a JSON string")
 	fs.StringVar(&s.progress, "progress", "auto", "progress bar on stderr: auto (on a terminal), always, never")
 	fs.DurationVar(&s.grace, "grace", 15*time.Minute, "how long after an exposure a quarantine may come (the plugin's Quarantine_Grace)")
@@ -222,7 +225,7 @@ func Scan(ctx context.Context, args []string, stdout, stderr *os.File) int {
 	if err != nil {
 		return bad("%v", err)
 	}
-	if err := writeAlerts(out, res.Findings, format, s.includeEvent); err != nil {
+	if err := writeAlerts(out, res.Findings, format, s.includeEvent, s.runbookBase); err != nil {
 		errs.line("%s: error: writing alerts: %v", cmdName, err)
 		res.Summary.Failed++
 	}
@@ -290,6 +293,9 @@ func (s *settings) options(paths []string) (scan.Options, error) {
 		if d.v < 0 {
 			return o, fmt.Errorf("%s %v: not negative", d.name, d.v)
 		}
+	}
+	if err := alert.CheckRunbookBase(s.runbookBase); err != nil {
+		return o, fmt.Errorf("--runbook-base-url: %v", err)
 	}
 	if s.maxKeys < 1 {
 		return o, fmt.Errorf("--watch-max-keys %d: at least 1", s.maxKeys)

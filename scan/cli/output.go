@@ -18,7 +18,7 @@ var formats = map[string]alert.Format{"native": alert.Native, "ecs": alert.ECS, 
 
 // writeAlerts writes the findings' alerts, one JSON document a line (the
 // plugin's file and stdout sinks write the same lines), or as a table.
-func writeAlerts(w io.Writer, fs []detect.Finding, format string, includeEvent bool) error {
+func writeAlerts(w io.Writer, fs []detect.Finding, format string, includeEvent bool, runbookBase string) error {
 	bw := bufio.NewWriterSize(w, 1<<16)
 	if format == "table" {
 		if len(fs) > 0 {
@@ -29,6 +29,7 @@ func writeAlerts(w io.Writer, fs []detect.Finding, format string, includeEvent b
 	var buf []byte
 	for _, f := range fs {
 		a := alert.New(f, includeEvent)
+		a.SetRunbookBase(runbookBase)
 		buf = append(a.AppendJSON(buf[:0], formats[format]), '\n')
 		if _, err := bw.Write(buf); err != nil {
 			return err

@@ -11,6 +11,8 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/cloudtrail"
 )
 
 // Place is what an object's path says about it.
@@ -127,18 +129,8 @@ func FileStamp(name string) (time.Time, bool) {
 	return t, err == nil
 }
 
-// IsAccount: twelve digits.
-func IsAccount(s string) bool {
-	if len(s) != 12 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
+// IsAccount: twelve digits, as the plugin reads account fields.
+func IsAccount(s string) bool { return cloudtrail.IsAccountID(s) }
 
 // Filter prunes the layout. The zero Filter takes everything.
 type Filter struct {

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"regexp"
 	"slices"
@@ -32,6 +33,20 @@ func TestDockerfile(t *testing.T) {
 	}
 	if v := arg("FLUENT_BIT_VERSION"); !regexp.MustCompile(`^\d+\.\d+\.\d+$`).MatchString(v) {
 		t.Errorf("Fluent Bit is not pinned to a release: %q", v)
+	}
+	// The pin is the newest version the README's table says was verified,
+	// and the README's Deploy section names it.
+	var verified []string
+	for _, m := range regexp.MustCompile(`(?m)^\| (\d+)\.(\d+)\.(\d+) \|.*\| verified`).FindAllStringSubmatch(read("README.md"), -1) {
+		verified = append(verified, fmt.Sprintf("%03s.%03s.%03s", m[1], m[2], m[3]))
+	}
+	slices.Sort(verified)
+	pin := strings.Split(arg("FLUENT_BIT_VERSION"), ".")
+	if len(verified) < 2 || len(pin) != 3 || verified[len(verified)-1] != fmt.Sprintf("%03s.%03s.%03s", pin[0], pin[1], pin[2]) {
+		t.Errorf("Dockerfile pins Fluent Bit %s; the README verified %v: pin the newest", arg("FLUENT_BIT_VERSION"), verified)
+	}
+	if !strings.Contains(read("README.md"), "pinned version ("+arg("FLUENT_BIT_VERSION")+")") {
+		t.Errorf("the README's Deploy section does not name the pinned version %s", arg("FLUENT_BIT_VERSION"))
 	}
 	goVersion := regexp.MustCompile(`(?m)^go (\d+\.\d+)`).FindStringSubmatch(gomod)[1]
 	if v := arg("GO_VERSION"); v != goVersion {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tinylib/msgp/msgp"
 
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/cloudtrail"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/rules"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
@@ -93,11 +94,9 @@ func TestRuleExamplesThroughThePlugin(t *testing.T) {
 		var o harness.Options
 		var wantIDs []string
 		for i, e := range pos {
-			id, _ := e["eventID"].(string)
-			if id == "" {
-				id, _ = e["id"].(string) // an EventBridge envelope's, for AWS Health
-			}
-			wantIDs = append(wantIDs, id)
+			// The event's id, an AWS Health envelope's, or that of the
+			// notice an SNS envelope carries.
+			(&cloudtrail.Resolver{}).Resolve(e, func(ev *cloudtrail.Event) { wantIDs = append(wantIDs, ev.ID) })
 			o.Instances = append(o.Instances, nil)
 			o.Flushes = append(o.Flushes, harness.Flush{Instance: i, Tag: tag, Data: chunkOf(e)})
 		}

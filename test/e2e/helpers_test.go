@@ -5,6 +5,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +26,7 @@ type alert struct {
 		Severity    string   `json:"severity"`
 		RiskScore   int      `json:"risk_score"`
 		Equivalents []string `json:"equivalents"`
+		Runbook     string   `json:"runbook"`
 	} `json:"rule"`
 	Title     string `json:"title"`
 	EventID   string `json:"event_id"`
@@ -48,7 +50,11 @@ type alert struct {
 	Use struct {
 		Calls int `json:"calls"`
 	} `json:"use"`
-	Lifecycle map[string]int `json:"lifecycle"`
+	Lifecycle       map[string]int `json:"lifecycle"`
+	AuthorizationID string         `json:"authorization_id"`
+	Response        struct {
+		Commands []string `json:"commands"`
+	} `json:"response"`
 }
 
 // parseLines reads JSON-lines alerts (stdout or file sink).
@@ -66,6 +72,24 @@ func parseLines(t *testing.T, out string) []alert {
 		as = append(as, a)
 	}
 	return as
+}
+
+// documents reads a file of JSON lines (the file sink's), each an object.
+func documents(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("%s: not a JSON object a line: %v", path, err)
+		}
+		out = append(out, m)
+	}
+	return out
 }
 
 func ruleIDs(as []alert) []string {

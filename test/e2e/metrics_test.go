@@ -17,6 +17,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/fbchunk"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/harness"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/loopback"
@@ -76,6 +77,7 @@ var statsMetric = map[string][]string{
 	"skipped_events":      {"cloudtrail_quarantine_skipped_records_total", "reason", "bad_event"},
 	"oversized_values":    {"cloudtrail_quarantine_oversized_values_total"},
 	"log_write_errors":    {"cloudtrail_quarantine_log_write_errors_total"},
+	"ignored_account_ids": {"cloudtrail_quarantine_ignored_account_ids_total"},
 	"group_markers":       {"cloudtrail_quarantine_group_markers_total"},
 	"encode_errors":       {"cloudtrail_quarantine_unreadable_alerts_dropped_total"},
 	"own_alert_chunks":    {"cloudtrail_quarantine_own_alert_chunks_total"},
@@ -177,6 +179,9 @@ func TestMetricsScrapedDuringARun(t *testing.T) {
 	if len(others) != 7 {
 		t.Fatalf("fixtures changed: %d removals and failures, the test counts 7", len(others))
 	}
+	// And an AWS Health notice whose affectedAccount holds a key id: one
+	// account field ignored.
+	others = append(others, corpus.Fixture(t, "aws.health.credentials_exposed", "positive", "affected_account_holds_the_key"))
 
 	p := harness.Start(t, harness.Options{
 		Instances: [][]harness.KV{
@@ -194,8 +199,8 @@ func TestMetricsScrapedDuringARun(t *testing.T) {
 
 	select {
 	case n := <-g.arrived:
-		if n != 7 {
-			t.Errorf("the receiver got %d alerts, want 7", n)
+		if n != 8 {
+			t.Errorf("the receiver got %d alerts, want 8", n)
 		}
 	case <-time.After(60 * time.Second):
 		g.open()
@@ -245,10 +250,12 @@ func TestMetricsScrapedDuringARun(t *testing.T) {
 		{"cloudtrail_quarantine.0", "skipped_records_total", []string{"reason", "truncated"}, 2},
 		{"cloudtrail_quarantine.0", "pending_alerts", nil, 0},
 		{"cloudtrail_quarantine.0", "watched_keys", nil, 1}, // the notice's key, of the quarantined ci-deployer
-		{"cloudtrail_quarantine.1", "watched_keys", nil, 1}, // the user of the failed attempts, key unknown
+		{"cloudtrail_quarantine.1", "watched_keys", nil, 2}, // the user of the failed attempts (key unknown), the notice's key
 		{"cloudtrail_quarantine.1", "flushes_total", nil, 1},
-		{"cloudtrail_quarantine.1", "records_total", nil, 7},
-		{"cloudtrail_quarantine.1", "events_total", nil, 7},
+		{"cloudtrail_quarantine.1", "records_total", nil, 8},
+		{"cloudtrail_quarantine.1", "events_total", nil, 8},
+		{"cloudtrail_quarantine.1", "ignored_account_ids_total", nil, 1},
+		{"cloudtrail_quarantine.0", "ignored_account_ids_total", nil, 0},
 		{"cloudtrail_quarantine.1", "alerts_total", []string{"rule", "aws.iam.quarantine_removed"}, 4},
 		{"cloudtrail_quarantine.1", "alerts_total", []string{"rule", "aws.iam.quarantine_attempt_failed"}, 3},
 		{"cloudtrail_quarantine.1", "alerts_delivered_total", nil, 0}, // at the gate
@@ -304,8 +311,8 @@ func TestMetricsScrapedDuringARun(t *testing.T) {
 		for key, v := range kv {
 			got := scraped(t, fams, inst, key)
 			if inst == "cloudtrail_quarantine.1" && key == "delivered" {
-				if got != 0 || v != 7 {
-					t.Errorf("%s delivered: %v at the gate, %v at exit; want 0 and 7", inst, got, v)
+				if got != 0 || v != 8 {
+					t.Errorf("%s delivered: %v at the gate, %v at exit; want 0 and 8", inst, got, v)
 				}
 				continue
 			}

@@ -273,8 +273,9 @@ func TestSpoolFullThenRetry(t *testing.T) {
 	addr, port := freeAddress(t)
 	removed := fixtures(t, "aws.iam.quarantine_removed", "positive")
 	p := harness.Start(t, harness.Options{
-		// Room for two alerts: the second chunk's two cannot join the first.
-		Instances: [][]harness.KV{storeProps(port, filepath.Join(t.TempDir(), "spool"), "Queue_Max_Size", "3K", "Include_Event", "off")},
+		// Room for two alerts (about 1.6 KB each): the second chunk's two cannot
+		// join the first.
+		Instances: [][]harness.KV{storeProps(port, filepath.Join(t.TempDir(), "spool"), "Queue_Max_Size", "4K", "Include_Event", "off")},
 		Flushes:   []harness.Flush{{Tag: tag, Data: chunkOf(removed[0])}, {Tag: tag, Data: chunkOf(removed[1], removed[2])}},
 		Retries:   5, RetryWaitMS: 400,
 	})
