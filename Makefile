@@ -35,6 +35,14 @@ $(ARM64_HARNESS): test/harness/host/harness.c
 	./build/arm64-tools.sh
 	aarch64-linux-gnu-gcc -std=gnu11 -O2 -g -Wall -Wextra -pthread -o $@ $< -ldl
 
+# The SQS-compatible server the ship tests run (test/sqsserver): goaws,
+# built from the Go module proxy, outside this module's go.mod.
+GOAWS_VERSION := v0.4.5
+build/goaws:
+	@mkdir -p build/goaws-bin
+	GOBIN=$(CURDIR)/build/goaws-bin $(GO) install github.com/Admiral-Piett/goaws/app/cmd@$(GOAWS_VERSION)
+	mv build/goaws-bin/cmd $@ && rmdir build/goaws-bin
+
 $(HARNESS): test/harness/host/harness.c
 	@mkdir -p build
 	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -pthread -o $@ $< -ldl

@@ -351,6 +351,9 @@ func newS3(ctx context.Context, endpoint string) (source.S3API, error) {
 		return nil, err
 	}
 	return s3.NewFromConfig(cfg, func(o *s3.Options) {
+		// S3-compatible stores often send no checksum; the SDK would log
+		// a line per object saying so.
+		o.DisableLogOutputChecksumValidationSkipped = true
 		if endpoint != "" {
 			o.BaseEndpoint = &endpoint
 			o.UsePathStyle = true

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -217,13 +216,15 @@ func (w *worker) read(ctx context.Context, ob *object) (err error) {
 		w.tc.Extra = 1
 	}
 	var text io.Reader = w.br
-	if magic, _ := w.br.Peek(2); bytes.Equal(magic, []byte{0x1f, 0x8b}) {
+	magic, _ := w.br.Peek(2)
+	gz := bytes.Equal(magic, []byte{0x1f, 0x8b})
+	if gz {
 		if err := w.zr.Reset(w.br); err != nil {
 			return fmt.Errorf("gzip: %w", err)
 		}
 		text = &w.zr
 	}
-	if err := w.split(ctx, text, ob); err != nil {
+	if err := w.split(ctx, text, gz, ob); err != nil {
 		return err
 	}
 	return w.flush(ctx)
@@ -231,7 +232,7 @@ func (w *worker) read(ctx context.Context, ob *object) (err error) {
 
 // split frames the text into events (detect.Splitter: a log file's
 // Records one by one, or JSON lines) and adds each to the batch.
-func (w *worker) split(ctx context.Context, src io.Reader, ob *object) error {
+func (w *worker) split(ctx context.Context, src io.Reader, gz bool, ob *object) error {
 	var s detect.Splitter
 	buf := w.buf[:0]
 	defer func() { w.buf = buf[:0] }()
@@ -269,8 +270,8 @@ func (w *worker) split(ctx context.Context, src io.Reader, ob *object) error {
 		switch {
 		case err == io.EOF:
 			eof = true
-		case err != nil && errors.Is(err, gzip.ErrChecksum), err != nil && errors.Is(err, gzip.ErrHeader):
-			return fmt.Errorf("gzip: %w", err)
+		case err != nil && gz:
+			return fmt.Errorf("gzip: %w (the object is cut short or corrupt)", err)
 		case err != nil:
 			return err
 		}

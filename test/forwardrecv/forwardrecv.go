@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -78,6 +79,8 @@ type Server struct {
 	wg       sync.WaitGroup
 	closed   bool
 	down     bool
+	// noAck starts as Options.NoAck; SetAck changes it while running.
+	noAck atomic.Bool
 }
 
 // Start listens and serves until the test ends (or Close).
@@ -97,6 +100,7 @@ func Start(t testing.TB, o Options) *Server {
 		}
 	}
 	s := &Server{o: o, conns: map[net.Conn]bool{}}
+	s.noAck.Store(o.NoAck)
 	if err := s.listen(); err != nil {
 		t.Fatal(err)
 	}
@@ -143,6 +147,10 @@ func (s *Server) SetDown(down bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// SetAck makes the receiver acknowledge what it stores (true), or store
+// it without a word (false), leaving the sender waiting for acks.
+func (s *Server) SetAck(on bool) { s.noAck.Store(!on) }
 
 // Addr is host:port or the socket path.
 func (s *Server) Addr() string { return s.o.Address }
@@ -385,7 +393,7 @@ func (s *Server) handle(c net.Conn, msg []byte) bool {
 	s.entries = append(s.entries, entries...)
 	s.batches = append(s.batches, len(entries))
 	s.mu.Unlock()
-	if chunk, ok := option["chunk"].(string); ok && !s.o.NoAck {
+	if chunk, ok := option["chunk"].(string); ok && !s.noAck.Load() {
 		ack := msgp.AppendMapHeader(nil, 1)
 		ack = msgp.AppendString(ack, "ack")
 		ack = msgp.AppendString(ack, chunk)

@@ -1,0 +1,5 @@
+package ship_test
+
+import "syscall"
+
+const sigterm = syscall.SIGTERM
