@@ -1,7 +1,7 @@
 package notify
 
 import (
-	"encoding/json"
+	encjson "encoding/json"
 	"reflect"
 	"testing"
 )
@@ -12,7 +12,7 @@ func TestParse(t *testing.T) {
 	s3 := `{"Records":[{"eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"my+trail/x%3Dy/` + key + `"}}},` +
 		`{"eventSource":"aws:s3","eventName":"ObjectRemoved:Delete","s3":{"bucket":{"name":"b"},"object":{"key":"k"}}}]}`
 	sns := func(inner string) string {
-		b, _ := json.Marshal(map[string]string{"Type": "Notification", "MessageId": "m", "TopicArn": "arn:aws:sns:us-east-1:1:t", "Message": inner})
+		b, _ := encjson.Marshal(map[string]string{"Type": "Notification", "MessageId": "m", "TopicArn": "arn:aws:sns:us-east-1:1:t", "Message": inner})
 		return string(b)
 	}
 	ct := `{"s3Bucket":"b","s3ObjectKey":["` + key + `","AWSLogs/111122223333/CloudTrail-Digest/us-east-1/2026/11/02/d.json.gz"]}`
