@@ -234,6 +234,11 @@ func (s *settings) options(src string, log *logx.Logger) (Options, error) {
 	case sqsMode && (len(s.accounts) > 0 || len(s.regions) > 0 || s.since != ""):
 		return o, fmt.Errorf("--account, --region and --since select what is listed: with sqs://, shard with one queue per shard (an S3 notification per account prefix) instead")
 	}
+	if sqsMode {
+		if _, err := QueueURL(strings.TrimPrefix(src, "sqs://")); err != nil {
+			return o, err
+		}
+	}
 	if s.since != "" {
 		t, err := parseTime(s.since)
 		if err != nil {
