@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/cliflag"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/tlsfiles"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/logx"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/scan/source"
@@ -68,20 +69,8 @@ type settings struct {
 	forward, tag, endpoint, sqsEndpoint, state, since, metrics, sharedKeyFile, selfHostname string
 	tlsOn, tlsVerify                                                                        bool
 	tlsCA, tlsCrt, tlsKey, tlsServerName                                                    string
-	accounts, regions                                                                       list
+	accounts, regions                                                                       cliflag.List
 	o                                                                                       Options
-}
-
-type list []string
-
-func (l *list) String() string { return strings.Join(*l, ",") }
-func (l *list) Set(v string) error {
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			*l = append(*l, s)
-		}
-	}
-	return nil
 }
 
 func flags(stderr io.Writer) (*flag.FlagSet, *settings) {
@@ -240,26 +229,14 @@ func (s *settings) options(src string, log *logx.Logger) (Options, error) {
 		}
 	}
 	if s.since != "" {
-		t, err := parseTime(s.since)
+		t, err := cliflag.ParseTime(s.since, false)
 		if err != nil {
 			return o, fmt.Errorf("--since: %v", err)
 		}
 		o.Filter.Since = t
 	}
-	if len(s.accounts) > 0 {
-		o.Filter.Accounts = map[string]bool{}
-		for _, a := range s.accounts {
-			if !source.IsAccount(a) {
-				return o, fmt.Errorf("--account %q: an account id is 12 digits", a)
-			}
-			o.Filter.Accounts[a] = true
-		}
-	}
-	if len(s.regions) > 0 {
-		o.Filter.Regions = map[string]bool{}
-		for _, r := range s.regions {
-			o.Filter.Regions[r] = true
-		}
+	if err := cliflag.Prune(&o.Filter, s.accounts, s.regions); err != nil {
+		return o, err
 	}
 	network, addr, err := forwardAddress(s.forward)
 	if err != nil {
@@ -320,17 +297,6 @@ func forwardAddress(v string) (network, addr string, err error) {
 		}
 	}
 	return "", "", fmt.Errorf("--forward %q: unix:///path/to/socket or tcp://host:port", v)
-}
-
-func parseTime(v string) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
-		return t, nil
-	}
-	t, err := time.Parse("2006-01-02", v)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("%q is neither RFC 3339 (2025-01-31T12:00:00Z) nor a date (2025-01-31)", v)
-	}
-	return t, nil
 }
 
 // awsConfig is the SDK's standard chain (environment, shared files, SSO,

@@ -13,6 +13,7 @@ import (
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/archive"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/forwardrecv"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/makebin"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/paths"
 )
 
@@ -85,13 +86,11 @@ func reportShip(b *testing.B) {
 // per op, every event acknowledged before it exits.
 func BenchmarkShipLocalGz(b *testing.B) {
 	dir := shipArchive(b)
-	if out, err := exec.Command("make", "-C", paths.Root(), "build/cloudtrail-quarantine").CombinedOutput(); err != nil {
-		b.Fatalf("make: %v\n%s", err, out)
-	}
+	bin := makebin.Path(b, "build/cloudtrail-quarantine")
 	recv := forwardrecv.Start(b, forwardrecv.Options{Network: "unix", Discard: true})
 	b.ResetTimer()
 	for range b.N {
-		cmd := exec.Command(paths.Repo("build", "cloudtrail-quarantine"), "ship", "--forward", "unix://"+recv.Addr(), "--stats-interval", "0", dir)
+		cmd := exec.Command(bin, "ship", "--forward", "unix://"+recv.Addr(), "--stats-interval", "0", dir)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			b.Fatalf("ship: %v\n%s", err, out)
 		}

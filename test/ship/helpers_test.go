@@ -23,28 +23,11 @@ import (
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/archive"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/forwardrecv"
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/paths"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/makebin"
 )
 
-var (
-	buildOnce sync.Once
-	buildErr  error
-)
-
-// bin is the command make builds (once per test binary).
-func bin(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		out, err := exec.Command("make", "-C", paths.Root(), "build/cloudtrail-quarantine").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("make: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return filepath.Join(paths.Root(), "build", "cloudtrail-quarantine")
-}
+// bin is the command make builds.
+func bin(t testing.TB) string { return makebin.Path(t, "build/cloudtrail-quarantine") }
 
 const (
 	testKeyID  = "AKIAFAKEKEYFORSHIPTST"

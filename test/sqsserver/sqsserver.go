@@ -33,7 +33,7 @@ import (
 	"time"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/loopback"
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/paths"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/makebin"
 )
 
 // Account is goaws's account id in queue URLs and ARNs.
@@ -49,25 +49,12 @@ type Server struct {
 	calls    map[string]int // JSON action -> calls
 }
 
-var (
-	buildOnce sync.Once
-	buildErr  error
-)
-
 // Start builds goaws once per test binary and runs it with the given
 // default visibility timeout (seconds) and SNS topics, each subscribed by
 // a queue of the same name with "-q" appended (SNS envelopes, not raw).
 func Start(t testing.TB, visibility int, topics ...string) *Server {
 	t.Helper()
-	buildOnce.Do(func() {
-		out, err := exec.Command("make", "-C", paths.Root(), "build/goaws").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("make build/goaws: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
+	goaws := makebin.Path(t, "build/goaws")
 	addr := loopback.FreeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
 	var conf strings.Builder
@@ -85,7 +72,7 @@ func Start(t testing.TB, visibility int, topics ...string) *Server {
 	if err := os.WriteFile(cfg, []byte(conf.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(filepath.Join(paths.Root(), "build", "goaws"), "-config", cfg)
+	cmd := exec.Command(goaws, "-config", cfg)
 	logf, _ := os.Create(filepath.Join(dir, "goaws.log"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
