@@ -216,6 +216,13 @@ func (pl *poll) stream(ctx context.Context, prefix string) error {
 	after := prefix + horizon.Add(-24*time.Hour).Format("2006/01/02/")
 	p := s3.NewListObjectsV2Paginator(pl.api, &s3.ListObjectsV2Input{Bucket: aws.String(pl.bucket), Prefix: aws.String(prefix), StartAfter: aws.String(after)})
 	var waits []func()
+	// The files handed out are waited for, even when listing stops early
+	// (an error, a shutdown): what they shipped is remembered.
+	defer func() {
+		for _, w := range waits {
+			w()
+		}
+	}()
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
@@ -232,8 +239,8 @@ func (pl *poll) stream(ctx context.Context, prefix string) error {
 				continue
 			}
 			j := pl.r.p.newJob(1)
-			if err := pl.r.p.submit(ctx, pl.r.s3Object(pl.api, j, pl.bucket, key)); err != nil {
-				return nil
+			if pl.r.p.submit(ctx, pl.r.s3Object(pl.api, j, pl.bucket, key)) != nil {
+				return nil // stopping
 			}
 			waits = append(waits, func() {
 				<-j.done
@@ -248,6 +255,7 @@ func (pl *poll) stream(ctx context.Context, prefix string) error {
 	for _, w := range waits {
 		w()
 	}
+	waits = nil
 	checkpoint, _, err = pl.st.stream(prefix)
 	if err != nil || checkpoint.IsZero() {
 		return err

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/archive"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/loopback"
 )
 
@@ -170,9 +169,7 @@ func TestShipSIGTERMBound(t *testing.T) {
 	want := s.fill(t, "files", "term", 6, 10)
 	s.recv.SetAck(false)
 	metrics := loopback.FreeAddr(t)
-	args := s.args("files", metrics, "--max-messages", "6", "--ack-timeout", "1s")
-	args[len(args)-2] = "3s" // --shutdown-timeout 3s (the flag before the source)
-	p := startShip(t, sharedKeyEnv, append(args[:len(args)-1:len(args)-1], "--shutdown-timeout", "3s", args[len(args)-1])...)
+	p := startShip(t, sharedKeyEnv, s.args("files", metrics, "--max-messages", "6", "--ack-timeout", "1s", "--shutdown-timeout", "3s")...)
 	waitFor(t, "six messages in flight", 20*time.Second, func() bool { return scrape(t, metrics, "messages_in_flight") == 6 })
 	start := time.Now()
 	p.signal(sigterm)
@@ -200,4 +197,3 @@ func TestShipSIGTERMBound(t *testing.T) {
 	}
 }
 
-var _ = archive.Gzip

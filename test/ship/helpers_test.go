@@ -41,6 +41,8 @@ func awsEnv() []string {
 		"AWS_EC2_METADATA_DISABLED=true", "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "AWS_MAX_ATTEMPTS=2"}
 }
 
+const sigterm = syscall.SIGTERM
+
 // proc is a running ship.
 type proc struct {
 	cmd    *exec.Cmd

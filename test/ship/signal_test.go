@@ -1,5 +1,0 @@
-package ship_test
-
-import "syscall"
-
-const sigterm = syscall.SIGTERM
