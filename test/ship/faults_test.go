@@ -74,14 +74,16 @@ func TestShipCorruptObjectGoesToDeadLetterQueue(t *testing.T) {
 // deletes nothing; when acks resume every event arrives and the queue
 // empties.
 func TestShipBackpressure(t *testing.T) {
-	s := newSQSSetup(t, 2, 0)
+	// Visibility 4 s, extended every 2 s: a late extension on a loaded
+	// machine still lands in time.
+	s := newSQSSetup(t, 4, 0)
 	want := s.fill(t, "files", "bp", 12, 5)
 	s.recv.SetAck(false)
 	metrics := loopback.FreeAddr(t)
 	p := startShip(t, sharedKeyEnv, s.args("files", metrics, "--max-messages", "3", "--ack-timeout", "1s")...)
 	waitFor(t, "three messages in flight", 20*time.Second, func() bool { return scrape(t, metrics, "messages_in_flight") == 3 })
 	before := s.sqs.Calls("ReceiveMessage")
-	time.Sleep(5 * time.Second) // more than two visibility timeouts
+	time.Sleep(9 * time.Second) // more than two visibility timeouts
 	if after := s.sqs.Calls("ReceiveMessage"); after != before {
 		t.Errorf("received while nothing was acknowledged: %d calls, then %d", before, after)
 	}
