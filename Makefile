@@ -35,6 +35,14 @@ $(ARM64_HARNESS): test/harness/host/harness.c
 	./build/arm64-tools.sh
 	aarch64-linux-gnu-gcc -std=gnu11 -O2 -g -Wall -Wextra -pthread -o $@ $< -ldl
 
+# The SQS-compatible server the ship tests run (test/sqsserver): goaws,
+# built from the Go module proxy, outside this module's go.mod.
+GOAWS_VERSION := v0.4.5
+build/goaws:
+	@mkdir -p build/goaws-bin
+	GOBIN=$(CURDIR)/build/goaws-bin $(GO) install github.com/Admiral-Piett/goaws/app/cmd@$(GOAWS_VERSION)
+	mv build/goaws-bin/cmd $@ && rmdir build/goaws-bin
+
 $(HARNESS): test/harness/host/harness.c
 	@mkdir -p build
 	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -pthread -o $@ $< -ldl
@@ -67,7 +75,7 @@ build/sample.chunk: conf/sample/cloudtrail.jsonl $(GOSRC)
 # Benchmarks (issue #3): medians of 5 runs and the ratios against the
 # fluent-bit-go baseline, as the README's Performance table; the scan's
 # GB/s against decompression alone and zcat | jq. About 6 minutes.
-bench: $(SO) $(HARNESS)
+bench: $(SO) $(HARNESS) $(CLI)
 	@mkdir -p build
 	$(GO) test ./test/bench/ -run '^$$' -bench 'Scan|NoCandidate|WatchList|AllQuarantine|Baseline' -benchmem -count 5 | tee build/bench.txt
 	$(GO) test ./test/bench/ -run '^$$' -bench 'Plugin2MB|PluginFlush' -benchtime 200x -count 5 | tee -a build/bench.txt
@@ -75,6 +83,9 @@ bench: $(SO) $(HARNESS)
 	$(GO) test ./test/bench/ -run '^$$' -bench 'PluginMemory10M' -benchtime 1x | tee -a build/bench.txt
 	./build/bench-tools.sh
 	$(GO) test ./test/bench/ -run '^$$' -bench 'Backfill|Decompress|ZcatJq' -benchtime 3x -count 3 -benchmem | tee -a build/bench.txt
+	# ship (issue #18) beside Fluent Bit's tail on the same files; that row
+	# needs fluent-bit on the PATH, and says it was not measured without.
+	$(GO) test ./test/bench/ -run '^$$' -bench 'Ship' -benchtime 3x -count 3 -v 2>&1 | grep -E '^(Benchmark|    ship_test|--- SKIP|ok|PASS|FAIL)' | tee -a build/bench.txt
 	$(GO) run ./test/cmd/benchtable < build/bench.txt
 
 # Each fuzz target for FUZZTIME (default 1m); make test runs their seeds.
@@ -87,6 +98,7 @@ fuzz:
 	$(GO) test ./detect/ -run '^$$' -fuzz '^FuzzJSONPathsAgree$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./detect/ -run '^$$' -fuzz '^FuzzSplitterPieces$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./alert/ -run '^$$' -fuzz '^FuzzEncode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/value/ -run '^$$' -fuzz '^FuzzTranscodeAgrees$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./alert/ -run '^$$' -fuzz '^FuzzOCSF$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./detect/cloudtrail/ -run '^$$' -fuzz '^FuzzParseFlattened$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./detect/cloudtrail/ -run '^$$' -fuzz '^FuzzResolveJSON$$' -fuzztime $(FUZZTIME)

@@ -3,12 +3,11 @@ package instance
 import (
 	"cmp"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net"
-	"os"
 	"strconv"
 
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/tlsfiles"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/config"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/sink"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/plugin/sink/forward"
@@ -33,8 +32,8 @@ func newSink(cfg *config.Config) (sink.Sink, error) {
 		}
 		if cfg.ForwardTLS {
 			var err error
-			o.TLS, err = tlsConfig(tlsFiles{"Forward_TLS", cmp.Or(cfg.ForwardTLSVhost, cfg.ForwardHost),
-				cfg.ForwardTLSCAFile, cfg.ForwardTLSCrtFile, cfg.ForwardTLSKeyFile, cfg.ForwardTLSVerify})
+			o.TLS, err = tlsConfig("Forward_TLS", cmp.Or(cfg.ForwardTLSVhost, cfg.ForwardHost),
+				cfg.ForwardTLSCAFile, cfg.ForwardTLSCrtFile, cfg.ForwardTLSKeyFile, cfg.ForwardTLSVerify)
 			if err != nil {
 				return nil, err
 			}
@@ -46,7 +45,7 @@ func newSink(cfg *config.Config) (sink.Sink, error) {
 		return s, nil
 	case "http":
 		headers, _ := cfg.Headers() // validated by config.Load
-		tc, err := tlsConfig(tlsFiles{prefix: "HTTP_TLS", ca: cfg.HTTPTLSCAFile, crt: cfg.HTTPTLSCrtFile, key: cfg.HTTPTLSKeyFile, verify: cfg.HTTPTLSVerify})
+		tc, err := tlsConfig("HTTP_TLS", "", cfg.HTTPTLSCAFile, cfg.HTTPTLSCrtFile, cfg.HTTPTLSKeyFile, cfg.HTTPTLSVerify)
 		if err != nil {
 			return nil, err
 		}
@@ -65,32 +64,9 @@ func newSink(cfg *config.Config) (sink.Sink, error) {
 	}
 }
 
-// tlsFiles are a sink's TLS keys; prefix names them in errors.
-type tlsFiles struct {
-	prefix, serverName, ca, crt, key string
-	verify                           bool
-}
-
 // tlsConfig builds a sink's TLS settings; a file that cannot be read fails
-// Init with the key that names it.
-func tlsConfig(f tlsFiles) (*tls.Config, error) {
-	c := &tls.Config{ServerName: f.serverName, InsecureSkipVerify: !f.verify, MinVersion: tls.VersionTLS12}
-	if f.ca != "" {
-		pem, err := os.ReadFile(f.ca)
-		if err != nil {
-			return nil, fmt.Errorf("%s_CA_File: %v", f.prefix, err)
-		}
-		c.RootCAs = x509.NewCertPool()
-		if !c.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s_CA_File: %s holds no PEM certificate", f.prefix, f.ca)
-		}
-	}
-	if f.crt != "" {
-		cert, err := tls.LoadX509KeyPair(f.crt, f.key)
-		if err != nil {
-			return nil, fmt.Errorf("%s_Crt_File: %v", f.prefix, err)
-		}
-		c.Certificates = []tls.Certificate{cert}
-	}
-	return c, nil
+// Init with the key that names it (prefix_CA_File, prefix_Crt_File).
+func tlsConfig(prefix, serverName, ca, crt, key string, verify bool) (*tls.Config, error) {
+	return tlsfiles.Files{ServerName: serverName, CA: ca, Crt: crt, Key: key, Verify: verify,
+		CAName: prefix + "_CA_File", CrtName: prefix + "_Crt_File"}.Config()
 }

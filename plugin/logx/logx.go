@@ -51,6 +51,12 @@ func NewTo(w io.Writer, instance string) *Logger {
 	return &Logger{prefix: "[output:cloudtrail_quarantine:" + instance + "] ", w: w, now: time.Now}
 }
 
+// NewCommand logs to w for a command of ours outside Fluent Bit
+// (`cloudtrail-quarantine ship`): "[...] [ info] [ship] message".
+func NewCommand(w io.Writer, name string) *Logger {
+	return &Logger{prefix: "[" + name + "] ", w: w, now: time.Now}
+}
+
 func (l *Logger) Errorf(format string, a ...any) { l.log("error", format, a) }
 func (l *Logger) Warnf(format string, a ...any)  { l.log(" warn", format, a) }
 func (l *Logger) Infof(format string, a ...any)  { l.log(" info", format, a) }

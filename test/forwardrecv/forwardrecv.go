@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -54,6 +55,10 @@ type Options struct {
 	SharedKey string
 	// TLS, when set, makes the listener speak TLS.
 	TLS *tls.Config
+	// Discard counts the records of each message (Count) without decoding
+	// or keeping them: for benchmarks and volumes that Entries would hold
+	// in memory.
+	Discard bool
 	// BufferMaxSize is in_forward's buffer_max_size: a message that does
 	// not fit closes the connection unread, as in_forward does ("incoming
 	// data exceed limit"). 0 means in_forward's default, 6,144,000 bytes.
@@ -69,6 +74,7 @@ type Server struct {
 	ln       net.Listener
 	mu       sync.Mutex
 	entries  []Entry
+	count    int   // entries received (Discard)
 	batches  []int // entries per stored message
 	messages int
 	refused  int
@@ -78,6 +84,8 @@ type Server struct {
 	wg       sync.WaitGroup
 	closed   bool
 	down     bool
+	// noAck starts as Options.NoAck; SetAck changes it while running.
+	noAck atomic.Bool
 }
 
 // Start listens and serves until the test ends (or Close).
@@ -97,6 +105,7 @@ func Start(t testing.TB, o Options) *Server {
 		}
 	}
 	s := &Server{o: o, conns: map[net.Conn]bool{}}
+	s.noAck.Store(o.NoAck)
 	if err := s.listen(); err != nil {
 		t.Fatal(err)
 	}
@@ -143,6 +152,10 @@ func (s *Server) SetDown(down bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// SetAck makes the receiver acknowledge what it stores (true), or store
+// it without a word (false), leaving the sender waiting for acks.
+func (s *Server) SetAck(on bool) { s.noAck.Store(!on) }
 
 // Addr is host:port or the socket path.
 func (s *Server) Addr() string { return s.o.Address }
@@ -391,15 +404,25 @@ func (s *Server) handle(c net.Conn, msg []byte) bool {
 	if drop {
 		return false
 	}
-	entries, option, err := decode(msg)
+	var entries []Entry
+	var option map[string]any
+	var err error
+	n := 0
+	if s.o.Discard {
+		n, option, err = count(msg)
+	} else {
+		entries, option, err = decode(msg)
+		n = len(entries)
+	}
 	if err != nil {
 		return false
 	}
 	s.mu.Lock()
 	s.entries = append(s.entries, entries...)
-	s.batches = append(s.batches, len(entries))
+	s.count += n
+	s.batches = append(s.batches, n)
 	s.mu.Unlock()
-	if chunk, ok := option["chunk"].(string); ok && !s.o.NoAck {
+	if chunk, ok := option["chunk"].(string); ok && !s.noAck.Load() {
 		ack := msgp.AppendMapHeader(nil, 1)
 		ack = msgp.AppendString(ack, "ack")
 		ack = msgp.AppendString(ack, chunk)
@@ -408,6 +431,48 @@ func (s *Server) handle(c net.Conn, msg []byte) bool {
 		}
 	}
 	return !s.o.CloseAfterEach
+}
+
+// Count is the number of records received (every mode, Discard or not).
+func (s *Server) Count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.count
+}
+
+// count counts a Forward or PackedForward message's entries and reads its
+// option, decoding no record.
+func count(msg []byte) (int, map[string]any, error) {
+	n, b, err := msgp.ReadArrayHeaderBytes(msg)
+	if err != nil || n < 2 || n > 4 {
+		return 0, nil, fmt.Errorf("not a forward message")
+	}
+	if b, err = msgp.Skip(b); err != nil { // the tag
+		return 0, nil, err
+	}
+	entries := 0
+	switch msgp.NextType(b) {
+	case msgp.ArrayType:
+		cnt, rest, err := msgp.ReadArrayHeaderBytes(b)
+		if err != nil {
+			return 0, nil, err
+		}
+		for range cnt {
+			if rest, err = msgp.Skip(rest); err != nil {
+				return 0, nil, err
+			}
+		}
+		entries, b = int(cnt), rest
+	default:
+		// Message and PackedForward: the full decoder.
+		e, option, err := decode(msg)
+		return len(e), option, err
+	}
+	var option map[string]any
+	if n == 3 {
+		option, err = readOption(b)
+	}
+	return entries, option, err
 }
 
 // decode reads any of the forward protocol's modes.

@@ -90,7 +90,16 @@ func (s *Sink) Fits(a sink.Alert) bool {
 }
 
 // entrySize is what one alert adds to a message: [time, record].
-func entrySize(a sink.Alert) int { return 1 + eventTimeSize + len(a.Doc) }
+func entrySize(a sink.Alert) int { return EntryOverhead + len(a.Doc) }
+
+// EntryOverhead is what one record adds to a message beside its own
+// bytes: the [time, record] pair's header and the EventTime.
+const EntryOverhead = 1 + eventTimeSize
+
+// Room is how many bytes of entries (EntryOverhead plus the record, each)
+// one message may carry, for a caller that cuts its own batches as it
+// builds them.
+func (s *Sink) Room() int { return s.o.MaxBatchBytes - messageOverhead(s.o.Tag) }
 
 const eventTimeSize = 10
 
