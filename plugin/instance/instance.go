@@ -160,26 +160,35 @@ func (in *Instance) Flush(data []byte, tag string) Result {
 			n, len(data), st.Skipped.Malformed, st.Skipped.NotMap, st.Skipped.Truncated, st.Undecodable, st.SkippedEvents)
 	}
 	if !locked {
-		return OK
+		in.lifeMu.Lock()
+		locked = true
 	}
-	// The events may have moved event time past an exposure's wait.
-	due := in.life.Due(wall)
+	// The chunk's ordinary records moved event time too: what their time
+	// ended is due now, as it would be had a candidate carried it.
+	in.life.Advance(st.Last, wall)
+	findings = append(findings, in.life.Due(wall)...)
 	in.noteLifecycle()
-	alerts := in.alertsOf(append(findings, due...))
-	if in.store != nil {
-		in.life.Fired(due) // kept with the alerts, in one transaction
-		r := in.enqueue(alerts)
-		if r != OK {
-			in.life.Unfire(due)
-		}
-		return r
-	}
-	if len(alerts) == 0 {
+	if len(findings) == 0 && in.store == nil {
 		return OK
 	}
-	r := in.deliverNow(alerts)
-	if r == OK {
-		in.life.Fired(due)
+	return in.take(findings)
+}
+
+// take turns the lifecycle's findings of a flush (or a timer round) into
+// alerts and stores or delivers them; a wait whose alert was neither is
+// due again. The caller holds lifeMu.
+func (in *Instance) take(findings []detect.Finding) Result {
+	alerts := in.alertsOf(findings)
+	var r Result
+	if in.store != nil {
+		r = in.enqueue(alerts) // the watch list's changes go in the same transaction
+	} else if len(alerts) == 0 {
+		r = OK
+	} else {
+		r = in.deliverNow(alerts)
+	}
+	if r != OK {
+		in.life.Unfire(findings)
 	}
 	return r
 }
