@@ -31,6 +31,9 @@ type Case struct {
 	// LastSeen the latest event time of anything about it.
 	FirstSeen, LastSeen int64
 
+	// A key case: the earliest event that named its user.
+	UserAt int64
+
 	// A user case: the earliest signal that named the user's exposed key
 	// (before it, every call of the user is a use), those keys, the
 	// user's quarantines (applied) and their latest removal.
@@ -155,7 +158,7 @@ func addTime(ts []int64, at int64, n int) []int64 {
 
 // MarshalMsg writes the case as msgpack, for the store.
 func (c *Case) MarshalMsg(b []byte) []byte {
-	b = msgp.AppendMapHeader(b, 15)
+	b = msgp.AppendMapHeader(b, 16)
 	for _, f := range []struct{ k, v string }{{"key", c.Key}, {"user", c.User}, {"account", c.Account}, {"url", c.ExposedURL}} {
 		b = msgp.AppendString(msgp.AppendString(b, f.k), f.v)
 	}
@@ -163,7 +166,7 @@ func (c *Case) MarshalMsg(b []byte) []byte {
 	for _, f := range []struct {
 		k string
 		v int64
-	}{{"first", c.FirstSeen}, {"last", c.LastSeen}, {"key_known", c.KeyKnownAt}, {"removed", c.Removed}} {
+	}{{"first", c.FirstSeen}, {"last", c.LastSeen}, {"user_at", c.UserAt}, {"key_known", c.KeyKnownAt}, {"removed", c.Removed}} {
 		b = msgp.AppendInt64(msgp.AppendString(b, f.k), f.v)
 	}
 	b = msgp.AppendArrayHeader(msgp.AppendString(b, "exposed_keys"), uint32(len(c.ExposedKeys)))
@@ -272,7 +275,7 @@ func UnmarshalCase(b []byte) (*Case, error) {
 	strs := map[string]*string{"key": &c.Key, "user": &c.User, "account": &c.Account, "url": &c.ExposedURL,
 		"exposure_event": &old.exposureEvent, "exposure_name": &old.exposureName, "exposure_region": &old.exposureRegion,
 		"retired_by": &old.retiredBy, "retired_event": &old.retiredEvent}
-	ints := map[string]*int64{"first": &c.FirstSeen, "last": &c.LastSeen, "key_known": &c.KeyKnownAt, "removed": &c.Removed,
+	ints := map[string]*int64{"first": &c.FirstSeen, "last": &c.LastSeen, "user_at": &c.UserAt, "key_known": &c.KeyKnownAt, "removed": &c.Removed,
 		"exposed": &old.exposed, "quarantined": &old.quarantined, "retired": &old.retired, "due": &old.due}
 	n, b, err := msgp.ReadMapHeaderBytes(b)
 	for i := uint32(0); i < n && err == nil; i++ {
@@ -348,6 +351,9 @@ func UnmarshalCase(b []byte) (*Case, error) {
 // Load moves them to the user's case.
 func (c *Case) fromV1(exposed, quarantined, retired, due int64, fired bool, exposure, retirement Ref) {
 	c.Strong = true
+	if c.Key != "" && c.User != "" {
+		c.UserAt = c.FirstSeen
+	}
 	if quarantined != 0 {
 		c.Quarantines = []int64{quarantined}
 	}

@@ -6,16 +6,18 @@ import "slices"
 // is the key's user.
 func (e *Engine) keyCase(key, account, user string, at int64, strong bool) *Case {
 	if c := e.keys[key]; c != nil {
-		if user != "" && c.User == "" {
-			e.setUser(c, user)
-		}
+		e.setUser(c, user, at)
 		if strong && !c.Strong {
 			e.promote(c)
 		}
 		e.touch(c, at)
 		return c
 	}
-	return e.open(&Case{Key: key, User: e.shared(user), Account: e.shared(account), Strong: strong, LastSeen: at})
+	c := &Case{Key: key, User: e.shared(user), Account: e.shared(account), Strong: strong, LastSeen: at}
+	if user != "" {
+		c.UserAt = at
+	}
+	return e.open(c)
 }
 
 // userCase finds or opens the case of a user of an account.
@@ -37,10 +39,20 @@ func (e *Engine) open(c *Case) *Case {
 	return c
 }
 
-func (e *Engine) setUser(c *Case, user string) {
-	c.User = e.shared(user)
-	uk := userKey(c.Account, c.User)
-	e.byUser[uk] = append(e.byUser[uk], c)
+// setUser records that an event at at named the key's user (the first
+// name a key is seen with stays: a key has one user).
+func (e *Engine) setUser(c *Case, user string, at int64) {
+	switch {
+	case user == "":
+		return
+	case c.User == "":
+		c.User = e.shared(user)
+		uk := userKey(c.Account, c.User)
+		e.byUser[uk] = append(e.byUser[uk], c)
+	case c.User != user:
+		return
+	}
+	c.UserAt = lower(c.UserAt, at)
 	e.mark(c)
 }
 
@@ -196,7 +208,9 @@ func (e *Engine) keylessWatched(u *Case, now int64) bool {
 	if u.FirstSeen == 0 {
 		return false
 	}
-	return u.KeyKnownAt == 0 || u.KeyKnownAt > u.FirstSeen && now < u.KeyKnownAt+e.o.Delay.Nanoseconds()
+	// An earlier signal of the user may still arrive, and open a time
+	// before KeyKnownAt in which the calls arriving now are uses.
+	return u.KeyKnownAt == 0 || now < u.KeyKnownAt+e.o.Delay.Nanoseconds()
 }
 
 func (e *Engine) sweepKeyless(now int64) {

@@ -491,7 +491,7 @@ func (e *Engine) use(ev *cloudtrail.Event, when time.Time, at int64) (detect.Fin
 	var c *Case
 	var early []*Case // cases whose earlier signal, arriving late, would make the call a use
 	if kc := e.keys[key]; kc != nil && key != "" && !e.expiredAt(kc, at) {
-		e.learnUser(kc, ev)
+		e.learnUser(kc, ev, at)
 		if at > e.keyStart(kc) {
 			c = kc
 		} else {
@@ -542,9 +542,9 @@ func windowKey(rule, caller, group string, start int64) string {
 }
 
 // learnUser: a call made with a key names the key's user.
-func (e *Engine) learnUser(kc *Case, ev *cloudtrail.Event) {
-	if kc.User == "" && ev.Actor.UserName != "" && ev.Actor.AccessKeyID == kc.Key {
-		e.setUser(kc, ev.Actor.UserName)
+func (e *Engine) learnUser(kc *Case, ev *cloudtrail.Event, at int64) {
+	if ev.Actor.AccessKeyID == kc.Key {
+		e.setUser(kc, ev.Actor.UserName, at)
 	}
 }
 
@@ -641,7 +641,7 @@ func (e *Engine) deniedCall(ev *cloudtrail.Event, f detect.Finding, at int64) (d
 			}
 			c = e.keyCase(key, account, user, at, false)
 		}
-		e.learnUser(c, ev)
+		e.learnUser(c, ev, at)
 	case user != "":
 		c = e.userCase(account, user, at, false)
 	default:

@@ -79,10 +79,15 @@ func (e *Engine) decide(now int64) []detect.Finding {
 }
 
 // userFacts is the case that holds a case's user facts (quarantines,
-// deletion): its own for a user case, its user's for a key.
-func (e *Engine) userFacts(c *Case) *Case {
+// deletion) as a wait ending at end may use them: its own for a user
+// case; for a key, its user's when an event up to end named the user
+// (what came after may not have arrived when the wait is decided).
+func (e *Engine) userFacts(c *Case, end int64) *Case {
 	if c.Key == "" {
 		return c
+	}
+	if c.UserAt == 0 || c.UserAt > end {
+		return nil
 	}
 	return e.userOf(c)
 }
@@ -90,7 +95,7 @@ func (e *Engine) userFacts(c *Case) *Case {
 // quarantinedNear: a quarantine of the case's user applied within Grace of
 // at, before or after.
 func (e *Engine) quarantinedNear(c *Case, at int64) bool {
-	u := e.userFacts(c)
+	u := e.userFacts(c, at+e.o.Grace.Nanoseconds())
 	if u == nil {
 		return false
 	}
@@ -101,7 +106,7 @@ func (e *Engine) quarantinedNear(c *Case, at int64) bool {
 // retiredBy: nothing is left to quarantine at end: the user was deleted,
 // or its exposed keys (the key, for a key's case) were retired.
 func (e *Engine) retiredBy(c *Case, end int64) bool {
-	u := e.userFacts(c)
+	u := e.userFacts(c, end)
 	if u != nil && !u.activeAt(end) {
 		return true
 	}
@@ -111,12 +116,18 @@ func (e *Engine) retiredBy(c *Case, end int64) bool {
 	if len(c.ExposedKeys) == 0 {
 		return false
 	}
+	named := false
 	for _, k := range c.ExposedKeys {
-		if kc := e.keys[k]; kc == nil || kc.activeAt(end) {
+		kc := e.keys[k]
+		if kc == nil || kc.FirstSeen > end {
+			continue // named after the wait ended: not a fact of it
+		}
+		if kc.activeAt(end) {
 			return false
 		}
+		named = true
 	}
-	return true
+	return named
 }
 
 func (e *Engine) waitFinding(c *Case, w *Wait) detect.Finding {
