@@ -41,6 +41,10 @@ type Case struct {
 	ExposedKeys []string
 	Quarantines []int64
 	Removed     int64
+	// Callers are the user's access keys its calls were seen made with,
+	// and the earliest such call (IAM allows a user two keys): a key
+	// watched later learns its user from them.
+	Callers []Caller
 
 	// Waits are exposures waiting for a quarantine: a user case's, or a
 	// key case's when the notice named no user.
@@ -54,13 +58,16 @@ type Case struct {
 	// action and outcome, in windows of Use_Alert_Window.
 	Groups map[string]*Group
 
-	// Early are calls with the key (by the user) no later than its
-	// earliest signal when they arrived: a signal earlier than them may
-	// still arrive (up to Event_Delay late), and make them uses.
-	Early []Ref
+	// Early are calls with the key (by the user), and changes of the
+	// user's keys' status, no later than its earliest signal when they
+	// arrived: a signal earlier than them may still arrive (up to
+	// Event_Delay late), and make them count.
+	Early []Early
 
-	weak       bool // in the weak class's LRU list (the class it was counted in)
-	dropped    bool // off the list: its scheduled waits are void
+	uk         string // userKey(Account, User), once made
+	weak       bool   // in the weak class's LRU list (the class it was counted in)
+	dropped    bool   // off the list: its scheduled waits are void
+	v1         bool   // read from the earlier engine's form: Load moves its user's facts
 	prev, next *Case
 }
 
@@ -71,6 +78,21 @@ type Ref struct {
 	SourceIP, UserAgent                      string
 	ActorType, ActorARN, ActorUser, ActorKey string
 	ErrorCode                                string
+}
+
+// Caller is an access key seen calling as a user, first at At.
+type Caller struct {
+	Key string
+	At  int64
+}
+
+// Early is a call, or a status change of one of the user's keys, kept
+// until a signal before it may no longer arrive.
+type Early struct {
+	Ref
+	Status bool // a status change of Key (else a call)
+	Active bool
+	Key    string
 }
 
 // Wait is one exposure's wait for a quarantine: exposures of a case
@@ -86,10 +108,16 @@ type Wait struct {
 type Status struct {
 	Ref
 	Active bool
-	// Alerted: this event is the one an alert quoted (a window of status
-	// changes alerts once; a re-delivered event gives the same alert).
-	Alerted bool
+	// Quoted names the alerts that quoted this event: for a retirement,
+	// the stretches of activity it was the retirement of ("" the first,
+	// else the re-activation that began it: a stretch alerts once, and a
+	// re-activation arriving late may split one); for a re-activation,
+	// its own alert ("+"). A re-delivered event gives the same alerts.
+	Quoted []string
 }
+
+// quotedFor: the event was quoted by the alert id names.
+func (s *Status) quotedFor(id string) bool { return slices.Contains(s.Quoted, id) }
 
 // Group is one caller key's calls of one service, action and outcome.
 type Group struct {
@@ -118,6 +146,7 @@ const (
 	maxWaits       = 4
 	maxStatus      = 8
 	maxEarly       = 16
+	maxCallers     = 4
 )
 
 // ID names the case in the store: its key, or its user.
@@ -125,7 +154,15 @@ func (c *Case) ID() string {
 	if c.Key != "" {
 		return "key:" + c.Key
 	}
-	return "user:" + userKey(c.Account, c.User)
+	return "user:" + c.userKey()
+}
+
+// userKey is the case's user's index key, made once.
+func (c *Case) userKey() string {
+	if c.uk == "" && c.User != "" {
+		c.uk = userKey(c.Account, c.User)
+	}
+	return c.uk
 }
 
 func t(ns int64) time.Time {
@@ -158,7 +195,7 @@ func addTime(ts []int64, at int64, n int) []int64 {
 
 // MarshalMsg writes the case as msgpack, for the store.
 func (c *Case) MarshalMsg(b []byte) []byte {
-	b = msgp.AppendMapHeader(b, 16)
+	b = msgp.AppendMapHeader(b, 17)
 	for _, f := range []struct{ k, v string }{{"key", c.Key}, {"user", c.User}, {"account", c.Account}, {"url", c.ExposedURL}} {
 		b = msgp.AppendString(msgp.AppendString(b, f.k), f.v)
 	}
@@ -187,11 +224,20 @@ func (c *Case) MarshalMsg(b []byte) []byte {
 	for _, s := range c.Status {
 		b = msgp.AppendArrayHeader(b, 3)
 		b = s.Ref.append(b)
-		b = msgp.AppendBool(msgp.AppendBool(b, s.Active), s.Alerted)
+		b = msgp.AppendArrayHeader(msgp.AppendBool(b, s.Active), uint32(len(s.Quoted)))
+		for _, q := range s.Quoted {
+			b = msgp.AppendString(b, q)
+		}
+	}
+	b = msgp.AppendArrayHeader(msgp.AppendString(b, "callers"), uint32(len(c.Callers)))
+	for _, k := range c.Callers {
+		b = msgp.AppendInt64(msgp.AppendString(msgp.AppendArrayHeader(b, 2), k.Key), k.At)
 	}
 	b = msgp.AppendArrayHeader(msgp.AppendString(b, "early"), uint32(len(c.Early)))
-	for i := range c.Early {
-		b = c.Early[i].append(b)
+	for _, x := range c.Early {
+		b = msgp.AppendArrayHeader(b, 4)
+		b = x.Ref.append(b)
+		b = msgp.AppendString(msgp.AppendBool(msgp.AppendBool(b, x.Status), x.Active), x.Key)
 	}
 	b = msgp.AppendMapHeader(msgp.AppendString(b, "groups"), uint32(len(c.Groups)))
 	for _, k := range slices.Sorted(mapsKeys(c.Groups)) {
@@ -315,15 +361,52 @@ func UnmarshalCase(b []byte) (*Case, error) {
 		case k == "status":
 			b, err = readArray(b, func(b []byte) ([]byte, error) {
 				s := &Status{}
-				b, err := readTriple(b, &s.Ref, &s.Active, &s.Alerted)
+				n, b, err := msgp.ReadArrayHeaderBytes(b)
+				if err != nil || n != 3 {
+					return b, cmpErr(err, "a status is not [ref, active, quoted]")
+				}
+				if b, err = s.Ref.read(b); err != nil {
+					return b, err
+				}
+				if s.Active, b, err = msgp.ReadBoolBytes(b); err != nil {
+					return b, err
+				}
+				b, err = readArray(b, func(b []byte) ([]byte, error) {
+					q, b, err := msgp.ReadStringBytes(b)
+					s.Quoted = append(s.Quoted, q)
+					return b, err
+				})
 				c.Status = append(c.Status, s)
+				return b, err
+			})
+		case k == "callers":
+			b, err = readArray(b, func(b []byte) ([]byte, error) {
+				var k Caller
+				n, b, err := msgp.ReadArrayHeaderBytes(b)
+				if err != nil || n != 2 {
+					return b, cmpErr(err, "a caller is not [key, time]")
+				}
+				if k.Key, b, err = msgp.ReadStringBytes(b); err == nil {
+					k.At, b, err = msgp.ReadInt64Bytes(b)
+				}
+				c.Callers = append(c.Callers, k)
 				return b, err
 			})
 		case k == "early":
 			b, err = readArray(b, func(b []byte) ([]byte, error) {
-				var r Ref
-				b, err := r.read(b)
-				c.Early = append(c.Early, r)
+				var x Early
+				n, b, err := msgp.ReadArrayHeaderBytes(b)
+				if err != nil || n != 4 {
+					return b, cmpErr(err, "an early event is not [ref, status, active, key]")
+				}
+				if b, err = x.Ref.read(b); err == nil {
+					if x.Status, b, err = msgp.ReadBoolBytes(b); err == nil {
+						if x.Active, b, err = msgp.ReadBoolBytes(b); err == nil {
+							x.Key, b, err = msgp.ReadStringBytes(b)
+						}
+					}
+				}
+				c.Early = append(c.Early, x)
 				return b, err
 			})
 		case k == "groups":
@@ -338,7 +421,7 @@ func UnmarshalCase(b []byte) (*Case, error) {
 	if c.Key == "" && c.User == "" {
 		return nil, errors.New("a case with neither key nor user")
 	}
-	if old.v1 {
+	if c.v1 = old.v1; c.v1 {
 		c.fromV1(old.exposed, old.quarantined, old.retired, old.due, old.fired,
 			Ref{ID: old.exposureEvent, Name: old.exposureName, Region: old.exposureRegion}, Ref{ID: old.retiredEvent, Name: old.retiredBy})
 	}
@@ -363,7 +446,7 @@ func (c *Case) fromV1(exposed, quarantined, retired, due int64, fired bool, expo
 	}
 	if retired != 0 {
 		retirement.At = retired
-		c.Status = []*Status{{Ref: retirement, Alerted: true}}
+		c.Status = []*Status{{Ref: retirement, Quoted: []string{""}}}
 	}
 }
 

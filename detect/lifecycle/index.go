@@ -17,7 +17,16 @@ func (e *Engine) keyCase(key, account, user string, at int64, strong bool) *Case
 	if user != "" {
 		c.UserAt = at
 	}
-	return e.open(c)
+	e.open(c)
+	if u := e.callers[key]; u != nil && !u.dropped && u.Account == c.Account {
+		// A user watched before was seen calling with the key.
+		for _, k := range u.Callers {
+			if k.Key == key {
+				e.setUser(c, u.User, k.At)
+			}
+		}
+	}
+	return c
 }
 
 // userCase finds or opens the case of a user of an account.
@@ -47,12 +56,19 @@ func (e *Engine) setUser(c *Case, user string, at int64) {
 		return
 	case c.User == "":
 		c.User = e.shared(user)
-		uk := userKey(c.Account, c.User)
+		uk := c.userKey()
 		e.byUser[uk] = append(e.byUser[uk], c)
 	case c.User != user:
 		return
 	}
-	c.UserAt = lower(c.UserAt, at)
+	if c.UserAt == 0 || at < c.UserAt {
+		c.UserAt = at
+		e.redecideDeletion(c.Account, c.User)
+		if u := e.userOf(c); u != nil {
+			e.rejudgeEarly(u)
+			e.relink(u)
+		}
+	}
 	e.mark(c)
 }
 
@@ -126,11 +142,14 @@ func (e *Engine) insert(c *Case) {
 		e.keys[c.Key] = c
 		e.watch.add(e.watch.keys, c.Key, false)
 		if c.User != "" {
-			uk := userKey(c.Account, c.User)
+			uk := c.userKey()
 			e.byUser[uk] = append(e.byUser[uk], c)
 		}
 	} else {
-		e.users[userKey(c.Account, c.User)] = c
+		e.users[c.userKey()] = c
+		for _, k := range c.Callers {
+			e.callers[k.Key] = c
+		}
 	}
 	class := 0
 	if !c.Strong {
@@ -148,19 +167,23 @@ func (e *Engine) drop(c *Case) {
 		delete(e.keys, c.Key)
 		e.watch.remove(e.watch.keys, c.Key, false)
 		if c.User != "" {
-			uk := userKey(c.Account, c.User)
+			uk := c.userKey()
 			e.byUser[uk] = slices.DeleteFunc(e.byUser[uk], func(o *Case) bool { return o == c })
 			if len(e.byUser[uk]) == 0 {
 				delete(e.byUser, uk)
 			}
 		}
 	} else {
-		delete(e.users, userKey(c.Account, c.User))
+		delete(e.users, c.userKey())
+		for _, k := range c.Callers {
+			if e.callers[k.Key] == c {
+				delete(e.callers, k.Key)
+			}
+		}
 	}
 	if _, ok := e.keyless[c]; ok {
 		delete(e.keyless, c)
-		delete(e.ending, c)
-		e.watch.remove(e.watch.keyless, userKey(c.Account, c.User), true)
+		e.watch.remove(e.watch.keyless, c.userKey(), true)
 	}
 	class := 0
 	if c.weak {
@@ -187,39 +210,20 @@ func (e *Engine) track(c *Case) {
 		return
 	}
 	_, in := e.keyless[c]
-	switch want := e.keylessWatched(c, e.watermark); {
+	switch want := e.keylessWatched(c); {
 	case want && !in:
 		e.keyless[c] = struct{}{}
-		e.watch.add(e.watch.keyless, userKey(c.Account, c.User), true)
+		e.watch.add(e.watch.keyless, c.userKey(), true)
 	case !want && in:
 		delete(e.keyless, c)
-		delete(e.ending, c)
-		e.watch.remove(e.watch.keyless, userKey(c.Account, c.User), true)
-	}
-	if _, in := e.keyless[c]; in && c.KeyKnownAt != 0 {
-		e.ending[c] = struct{}{}
+		e.watch.remove(e.watch.keyless, c.userKey(), true)
 	}
 }
 
-// keylessWatched: the user's calls must be looked at one by one, because
-// some may fall in the time its exposed key was not known, and such a
-// call may still arrive (up to Event_Delay late).
-func (e *Engine) keylessWatched(u *Case, now int64) bool {
-	if u.FirstSeen == 0 {
-		return false
-	}
-	// An earlier signal of the user may still arrive, and open a time
-	// before KeyKnownAt in which the calls arriving now are uses.
-	return u.KeyKnownAt == 0 || now < u.KeyKnownAt+e.o.Delay.Nanoseconds()
-}
-
-func (e *Engine) sweepKeyless(now int64) {
-	for u := range e.ending {
-		if !e.keylessWatched(u, now) {
-			e.track(u)
-		}
-	}
-}
+// keylessWatched: the user's calls are looked at one by one from its
+// first signal on: some fall in the time its exposed key was not known,
+// and any may be a use once a signal of its key arrives (late).
+func (e *Engine) keylessWatched(u *Case) bool { return u.FirstSeen != 0 }
 
 // expire drops the cases last seen more than WatchTTL before now, but not
 // one whose exposure still waits.

@@ -94,7 +94,7 @@ type Engine struct {
 	intern  map[string]string
 	dues    dueHeap            // undecided waits, by when they are decided
 	keyless map[*Case]struct{} // user cases whose every call is watched
-	ending  map[*Case]struct{} // of those, the ones whose exposed key is known
+	callers map[string]*Case   // access keys watched users were seen calling with
 	watch   *Watch
 	lru     [2]list // strong, weak: least recently seen first
 
@@ -106,6 +106,7 @@ type Engine struct {
 	floodNew   map[int64]int     // new keys watched from denied calls, by window
 
 	rejudging map[*Case]struct{} // cases whose early calls may now be uses
+	late      []detect.Finding   // alerts an event's facts made due, sent after its own
 
 	changed map[string]*Case
 	deleted map[string]bool
@@ -118,7 +119,7 @@ type Engine struct {
 func New(o Options) *Engine {
 	return &Engine{
 		o: o, keys: map[string]*Case{}, users: map[string]*Case{}, byUser: map[string][]*Case{}, intern: map[string]string{},
-		keyless: map[*Case]struct{}{}, ending: map[*Case]struct{}{}, watch: newWatch(), floods: map[string]*flood{}, floodNew: map[int64]int{},
+		keyless: map[*Case]struct{}{}, callers: map[string]*Case{}, watch: newWatch(), floods: map[string]*flood{}, floodNew: map[int64]int{},
 		changed: map[string]*Case{}, deleted: map[string]bool{},
 		used: rules.ByID(rules.QuarantinedKeyUsed), notQuarantined: rules.ByID(rules.ExposedNotQuarantined),
 		retired: rules.ByID(rules.ExposedKeyRetired), reactivated: rules.ByID(rules.ExposedKeyReactivated),
@@ -144,7 +145,7 @@ func (e *Engine) Load(cases []*Case, watermark int64, wall time.Time) {
 			continue
 		}
 		e.insert(c)
-		if c.Key != "" && c.User != "" && (len(c.Quarantines) > 0 || len(c.Waits) > 0) {
+		if c.v1 && c.Key != "" && c.User != "" {
 			migrated = append(migrated, c)
 		}
 	}
@@ -259,6 +260,8 @@ func (e *Engine) Observe(o detect.Observed, wall time.Time) []detect.Finding {
 		}
 	}
 	out = append(out, e.rejudge()...)
+	out = append(out, e.late...)
+	e.late = e.late[:0]
 	if ev.ErrorCode == "" && (ev.Source == "" || ev.Source == "iam.amazonaws.com") {
 		out = append(out, e.status(ev, at)...)
 	}
@@ -356,38 +359,72 @@ func (e *Engine) signal(c *Case, at int64) {
 		c.FirstSeen = at
 		e.track(c)
 		e.mayRejudge(c)
+		if c.Key == "" {
+			e.relink(c)
+		}
+		if c.User != "" {
+			e.redecideDeletion(c.Account, c.User)
+			if u := e.userOf(c); u != nil && c.Key != "" {
+				e.rejudgeEarly(u) // the user's calls with this key may be uses now
+			}
+		}
 	}
 	e.touch(c, at)
 }
 
-// mayRejudge notes that the calls a case kept as early may now be uses:
-// its signals (or its user's) start earlier than when they arrived.
-func (e *Engine) mayRejudge(c *Case) {
-	if e.rejudging == nil {
-		e.rejudging = map[*Case]struct{}{}
-	}
-	e.rejudging[c] = struct{}{}
-	if c.Key == "" {
-		for _, k := range c.ExposedKeys {
-			if kc := e.keys[k]; kc != nil {
-				e.rejudging[kc] = struct{}{}
+// relink: a status change of a user's key made while the user was
+// watched with no key known names it as the user's exposed key, also
+// when the change arrived before the signal that started that time.
+func (e *Engine) relink(u *Case) {
+	for _, kc := range e.byUser[u.userKey()] {
+		for _, s := range kc.Status {
+			if keylessAt(u, s.At) {
+				e.signal(kc, s.At)
+				e.knowKey(u, kc.Key, s.At)
 			}
 		}
 	}
 }
 
-// remember keeps a call that came no later than its key's earliest signal
-// so far, while an earlier signal may still arrive: up to Event_Delay
-// behind the latest event time.
-func (e *Engine) remember(c *Case, ev *cloudtrail.Event, at int64) {
+// mayRejudge notes that the calls a case kept as early may now be uses:
+// its signals (or its user's) start earlier than when they arrived.
+func (e *Engine) mayRejudge(c *Case) {
+	e.rejudgeEarly(c)
+	if c.Key == "" {
+		for _, k := range c.ExposedKeys {
+			if kc := e.keys[k]; kc != nil {
+				e.rejudgeEarly(kc)
+			}
+		}
+	}
+}
+
+func (e *Engine) rejudgeEarly(c *Case) {
+	if len(c.Early) == 0 && (c.Key == "" || len(c.Status) == 0) {
+		return
+	}
+	if e.rejudging == nil {
+		e.rejudging = map[*Case]struct{}{}
+	}
+	e.rejudging[c] = struct{}{}
+}
+
+// remember keeps a call (or, given status, a status change of one of the
+// user's keys) that came no later than its key's (its user's) earliest
+// signal so far, while an earlier signal may still arrive: up to
+// Event_Delay behind the latest event time.
+func (e *Engine) remember(c *Case, ev *cloudtrail.Event, at int64, status *Early) {
 	horizon := e.watermark - e.o.Delay.Nanoseconds()
 	if at <= horizon {
 		return
 	}
-	ref := refOf(ev, at)
-	c.Early = slices.DeleteFunc(c.Early, func(r Ref) bool { return r.At <= horizon || r.ID == ref.ID })
-	i, _ := slices.BinarySearchFunc(c.Early, ref, func(a, b Ref) int { return cmp.Compare(a.At, b.At) })
-	c.Early = slices.Insert(c.Early, i, ref)
+	x := Early{Ref: refOf(ev, at)}
+	if status != nil {
+		x.Status, x.Active, x.Key = true, status.Active, status.Key
+	}
+	c.Early = slices.DeleteFunc(c.Early, func(y Early) bool { return y.At <= horizon || y.ID == x.ID })
+	i, _ := slices.BinarySearchFunc(c.Early, x, func(a, b Early) int { return cmp.Compare(a.At, b.At) })
+	c.Early = slices.Insert(c.Early, i, x)
 	if len(c.Early) > maxEarly {
 		c.Early = c.Early[len(c.Early)-maxEarly:] // the latest are the likeliest uses
 	}
@@ -401,38 +438,50 @@ func (e *Engine) rejudge() []detect.Finding {
 	if len(e.rejudging) == 0 {
 		return nil
 	}
-	var calls []Ref
-	var accounts []string
+	type early struct {
+		Early
+		c *Case
+	}
+	var events []early
+	var statuses []*Case
 	for c := range e.rejudging {
-		for _, r := range c.Early {
-			calls = append(calls, r)
-			accounts = append(accounts, c.Account)
+		for _, x := range c.Early {
+			events = append(events, early{x, c})
 		}
 		if len(c.Early) > 0 {
 			c.Early = nil
 			e.mark(c)
 		}
+		if c.Key != "" && len(c.Status) > 0 {
+			statuses = append(statuses, c)
+		}
 	}
 	clear(e.rejudging)
-	idx := make([]int, len(calls))
-	for i := range idx {
-		idx[i] = i
-	}
-	slices.SortFunc(idx, func(a, b int) int {
-		return cmp.Or(cmp.Compare(calls[a].At, calls[b].At), strings.Compare(calls[a].ID, calls[b].ID))
-	})
+	slices.SortFunc(events, func(a, b early) int { return cmp.Or(cmp.Compare(a.At, b.At), strings.Compare(a.ID, b.ID)) })
+	slices.SortFunc(statuses, func(a, b *Case) int { return strings.Compare(a.Key, b.Key) })
 	var out []detect.Finding
+	for _, c := range statuses {
+		out = append(out, e.statusAlerts(c, nil, nil)...)
+	}
 	seen := map[string]bool{}
-	for _, i := range idx {
-		r := calls[i]
-		if seen[r.ID] {
+	for _, x := range events {
+		if seen[x.ID] {
 			continue // kept by the key's case and its user's
 		}
-		seen[r.ID] = true
-		ev := r.event(accounts[i])
-		if f, ok := e.use(ev, t(r.At), r.At); ok {
-			out = append(out, f)
+		seen[x.ID] = true
+		ev := x.event(x.c.Account)
+		if !x.Status {
+			if f, ok := e.use(ev, t(x.At), x.At); ok {
+				out = append(out, f)
+			}
+			continue
 		}
+		status := "Inactive"
+		if x.Active {
+			status = "Active"
+		}
+		ev.Params = map[string]any{"userName": x.c.User, "accessKeyId": x.Key, "status": status}
+		out = append(out, e.status(ev, x.At)...)
 	}
 	return out
 }
@@ -443,7 +492,7 @@ func (e *Engine) rejudge() []detect.Finding {
 func (e *Engine) knowKey(u *Case, key string, at int64) {
 	if !slices.Contains(u.ExposedKeys, key) {
 		if kc := e.keys[key]; kc != nil {
-			e.mayRejudge(kc)
+			e.rejudgeEarly(kc)
 		}
 	}
 	u.ExposedKeys = appendKey(u.ExposedKeys, key)
@@ -481,7 +530,7 @@ func (e *Engine) userOf(kc *Case) *Case {
 	if kc.User == "" {
 		return nil
 	}
-	return e.users[userKey(kc.Account, kc.User)]
+	return e.users[kc.userKey()]
 }
 
 // use is the finding of a call made with a watched key (or by a user while
@@ -491,8 +540,10 @@ func (e *Engine) use(ev *cloudtrail.Event, when time.Time, at int64) (detect.Fin
 	var c *Case
 	var early []*Case // cases whose earlier signal, arriving late, would make the call a use
 	if kc := e.keys[key]; kc != nil && key != "" && !e.expiredAt(kc, at) {
-		e.learnUser(kc, ev, at)
+		// A call before the key was watched teaches nothing yet: in time
+		// order, nothing would have seen it.
 		if at > e.keyStart(kc) {
+			e.learnUser(kc, ev, at)
 			c = kc
 		} else {
 			early = append(early, kc)
@@ -500,16 +551,19 @@ func (e *Engine) use(ev *cloudtrail.Event, when time.Time, at int64) (detect.Fin
 	}
 	if c == nil && ev.Actor.Type == "IAMUser" && ev.Actor.UserName != "" {
 		if u := e.users[userKey(actorAccount(ev), ev.Actor.UserName)]; u != nil && !e.expiredAt(u, at) {
+			if at > u.FirstSeen {
+				e.noteCaller(u, key, at)
+			}
 			if keylessAt(u, at) {
 				c = u
-			} else if at <= u.FirstSeen {
-				early = append(early, u)
+			} else {
+				early = append(early, u) // a signal of the caller's key may yet arrive
 			}
 		}
 	}
 	if c == nil {
 		for _, ec := range early {
-			e.remember(ec, ev, at)
+			e.remember(ec, ev, at, nil)
 		}
 		return detect.Finding{}, false
 	}
@@ -524,6 +578,31 @@ func (e *Engine) use(ev *cloudtrail.Event, when time.Time, at int64) (detect.Fin
 	}
 	return detect.Finding{Rule: e.used, Event: ev, Time: when, Key: windowKey(e.used.ID, caller, group(ev), start),
 		Match: rules.Finding{Target: rules.Target{Type: "user", Name: c.User}, Key: e.context(c), Severity: sev, Use: u}}, true
+}
+
+// noteCaller records that a watched user called with an access key: a
+// case of that key opened later (a notice naming only the key) learns its
+// user from it.
+func (e *Engine) noteCaller(u *Case, key string, at int64) {
+	if !isAccessKey(key) {
+		return
+	}
+	i := slices.IndexFunc(u.Callers, func(k Caller) bool { return k.Key == key })
+	switch {
+	case i >= 0 && at >= u.Callers[i].At:
+		return
+	case i >= 0:
+		u.Callers[i].At = at
+	case len(u.Callers) >= maxCallers:
+		return
+	default:
+		u.Callers = append(u.Callers, Caller{key, at})
+		e.callers[key] = u
+	}
+	e.mark(u)
+	if kc := e.keys[key]; kc != nil {
+		e.setUser(kc, u.User, at)
+	}
 }
 
 // callerOf names who made a call, for the identity of its window: its
@@ -678,15 +757,10 @@ func (e *Engine) status(ev *cloudtrail.Event, at int64) []detect.Finding {
 		}
 	case "DeleteAccessKey":
 	case "DeleteUser":
-		name := ev.Param("userName")
-		if u := e.users[userKey(ev.Account, name)]; u != nil {
-			return e.changeStatus(u, ev, at, false)
+		if name := ev.Param("userName"); name != "" {
+			return e.userDeleted(ev, name, at)
 		}
-		var out []detect.Finding
-		for _, kc := range slices.Clone(e.byUser[userKey(ev.Account, name)]) {
-			out = append(out, e.changeStatus(kc, ev, at, false)...)
-		}
-		return out
+		return nil
 	default:
 		return nil
 	}
@@ -695,16 +769,23 @@ func (e *Engine) status(ev *cloudtrail.Event, at int64) []detect.Finding {
 		return nil
 	}
 	kc := e.keys[key]
-	if kc == nil {
-		// A key-less user's key retired while its exposed key was not
-		// known: the retirement names it.
-		u := e.users[userKey(ev.Account, user)]
-		if active || u == nil || !keylessAt(u, at) {
-			return nil
+	if u := e.users[userKey(ev.Account, user)]; u != nil {
+		switch {
+		case keylessAt(u, at):
+			// A key-less user's key retired (or made active) while its
+			// exposed key was not known: the change names it.
+			kc = e.keyCase(key, ev.Account, user, at, true)
+			e.signal(kc, at)
+			e.knowKey(u, key, at)
+		case kc == nil && at <= u.FirstSeen:
+			e.remember(u, ev, at, &Early{Status: true, Active: active, Key: key})
 		}
-		kc = e.keyCase(key, ev.Account, user, at, true)
-		e.signal(kc, at)
-		e.knowKey(u, key, at)
+	}
+	if kc == nil {
+		return nil
+	}
+	if at >= e.keyStart(kc) {
+		e.setUser(kc, user, at) // the call names the key's user
 	}
 	return e.changeStatus(kc, ev, at, active)
 }
@@ -733,6 +814,16 @@ func (e *Engine) changeStatus(c *Case, ev *cloudtrail.Event, at int64, active bo
 			c.Status = c.Status[len(c.Status)-maxStatus:]
 		}
 	}
+	e.mark(c)
+	return e.statusAlerts(c, ev, this)
+}
+
+// statusAlerts are the alerts a key's status history calls for, as far as
+// it is seen: from when the key was watched (a change before its first
+// signal is kept, and counts if an earlier signal arrives). this is the
+// change being observed (nil when re-judging), quoted whole as ev.
+func (e *Engine) statusAlerts(c *Case, ev *cloudtrail.Event, this *Status) []detect.Finding {
+	from := e.keyStart(c)
 	// The history in stretches of activity: the first from the start, the
 	// others each begun by a re-activation; the retirements that ended
 	// each.
@@ -742,6 +833,9 @@ func (e *Engine) changeStatus(c *Case, ev *cloudtrail.Event, at int64, active bo
 	}
 	stretches := []stretch{{}}
 	for _, s := range c.Status {
+		if s.At < from {
+			continue
+		}
 		if s.Active {
 			stretches = append(stretches, stretch{start: s})
 		} else {
@@ -750,17 +844,23 @@ func (e *Engine) changeStatus(c *Case, ev *cloudtrail.Event, at int64, active bo
 	}
 	var out []detect.Finding
 	for i, st := range stretches {
-		if s := st.start; s != nil && len(stretches[i-1].rets) > 0 && (!s.Alerted || s == this) {
-			s.Alerted = true
-			out = append(out, e.statusFinding(e.reactivated, c, s, ev, this, e.reactivated.ID+"/"+c.ID()+"/"+s.ID))
+		if a := st.start; a != nil && len(stretches[i-1].rets) > 0 && (!a.quotedFor("+") || a == this) {
+			if !a.quotedFor("+") {
+				a.Quoted = append(a.Quoted, "+")
+			}
+			out = append(out, e.statusFinding(e.reactivated, c, a, ev, this, e.reactivated.ID+"/"+c.ID()+"/"+a.ID))
 		}
 		if len(st.rets) == 0 {
 			continue
 		}
+		id := ""
+		if st.start != nil {
+			id = st.start.ID
+		}
 		var quoted *Status
-		for _, r := range st.rets {
-			if r.Alerted {
-				quoted = r
+		for _, s := range c.Status {
+			if !s.Active && s.quotedFor(id) {
+				quoted = s
 			}
 		}
 		switch {
@@ -769,14 +869,100 @@ func (e *Engine) changeStatus(c *Case, ev *cloudtrail.Event, at int64, active bo
 			if slices.Contains(st.rets, this) {
 				quoted = this
 			}
-			quoted.Alerted = true
+			quoted.Quoted = append(quoted.Quoted, id)
 		case quoted != this:
 			continue
 		}
 		out = append(out, e.statusFinding(e.retired, c, quoted, ev, this, retirementKey(e.retired.ID, c, st.start)))
+		e.mark(c)
 	}
-	e.mark(c)
 	return out
+}
+
+// userDeleted records a user's deletion in its case (opened for it, as a
+// weak case, when there is none: a case of the user may still show up
+// from a signal that arrives later but happened before) and returns its
+// alert when a watched case of the user predates it.
+func (e *Engine) userDeleted(ev *cloudtrail.Event, user string, at int64) []detect.Finding {
+	u := e.userCase(ev.Account, user, at, false)
+	evKey := detect.EventKey(ev)
+	if !slices.ContainsFunc(u.Status, func(s *Status) bool { return s.ID == evKey }) {
+		s := &Status{Ref: refOf(ev, at)}
+		s.ID = evKey
+		i, _ := slices.BinarySearchFunc(u.Status, s, func(a, b *Status) int { return cmp.Or(cmp.Compare(a.At, b.At), strings.Compare(a.ID, b.ID)) })
+		u.Status = slices.Insert(u.Status, i, s)
+		if len(u.Status) > maxStatus {
+			u.Status = u.Status[len(u.Status)-maxStatus:]
+		}
+	}
+	e.mark(u)
+	return e.deletion(u, ev)
+}
+
+// deletion is the alert of a user's deletion, once per user: quoting the
+// first deletion to arrive after which, in event time, a case of the
+// user was watched (the user's own, from its first signal; a key's, once
+// it was watched and known to be the user's). ev, when it is one of the
+// deletions, is quoted whole; the others as the case kept them.
+func (e *Engine) deletion(u *Case, ev *cloudtrail.Event) []detect.Finding {
+	var evKey string
+	if ev != nil {
+		evKey = detect.EventKey(ev)
+	}
+	var quoted *Status
+	for _, s := range u.Status {
+		if s.quotedFor("") {
+			if s.ID != evKey {
+				return nil // alerted before, by another deletion
+			}
+			quoted = s
+		}
+	}
+	if quoted == nil {
+		for _, s := range u.Status {
+			if !s.Active && e.watchedBefore(u, s.At) && (quoted == nil || s.ID == evKey) {
+				quoted = s
+			}
+		}
+		if quoted == nil {
+			return nil
+		}
+		quoted.Quoted = append(quoted.Quoted, "")
+		e.mark(u)
+	}
+	c := u
+	if u.FirstSeen == 0 || u.FirstSeen > quoted.At {
+		for _, kc := range e.byUser[u.userKey()] {
+			if kc.FirstSeen <= quoted.At && kc.UserAt <= quoted.At {
+				c = kc
+				break
+			}
+		}
+	}
+	f := e.statusFinding(e.retired, c, quoted, ev, nil, e.retired.ID+"/"+u.ID())
+	if quoted.ID == evKey {
+		f.Event = ev
+	}
+	return []detect.Finding{f}
+}
+
+// watchedBefore: a case of user u was on the watch list at at.
+func (e *Engine) watchedBefore(u *Case, at int64) bool {
+	if u.FirstSeen != 0 && u.FirstSeen <= at {
+		return true
+	}
+	return slices.ContainsFunc(e.byUser[u.userKey()], func(kc *Case) bool {
+		return kc.FirstSeen != 0 && kc.FirstSeen <= at && kc.UserAt <= at
+	})
+}
+
+// redecideDeletion: what is known of a user's cases changed (a signal
+// earlier than what was known, a key found to be the user's), so a
+// deletion that arrived before may now alert, at the end of this event.
+func (e *Engine) redecideDeletion(account, user string) {
+	if u := e.users[userKey(account, user)]; u != nil && len(u.Status) > 0 {
+		e.late = append(e.late, e.deletion(u, nil)...)
+	}
 }
 
 // retirementKey identifies a retirement's alert by the key and the
@@ -796,7 +982,7 @@ func (e *Engine) statusFinding(rule *rules.Rule, c *Case, s *Status, ev *cloudtr
 	if !s.Active {
 		k.RetiredAt = t(s.At)
 	}
-	if s != this {
+	if s != this || ev == nil {
 		ev = s.event(c.Account)
 	}
 	return detect.Finding{Rule: rule, Event: ev, Time: t(s.At), Key: key,
@@ -817,14 +1003,16 @@ func refOf(ev *cloudtrail.Event, at int64) Ref {
 }
 
 // activeAt says whether a case's key was active at at, by its status
-// history (a user's: whether it still existed).
-func (c *Case) activeAt(at int64) bool {
+// history from from on (a user's: whether it still existed).
+func (c *Case) activeAt(from, at int64) bool {
 	active := true
 	for _, s := range c.Status {
 		if s.At > at {
 			break
 		}
-		active = s.Active
+		if s.At >= from {
+			active = s.Active
+		}
 	}
 	return active
 }

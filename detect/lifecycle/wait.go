@@ -55,8 +55,7 @@ func (e *Engine) Due(wall time.Time) []detect.Finding { return e.decide(e.Now(wa
 // quarantine of the user within Grace of the exposure, either side, or
 // the key (or user) retired before the wait ended, closes it without an
 // alert. Floods of denied calls are reported when their window is over,
-// cases past WatchTTL dropped, and users whose exposed key is known no
-// longer watched call by call.
+// and cases past WatchTTL dropped.
 func (e *Engine) decide(now int64) []detect.Finding {
 	grace, delay := e.o.Grace.Nanoseconds(), e.o.Delay.Nanoseconds()
 	var out []detect.Finding
@@ -74,7 +73,6 @@ func (e *Engine) decide(now int64) []detect.Finding {
 	}
 	out = append(out, e.floodsOver(now)...)
 	e.expire(now)
-	e.sweepKeyless(now)
 	return out
 }
 
@@ -107,11 +105,11 @@ func (e *Engine) quarantinedNear(c *Case, at int64) bool {
 // or its exposed keys (the key, for a key's case) were retired.
 func (e *Engine) retiredBy(c *Case, end int64) bool {
 	u := e.userFacts(c, end)
-	if u != nil && !u.activeAt(end) {
+	if u != nil && !u.activeAt(0, end) {
 		return true
 	}
 	if c.Key != "" {
-		return !c.activeAt(end)
+		return !c.activeAt(e.keyStart(c), end)
 	}
 	if len(c.ExposedKeys) == 0 {
 		return false
@@ -122,7 +120,7 @@ func (e *Engine) retiredBy(c *Case, end int64) bool {
 		if kc == nil || kc.FirstSeen > end {
 			continue // named after the wait ended: not a fact of it
 		}
-		if kc.activeAt(end) {
+		if kc.activeAt(e.keyStart(kc), end) {
 			return false
 		}
 		named = true
@@ -265,6 +263,9 @@ func (h dueHeap) Less(i, j int) bool {
 	a, b := h[i], h[j]
 	if a.at != b.at {
 		return a.at < b.at
+	}
+	if a.w == nil || b.w == nil {
+		return strings.Compare(a.c.ID(), b.c.ID()) < 0
 	}
 	return cmp.Or(strings.Compare(a.c.ID(), b.c.ID()), strings.Compare(a.w.ID, b.w.ID)) < 0
 }
