@@ -41,9 +41,9 @@ type Case struct {
 	ExposedKeys []string
 	Quarantines []int64
 	Removed     int64
-	// Callers are the user's access keys its calls were seen made with,
-	// and the earliest such call (IAM allows a user two keys): a key
-	// watched later learns its user from them.
+	// Callers are the user's access keys its calls were seen made with
+	// (IAM allows a user two), and when: a key watched later learns its
+	// user from the calls a collector would have seen in time order.
 	Callers []Caller
 
 	// Waits are exposures waiting for a quarantine: a user case's, or a
@@ -80,10 +80,10 @@ type Ref struct {
 	ErrorCode                                string
 }
 
-// Caller is an access key seen calling as a user, first at At.
+// Caller is an access key seen calling as a user, at the earliest times.
 type Caller struct {
-	Key string
-	At  int64
+	Key   string
+	Times []int64
 }
 
 // Early is a call, or a status change of one of the user's keys, kept
@@ -147,6 +147,7 @@ const (
 	maxStatus      = 8
 	maxEarly       = 16
 	maxCallers     = 4
+	maxCallTimes   = 8
 )
 
 // ID names the case in the store: its key, or its user.
@@ -231,7 +232,10 @@ func (c *Case) MarshalMsg(b []byte) []byte {
 	}
 	b = msgp.AppendArrayHeader(msgp.AppendString(b, "callers"), uint32(len(c.Callers)))
 	for _, k := range c.Callers {
-		b = msgp.AppendInt64(msgp.AppendString(msgp.AppendArrayHeader(b, 2), k.Key), k.At)
+		b = msgp.AppendArrayHeader(msgp.AppendString(msgp.AppendArrayHeader(b, 2), k.Key), uint32(len(k.Times)))
+		for _, at := range k.Times {
+			b = msgp.AppendInt64(b, at)
+		}
 	}
 	b = msgp.AppendArrayHeader(msgp.AppendString(b, "early"), uint32(len(c.Early)))
 	for _, x := range c.Early {
@@ -384,10 +388,14 @@ func UnmarshalCase(b []byte) (*Case, error) {
 				var k Caller
 				n, b, err := msgp.ReadArrayHeaderBytes(b)
 				if err != nil || n != 2 {
-					return b, cmpErr(err, "a caller is not [key, time]")
+					return b, cmpErr(err, "a caller is not [key, times]")
 				}
 				if k.Key, b, err = msgp.ReadStringBytes(b); err == nil {
-					k.At, b, err = msgp.ReadInt64Bytes(b)
+					b, err = readArray(b, func(b []byte) ([]byte, error) {
+						at, b, err := msgp.ReadInt64Bytes(b)
+						k.Times = append(k.Times, at)
+						return b, err
+					})
 				}
 				c.Callers = append(c.Callers, k)
 				return b, err

@@ -1,6 +1,9 @@
 package lifecycle
 
-import "slices"
+import (
+	"cmp"
+	"slices"
+)
 
 // keyCase finds or opens the case of an access key; a user named with it
 // is the key's user.
@@ -17,16 +20,7 @@ func (e *Engine) keyCase(key, account, user string, at int64, strong bool) *Case
 	if user != "" {
 		c.UserAt = at
 	}
-	e.open(c)
-	if u := e.callers[key]; u != nil && !u.dropped && u.Account == c.Account {
-		// A user watched before was seen calling with the key.
-		for _, k := range u.Callers {
-			if k.Key == key {
-				e.setUser(c, u.User, k.At)
-			}
-		}
-	}
-	return c
+	return e.open(c)
 }
 
 // userCase finds or opens the case of a user of an account.
@@ -49,7 +43,9 @@ func (e *Engine) open(c *Case) *Case {
 }
 
 // setUser records that an event at at named the key's user (the first
-// name a key is seen with stays: a key has one user).
+// name a key is seen with stays: a key has one user). at 0: an event
+// nothing would have seen in time order named it; the key is the user's,
+// but no wait may count on it yet.
 func (e *Engine) setUser(c *Case, user string, at int64) {
 	switch {
 	case user == "":
@@ -61,7 +57,7 @@ func (e *Engine) setUser(c *Case, user string, at int64) {
 	case c.User != user:
 		return
 	}
-	if c.UserAt == 0 || at < c.UserAt {
+	if at != 0 && (c.UserAt == 0 || at < c.UserAt) {
 		c.UserAt = at
 		e.redecideDeletion(c.Account, c.User)
 		if u := e.userOf(c); u != nil {
@@ -150,6 +146,11 @@ func (e *Engine) insert(c *Case) {
 		for _, k := range c.Callers {
 			e.callers[k.Key] = c
 		}
+		for _, x := range c.Early {
+			if k := cmp.Or(x.Key, x.ActorKey); k != "" {
+				e.earlyOn[k] = c
+			}
+		}
 	}
 	class := 0
 	if !c.Strong {
@@ -178,6 +179,11 @@ func (e *Engine) drop(c *Case) {
 		for _, k := range c.Callers {
 			if e.callers[k.Key] == c {
 				delete(e.callers, k.Key)
+			}
+		}
+		for _, x := range c.Early {
+			if k := cmp.Or(x.Key, x.ActorKey); e.earlyOn[k] == c {
+				delete(e.earlyOn, k)
 			}
 		}
 	}

@@ -95,6 +95,7 @@ type Engine struct {
 	dues    dueHeap            // undecided waits, by when they are decided
 	keyless map[*Case]struct{} // user cases whose every call is watched
 	callers map[string]*Case   // access keys watched users were seen calling with
+	earlyOn map[string]*Case   // access keys a user case keeps early events of
 	watch   *Watch
 	lru     [2]list // strong, weak: least recently seen first
 
@@ -119,7 +120,7 @@ type Engine struct {
 func New(o Options) *Engine {
 	return &Engine{
 		o: o, keys: map[string]*Case{}, users: map[string]*Case{}, byUser: map[string][]*Case{}, intern: map[string]string{},
-		keyless: map[*Case]struct{}{}, callers: map[string]*Case{}, watch: newWatch(), floods: map[string]*flood{}, floodNew: map[int64]int{},
+		keyless: map[*Case]struct{}{}, callers: map[string]*Case{}, earlyOn: map[string]*Case{}, watch: newWatch(), floods: map[string]*flood{}, floodNew: map[int64]int{},
 		changed: map[string]*Case{}, deleted: map[string]bool{},
 		used: rules.ByID(rules.QuarantinedKeyUsed), notQuarantined: rules.ByID(rules.ExposedNotQuarantined),
 		retired: rules.ByID(rules.ExposedKeyRetired), reactivated: rules.ByID(rules.ExposedKeyReactivated),
@@ -361,6 +362,16 @@ func (e *Engine) signal(c *Case, at int64) {
 		e.mayRejudge(c)
 		if c.Key == "" {
 			e.relink(c)
+			for _, k := range c.Callers {
+				if kc := e.keys[k.Key]; kc != nil {
+					e.learnFromCallers(kc)
+				}
+			}
+		} else {
+			e.learnFromCallers(c)
+			if u := e.earlyOn[c.Key]; u != nil && !u.dropped {
+				e.rejudgeEarly(u)
+			}
 		}
 		if c.User != "" {
 			e.redecideDeletion(c.Account, c.User)
@@ -381,6 +392,7 @@ func (e *Engine) relink(u *Case) {
 			if keylessAt(u, s.At) {
 				e.signal(kc, s.At)
 				e.knowKey(u, kc.Key, s.At)
+				e.setUser(kc, u.User, s.At)
 			}
 		}
 	}
@@ -395,6 +407,9 @@ func (e *Engine) mayRejudge(c *Case) {
 			if kc := e.keys[k]; kc != nil {
 				e.rejudgeEarly(kc)
 			}
+		}
+		for _, kc := range e.byUser[c.userKey()] {
+			e.rejudgeEarly(kc) // the user's calls may fall in its key-less time now
 		}
 	}
 }
@@ -425,6 +440,12 @@ func (e *Engine) remember(c *Case, ev *cloudtrail.Event, at int64, status *Early
 	c.Early = slices.DeleteFunc(c.Early, func(y Early) bool { return y.At <= horizon || y.ID == x.ID })
 	i, _ := slices.BinarySearchFunc(c.Early, x, func(a, b Early) int { return cmp.Compare(a.At, b.At) })
 	c.Early = slices.Insert(c.Early, i, x)
+	if c.Key == "" {
+		// The key's case, opened or found earlier, judges them again.
+		if k := cmp.Or(x.Key, x.ActorKey); k != "" {
+			e.earlyOn[k] = c
+		}
+	}
 	if len(c.Early) > maxEarly {
 		c.Early = c.Early[len(c.Early)-maxEarly:] // the latest are the likeliest uses
 	}
@@ -547,13 +568,14 @@ func (e *Engine) use(ev *cloudtrail.Event, when time.Time, at int64) (detect.Fin
 			c = kc
 		} else {
 			early = append(early, kc)
+			if ev.Actor.AccessKeyID == kc.Key {
+				e.setUser(kc, ev.Actor.UserName, 0) // whose key it is, if not yet as of when
+			}
 		}
 	}
 	if c == nil && ev.Actor.Type == "IAMUser" && ev.Actor.UserName != "" {
 		if u := e.users[userKey(actorAccount(ev), ev.Actor.UserName)]; u != nil && !e.expiredAt(u, at) {
-			if at > u.FirstSeen {
-				e.noteCaller(u, key, at)
-			}
+			e.noteCaller(u, key, at)
 			if keylessAt(u, at) {
 				c = u
 			} else {
@@ -581,27 +603,51 @@ func (e *Engine) use(ev *cloudtrail.Event, when time.Time, at int64) (detect.Fin
 }
 
 // noteCaller records that a watched user called with an access key: a
-// case of that key opened later (a notice naming only the key) learns its
-// user from it.
+// case of that key (a notice naming only the key) learns its user from
+// it, as of the earliest such call a collector would have seen in time
+// order (once the key or the user was watched).
 func (e *Engine) noteCaller(u *Case, key string, at int64) {
 	if !isAccessKey(key) {
 		return
 	}
 	i := slices.IndexFunc(u.Callers, func(k Caller) bool { return k.Key == key })
-	switch {
-	case i >= 0 && at >= u.Callers[i].At:
-		return
-	case i >= 0:
-		u.Callers[i].At = at
-	case len(u.Callers) >= maxCallers:
-		return
-	default:
-		u.Callers = append(u.Callers, Caller{key, at})
+	if i < 0 {
+		if len(u.Callers) >= maxCallers {
+			return
+		}
+		u.Callers = append(u.Callers, Caller{Key: key})
+		i = len(u.Callers) - 1
 		e.callers[key] = u
 	}
+	u.Callers[i].Times = addTime(u.Callers[i].Times, at, maxCallTimes)
 	e.mark(u)
 	if kc := e.keys[key]; kc != nil {
-		e.setUser(kc, u.User, at)
+		e.learnFromCallers(kc)
+	}
+}
+
+// learnFromCallers gives a key the user a watched user's calls show it
+// belongs to, as of the earliest of them after the key or the user was
+// first watched.
+func (e *Engine) learnFromCallers(kc *Case) {
+	u := e.callers[kc.Key]
+	if u == nil || u.dropped || u.Account != kc.Account {
+		return
+	}
+	from := kc.FirstSeen
+	if u.FirstSeen != 0 && (from == 0 || u.FirstSeen < from) {
+		from = u.FirstSeen
+	}
+	for _, k := range u.Callers {
+		if k.Key != kc.Key {
+			continue
+		}
+		for _, at := range k.Times {
+			if at > from {
+				e.setUser(kc, u.User, at)
+				return
+			}
+		}
 	}
 }
 
@@ -784,9 +830,11 @@ func (e *Engine) status(ev *cloudtrail.Event, at int64) []detect.Finding {
 	if kc == nil {
 		return nil
 	}
-	if at >= e.keyStart(kc) {
-		e.setUser(kc, user, at) // the call names the key's user
+	seen := at
+	if at < e.keyStart(kc) {
+		seen = 0 // nothing watched the key then (yet)
 	}
+	e.setUser(kc, user, seen) // the call names the key's user
 	return e.changeStatus(kc, ev, at, active)
 }
 
@@ -933,7 +981,7 @@ func (e *Engine) deletion(u *Case, ev *cloudtrail.Event) []detect.Finding {
 	c := u
 	if u.FirstSeen == 0 || u.FirstSeen > quoted.At {
 		for _, kc := range e.byUser[u.userKey()] {
-			if kc.FirstSeen <= quoted.At && kc.UserAt <= quoted.At {
+			if kc.FirstSeen <= quoted.At && kc.UserAt != 0 && kc.UserAt <= quoted.At {
 				c = kc
 				break
 			}
@@ -952,7 +1000,7 @@ func (e *Engine) watchedBefore(u *Case, at int64) bool {
 		return true
 	}
 	return slices.ContainsFunc(e.byUser[u.userKey()], func(kc *Case) bool {
-		return kc.FirstSeen != 0 && kc.FirstSeen <= at && kc.UserAt <= at
+		return kc.FirstSeen != 0 && kc.FirstSeen <= at && kc.UserAt != 0 && kc.UserAt <= at
 	})
 }
 

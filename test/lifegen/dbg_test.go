@@ -34,3 +34,23 @@ func TestDbg2(t *testing.T){
 		for _, c := range chunks { for _, r := range c { fmt.Print("[") ; for _, i := range r { e := sc.Events[i]; fmt.Print(e.At.Format("15:04:05"), " ", e.Body["eventName"], " ", e.Account[:3], "; ") }; fmt.Println("]") }; fmt.Println("--") }
 	}
 }
+func TestDbg3(t *testing.T){
+	seed, _ := strconv.Atoi(os.Getenv("SEED")); perm, _ := strconv.Atoi(os.Getenv("PERM"))
+	sc := lifegen.Generate(uint64(seed))
+	rng := rand.New(rand.NewPCG(uint64(seed), 0xa11))
+	for p := 0; p <= perm; p++ {
+		chunks := sc.Chunks(rng, sc.Arrival(rng, options.Delay))
+		sc.Repair(chunks)
+		var rs []bool
+		restart := func(int) bool { r := p%2 == 1 && rng.IntN(4) == 0; rs = append(rs, r); return r }
+		s := sc.Sequence(options, chunks, rng, restart)
+		if p < perm { continue }
+		fmt.Println("restarts after chunks:", rs)
+		for _, noRestart := range []bool{false, true} {
+			s2 := s
+			if noRestart { s2.Steps = nil; for _, st := range s.Steps { if !st.Restart { s2.Steps = append(s2.Steps, st) } } }
+			n := 0
+			sequence.Play(t, s2, func(f detect.Finding){ if f.Rule.ID == "aws.iam.exposed_not_quarantined" { n++; fmt.Println(noRestart, f.Key) } })
+		}
+	}
+}
