@@ -15,6 +15,7 @@
 package lifegen
 
 import (
+	"cmp"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -340,7 +341,10 @@ func (s Scenario) Repair(chunks [][]Record) (unwatched, unknown int) {
 		for ci, c := range chunks {
 			for ri, r := range c {
 				sorted := slices.Clone(r)
-				slices.SortStableFunc(sorted, func(a, b int) int { return s.Events[a].At.Compare(s.Events[b].At) })
+				slices.SortStableFunc(sorted, func(a, b int) int {
+					id := func(i int) string { v, _ := s.Events[i].Body["eventID"].(string); return v }
+					return cmp.Or(s.Events[a].At.Compare(s.Events[b].At), strings.Compare(id(a), id(b)))
+				})
 				for _, i := range sorted {
 					seq = append(seq, i)
 					at[i] = place{ci, ri}
