@@ -53,10 +53,10 @@ type Event struct {
 	After []string
 	// Links: a status change of a key names it as its user's exposed key
 	// when the user was watched with no key known.
-	Links  []string
-	Health bool // an AWS Health notice (EventBridge), never in a log file
-	Account  string
-	Region   string
+	Links   []string
+	Health  bool // an AWS Health notice (EventBridge), never in a log file
+	Account string
+	Region  string
 }
 
 // Scenario is a generated set of events, in event-time order; the last is
@@ -80,7 +80,7 @@ func Generate(seed uint64) Scenario {
 		s.About += g.life(i) + "; "
 	}
 	for range rng.IntN(15) {
-		g.noise(Base.Add(time.Duration(rng.IntN(int(4 * time.Hour / time.Second))) * time.Second))
+		g.noise(Base.Add(time.Duration(rng.IntN(int(4*time.Hour/time.Second))) * time.Second))
 	}
 	last := Base
 	for _, e := range g.events {
