@@ -6,6 +6,9 @@
 package detect
 
 import (
+	"cmp"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/chunk"
@@ -37,6 +40,7 @@ type Finding struct {
 type Detector struct {
 	resolver cloudtrail.Resolver
 	rules    []*rules.Rule
+	keys     []string
 }
 
 // New returns a Detector running every rule.
@@ -44,6 +48,7 @@ func New(o Options) *Detector {
 	return &Detector{
 		resolver: cloudtrail.Resolver{EventKeys: o.EventKeys},
 		rules:    rules.Stateless(),
+		keys:     o.EventKeys,
 	}
 }
 
@@ -67,6 +72,9 @@ type Stats struct {
 	// IgnoredAccounts counts account fields that held no account id (12
 	// digits) and were passed over for the next one.
 	IgnoredAccounts int
+	// Last is the event time of the chunk's last record, zero when it
+	// carries none: the time ordinary records moved the stream to.
+	Last time.Time
 }
 
 // Observed is one event of a candidate record, in the order of the chunk,
@@ -90,18 +98,21 @@ func (d *Detector) Scan(data []byte, w Watch, dst []Observed) ([]Observed, Stats
 }
 
 // ScanEach calls fn with each event of data's candidate records, in
-// order, as it finds them. When fn puts something on the watch list (the
-// lifecycle engine observing an exposure), the records after it are
-// looked at with the list as it is then: a key exposed early in a chunk
-// and used later in the same chunk is seen used.
+// order, as it finds them (the events of one record, a log file's Records
+// that AWS does not sort, in event-time order). When fn puts something on
+// the watch list (the lifecycle engine observing an exposure), the
+// records after it are looked at with the list as it is then: a key
+// exposed early in a chunk and used later in the same chunk is seen used.
 func (d *Detector) ScanEach(data []byte, w Watch, fn func(Observed)) Stats {
 	var st Stats
 	var r chunk.Reader
 	r.Reset(data)
 	var p prefilter
 	p.reset(data, w, 0, false)
+	var last []byte
 	for r.Next() {
 		rec := r.Record()
+		last = rec.Body
 		st.Records++
 		end := rec.Offset + len(rec.Raw)
 		if !p.candidate(rec.Offset, end) {
@@ -116,20 +127,38 @@ func (d *Detector) ScanEach(data []byte, w Watch, fn func(Observed)) Stats {
 		}
 	}
 	st.Skipped = r.Skipped()
+	if last != nil {
+		st.Last = recordTime(last, d.keys)
+	}
 	return st
 }
 
 func (d *Detector) scanRecord(rec *chunk.Record, fn func(Observed), st *Stats) bool {
+	var obs []Observed
 	n, skipped, err := d.resolver.ResolveMsgpack(rec.Body, func(e *cloudtrail.Event) {
 		o := d.Observe(e, rec.Time)
 		st.Findings += len(o.Findings)
 		st.Oversized += e.Oversized
 		st.IgnoredAccounts += e.IgnoredAccounts
-		fn(o)
+		obs = append(obs, o)
 	})
+	for _, o := range InTimeOrder(obs) {
+		fn(o)
+	}
 	st.Events += n
 	st.SkippedEvents += skipped
 	return err == nil
+}
+
+// InTimeOrder sorts the events of one record by event time (and event key
+// among equal times), so the lifecycle judges them as they happened.
+func InTimeOrder(obs []Observed) []Observed {
+	if len(obs) > 1 {
+		slices.SortStableFunc(obs, func(a, b Observed) int {
+			return cmp.Or(a.Time.Compare(b.Time), strings.Compare(EventKey(a.Event), EventKey(b.Event)))
+		})
+	}
+	return obs
 }
 
 // Observe runs the rules that decide from the event alone on e;

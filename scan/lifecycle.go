@@ -101,9 +101,7 @@ func (s *scanner) replay(eng *lifecycle.Engine, next func() (tagged, bool), end 
 	var maxLate time.Duration
 	opened := false
 	fire := func(at time.Time) {
-		due := eng.Due(at)
-		eng.Fired(due)
-		fs = append(fs, due...)
+		fs = append(fs, eng.Due(at)...)
 	}
 	for {
 		o, ok := next()

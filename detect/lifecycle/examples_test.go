@@ -3,19 +3,14 @@ package lifecycle_test
 import (
 	"testing"
 
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/rules"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/ocsfmap"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/sequence"
 )
 
-// lifecycleRules are the rules the engine fires; their examples are
-// sequences.
-var lifecycleRules = []string{rules.QuarantinedKeyUsed, rules.ExposedNotQuarantined, rules.ExposedKeyRetired}
-
 // The examples of the lifecycle's rules are sequences, and they are its
 // tests: each gives exactly the alerts it expects.
 func TestSequenceExamples(t *testing.T) {
-	for _, rule := range lifecycleRules {
+	for _, rule := range sequence.Rules {
 		seqs := sequence.Load(t, rule)
 		var pos, neg int
 		for _, s := range seqs {

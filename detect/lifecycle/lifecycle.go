@@ -1,16 +1,27 @@
 // Package lifecycle follows an exposed access key through its life as the
 // events stream by: the exposure (an AWS Health notice, or a quarantine
 // AWS failed to apply), the quarantine, every later use of the key, an
-// exposure no quarantine follows, and the key's retirement. It is a pure
-// state machine: Observe takes the events detect found (in the order they
-// arrive) and the wall clock, and returns the findings; Changes says what
-// to persist. All timing is in event time, so a replay gives the alerts
-// the live stream gave; the wall clock only moves time on while the
-// stream is silent. An Engine is not safe for concurrent use: the caller
-// serialises it; its Watch is, for the prefilter.
+// exposure no quarantine follows, the key's retirement and its
+// re-activation. It is a pure state machine: Observe takes the events
+// detect found and the wall clock, and returns the findings; Changes says
+// what to persist.
+//
+// Every decision is made in event time, never in arrival order: a case
+// keeps facts (the earliest signal, the set of quarantines, the status
+// changes in time order), and each verdict is built from them when it is
+// due. A wait for a quarantine is decided Event_Delay after it ends, when
+// every event up to then has arrived; a call is a use when it is later
+// than the earliest signal of its key, however late that signal arrives.
+// What arrival order still decides is said where it is decided: a call
+// that arrives before any signal of its key is not seen (nothing watched
+// it), and an alert that stands for a window of calls quotes the first to
+// arrive. The wall clock only moves time on while the stream is silent.
+// An Engine is not safe for concurrent use: the caller serialises it; its
+// Watch is, for the prefilter.
 package lifecycle
 
 import (
+	"cmp"
 	"slices"
 	"strings"
 	"time"
@@ -24,81 +35,160 @@ import (
 type Options struct {
 	// WatchTTL is how long a case stays on the list after its key (or
 	// user) was last seen; MaxKeys how many cases it holds, least recently
-	// seen out first.
+	// seen out first (weak cases, opened by denied calls alone, before
+	// strong ones, and never more than WeakShare of MaxKeys).
 	WatchTTL time.Duration
 	MaxKeys  int
-	// UseWindow groups the uses of a key: one alert per service, action
-	// and outcome per window.
+	// UseWindow groups the uses of a key: one alert per caller key,
+	// service, action and outcome per window (windows start at multiples
+	// of UseWindow since the epoch, so they are the same in any replay).
 	UseWindow time.Duration
-	// Grace is how long an exposure waits for a quarantine; Delay how late
-	// an event may arrive, so the wait ends only Delay after Grace.
+	// Grace is how far apart an exposure and a quarantine may be; Delay
+	// how late an event may arrive, so a wait is decided only Delay after
+	// Grace.
 	Grace, Delay time.Duration
 	// Persist keeps a record of the cases that change, for Changes.
 	Persist bool
 }
 
+// Kept is the record shape of an event a finding quotes from what the
+// engine kept of it (its chunk is long gone): a wait's exposure, a call
+// judged again, a status change that alerted late. Such a finding does
+// not come back when Fluent Bit retries a chunk.
+const Kept cloudtrail.Shape = "lifecycle"
+
+// WeakShare is the share of MaxKeys that cases opened by denied calls
+// alone may take: a flood of forged denied calls cannot push a key
+// watched since its Health notice off the list.
+const WeakShare = 5 // one fifth
+
 // futureSlack: an event time this far past the wall clock is a broken
-// clock, and must not fire every timer at once.
-const futureSlack = time.Hour
+// clock or a forged record, and must not move time (and fire every wait
+// at once). Clocks of collectors and of AWS agree far closer than this.
+const futureSlack = 5 * time.Minute
+
+// floodKeys is how many keys never seen before a quarantine may be seen
+// denying per account and window, each alerting on its own; past it, the
+// window's denied calls of further new keys are folded into one alert
+// with their count, and their keys are not watched.
+const floodKeys = rules.FloodKeys
+
+// maxWindows bounds one case's groups, and maxUseAlerts the groups that
+// alert per window: a scanner trying every API of every service must not
+// grow a case, or the alerts, without bound.
+const (
+	maxWindows   = 512
+	maxUseAlerts = 64
+)
 
 // Stats count what the engine did that no alert shows.
 type Stats struct {
 	Suppressed int64 // uses and denied calls folded into an earlier alert
 	Evicted    int64 // cases pushed out by MaxKeys
 	Expired    int64 // cases past WatchTTL
+	Flooded    int64 // denied calls of new keys folded into a flood alert
 }
 
 // Engine is the watch list and its rules.
 type Engine struct {
 	o       Options
-	byKey   map[string]*Case // cases whose key is known
-	keyless map[string]*Case // by userKey: users watched while their key is not
+	keys    map[string]*Case   // key cases
+	users   map[string]*Case   // user cases, by userKey
+	byUser  map[string][]*Case // key cases by their user's userKey
 	n       int
-	intern  map[string]string // accounts and user names, shared by their cases
-	byUser  map[string][]*Case
-	pending map[*Case]struct{} // cases whose exposure waits for a quarantine
+	nWeak   int
+	intern  map[string]string
+	dues    dueHeap            // undecided waits, by when they are decided
+	keyless map[*Case]struct{} // user cases whose every call is watched
+	callers map[string]*Case   // access keys watched users were seen calling with
+	earlyOn map[string]*Case   // access keys a user case keeps early events of
 	watch   *Watch
-
-	lruHead, lruTail *Case // least recently seen first
+	lru     [2]list // strong, weak: least recently seen first
 
 	watermark  int64     // the latest event time seen
 	advancedAt time.Time // the wall clock when it was
+
+	floods     map[string]*flood // by account and window
+	floodOrder []string          // their ids, oldest first
+	floodNew   map[int64]int     // new keys watched from denied calls, by window
+
+	rejudging map[*Case]struct{} // cases whose early calls may now be uses
+	late      []detect.Finding   // alerts an event's facts made due, sent after its own
 
 	changed map[string]*Case
 	deleted map[string]bool
 	Stats   Stats
 
-	used, notQuarantined, retired *rules.Rule
+	used, notQuarantined, retired, reactivated, denied *rules.Rule
 }
 
 // New returns an empty engine.
 func New(o Options) *Engine {
 	return &Engine{
-		o: o, byKey: map[string]*Case{}, keyless: map[string]*Case{}, intern: map[string]string{}, byUser: map[string][]*Case{}, pending: map[*Case]struct{}{}, watch: newWatch(),
+		o: o, keys: map[string]*Case{}, users: map[string]*Case{}, byUser: map[string][]*Case{}, intern: map[string]string{},
+		keyless: map[*Case]struct{}{}, callers: map[string]*Case{}, earlyOn: map[string]*Case{}, watch: newWatch(), floods: map[string]*flood{}, floodNew: map[int64]int{},
 		changed: map[string]*Case{}, deleted: map[string]bool{},
-		used: rules.ByID(rules.QuarantinedKeyUsed), notQuarantined: rules.ByID(rules.ExposedNotQuarantined), retired: rules.ByID(rules.ExposedKeyRetired),
+		used: rules.ByID(rules.QuarantinedKeyUsed), notQuarantined: rules.ByID(rules.ExposedNotQuarantined),
+		retired: rules.ByID(rules.ExposedKeyRetired), reactivated: rules.ByID(rules.ExposedKeyReactivated),
+		denied: rules.ByID(rules.QuarantineDeniedCall),
 	}
 }
 
 // Watch is the watch list, for the prefilter.
 func (e *Engine) Watch() *Watch { return e.watch }
 
-// Len is the number of cases, retired ones included.
+// Len is the number of cases (keys and users), retired ones included.
 func (e *Engine) Len() int { return e.n }
 
 // Load puts back cases and the event-time watermark a store kept; wall is
 // when, so a silence is counted from the restart.
 func (e *Engine) Load(cases []*Case, watermark int64, wall time.Time) {
+	slices.SortFunc(cases, func(a, b *Case) int {
+		return cmp.Or(cmp.Compare(a.LastSeen, b.LastSeen), strings.Compare(a.ID(), b.ID()))
+	})
+	var migrated []*Case
 	for _, c := range cases {
 		if e.lookup(c.Key, c.Account, c.User) != nil {
 			continue
 		}
 		e.insert(c)
-		if c.Due != 0 && !c.Fired {
-			e.pending[c] = struct{}{}
+		if c.v1 && c.Key != "" && c.User != "" {
+			migrated = append(migrated, c)
 		}
 	}
+	for _, c := range migrated {
+		// An earlier version's case held its user's facts: they are the
+		// user's.
+		u := e.userCase(c.Account, c.User, c.FirstSeen, true)
+		u.FirstSeen = lower(u.FirstSeen, c.FirstSeen)
+		u.KeyKnownAt = lower(u.KeyKnownAt, c.FirstSeen)
+		u.ExposedKeys = appendKey(u.ExposedKeys, c.Key)
+		for _, q := range c.Quarantines {
+			u.Quarantines = addTime(u.Quarantines, q, maxQuarantines)
+		}
+		u.Waits, c.Waits, c.Quarantines = append(u.Waits, c.Waits...), nil, nil
+		e.mark(c)
+		e.mark(u)
+	}
 	e.watermark, e.advancedAt = watermark, wall
+	for c := range e.all() {
+		e.track(c)
+		for _, w := range c.Waits {
+			e.schedule(c, w)
+		}
+	}
+}
+
+func (e *Engine) all() func(func(*Case) bool) {
+	return func(yield func(*Case) bool) {
+		for _, l := range e.lru {
+			for c := l.head; c != nil; c = c.next {
+				if !yield(c) {
+					return
+				}
+			}
+		}
+	}
 }
 
 // Now is the engine's time: the latest event time, moved on by the wall
@@ -111,6 +201,15 @@ func (e *Engine) Now(wall time.Time) int64 {
 	return e.watermark + max(0, wall.Sub(e.advancedAt).Nanoseconds())
 }
 
+// Advance moves event time to at, a record's time that no rule needs to
+// see: ordinary CloudTrail moves the clock as the calls of watched keys
+// do, so a replay decides what the live stream decided.
+func (e *Engine) Advance(at, wall time.Time) {
+	if !at.IsZero() {
+		e.advance(at.UnixNano(), wall)
+	}
+}
+
 func (e *Engine) advance(at int64, wall time.Time) {
 	if !wall.IsZero() && at > wall.Add(futureSlack).UnixNano() {
 		return
@@ -121,106 +220,131 @@ func (e *Engine) advance(at int64, wall time.Time) {
 }
 
 // Observe takes one event detect found, with its findings, and returns the
-// findings to alert on: those of the stateless rules (with what the engine
-// knows of the key, and denied calls folded into their window), and the
-// engine's own.
+// findings to alert on: the waits its time ended, those of the stateless
+// rules (with what the engine knows of the key, and denied calls folded
+// into their window), and the engine's own.
 func (e *Engine) Observe(o detect.Observed, wall time.Time) []detect.Finding {
 	ev := o.Event
 	at := o.Time.UnixNano()
 	e.advance(at, wall)
-	var out []detect.Finding
-	notUse := false // the event is a notice or a quarantine call, not a use of the key
+	// What was due before this event is decided before it is judged: a
+	// retirement after a wait ended does not cancel the wait's alert.
+	out := e.decide(e.Now(wall))
+	signal := false // a notice or a quarantine call: no use of the key
 	for _, f := range o.Findings {
-		keep := true
 		switch f.Rule.ID {
 		case rules.CredentialsExposed:
-			notUse = true
-			if c := e.exposedByNotice(ev, at); c != nil {
+			signal = true
+			if c := e.notice(ev, at); c != nil {
 				f.Match.Key = e.context(c)
 			}
 		case rules.QuarantineApplied, rules.QuarantineAttemptFailed:
-			notUse = true
+			signal = true
 			if f.Match.Target.Type == "user" && f.Match.Target.Name != "" {
-				c := e.caseFor(quarantinedKey(ev, f.Match.Target.Name), f.Match.Target.Name, ev.Account, at)
-				for _, uc := range e.casesOf(ev.Account, f.Match.Target.Name) {
-					if f.Rule.ID == rules.QuarantineApplied {
-						e.quarantine(uc, at)
-					} else {
-						e.expose(uc, at, ev, "")
-					}
-				}
-				f.Match.Key = e.context(c)
+				f.Match.Key = e.context(e.quarantine(ev, f.Match.Target.Name, f.Rule.ID == rules.QuarantineApplied, at))
 			}
 		case rules.QuarantineRemoved:
-			notUse = true
-			for _, c := range e.casesOf(ev.Account, f.Match.Target.Name) {
-				c.Removed = max(c.Removed, at)
-				e.touch(c, at)
-				f.Match.Key = e.context(c)
+			signal = true
+			if f.Match.Target.Type == "user" {
+				if u := e.users[userKey(ev.Account, f.Match.Target.Name)]; u != nil {
+					u.Removed = max(u.Removed, at)
+					e.touch(u, at)
+					f.Match.Key = e.context(u)
+				}
 			}
 		case rules.QuarantineDeniedCall:
-			notUse = true
-			key := ev.Actor.AccessKeyID
-			if !strings.HasPrefix(key, "AKIA") {
-				key = ""
-			}
-			if key == "" && ev.Actor.UserName == "" {
-				break
-			}
-			c := e.caseFor(key, ev.Actor.UserName, actorAccount(ev), at)
-			var use *rules.Use
-			if use, keep = e.window(c, "denied|"+group(ev), at, detect.EventKey(ev)); keep {
-				f.Match.Use = use
-				f.Match.Key = e.context(c)
+			signal = true
+			var keep bool
+			if f, keep = e.deniedCall(ev, f, at); !keep {
+				continue
 			}
 		}
-		if keep {
+		out = append(out, f)
+	}
+	if !signal && !awsInternal(ev) {
+		if f, ok := e.use(ev, o.Time, at); ok {
 			out = append(out, f)
 		}
 	}
-	if !notUse && !awsInternal(ev) {
-		if c := e.watchedActor(ev); c != nil && at > c.FirstSeen && c.Retired == 0 {
-			if f, ok := e.use(c, ev, o.Time, at); ok {
-				out = append(out, f)
-			}
-		}
-	}
+	out = append(out, e.rejudge()...)
+	out = append(out, e.late...)
+	e.late = e.late[:0]
 	if ev.ErrorCode == "" && (ev.Source == "" || ev.Source == "iam.amazonaws.com") {
-		out = append(out, e.retirements(ev, o.Time, at)...)
+		out = append(out, e.status(ev, at)...)
 	}
 	return out
 }
 
-// exposedByNotice watches what a Health notice names and starts its wait
-// for a quarantine; it returns the first case.
-func (e *Engine) exposedByNotice(ev *cloudtrail.Event, at int64) *Case {
+// notice watches what a Health notice names and starts its wait for a
+// quarantine: the user's when it names the user, else each key's. It
+// returns the case the alert describes.
+func (e *Engine) notice(ev *cloudtrail.Event, at int64) *Case {
 	x := ev.Exposure
-	var first *Case
-	add := func(c *Case) {
-		e.expose(c, at, ev, x.URL)
-		if first == nil {
-			first = c
-		}
-	}
+	ref := refOf(ev, at)
+	var keys []*Case
 	for _, k := range x.Keys {
-		if strings.HasPrefix(k, "AKIA") {
-			add(e.caseFor(k, x.User, ev.Account, at))
+		if isAccessKey(k) {
+			kc := e.keyCase(k, ev.Account, x.User, at, true)
+			e.signal(kc, at)
+			keys = append(keys, kc)
 		}
 	}
-	if first == nil && x.User != "" {
-		add(e.caseFor("", x.User, ev.Account, at))
+	if x.User == "" {
+		for _, kc := range keys {
+			e.expose(kc, ref, x.URL)
+		}
+		if len(keys) == 0 {
+			return nil
+		}
+		return keys[0]
 	}
-	return first
+	u := e.userCase(ev.Account, x.User, at, true)
+	e.signal(u, at)
+	for _, kc := range keys {
+		e.knowKey(u, kc.Key, at)
+	}
+	e.expose(u, ref, x.URL)
+	if len(keys) > 0 {
+		return keys[0]
+	}
+	return u
+}
+
+// quarantine records a quarantine of user (applied, or attempted and
+// failed: an exposure) and, in legacy events where AWS acts as the user
+// with the exposed key, that key.
+func (e *Engine) quarantine(ev *cloudtrail.Event, user string, applied bool, at int64) *Case {
+	u := e.userCase(ev.Account, user, at, true)
+	e.signal(u, at)
+	var kc *Case
+	if k := quarantinedKey(ev, user); k != "" {
+		kc = e.keyCase(k, ev.Account, user, at, true)
+		e.signal(kc, at)
+		e.knowKey(u, k, at)
+	}
+	if applied {
+		u.Quarantines = addTime(u.Quarantines, at, maxQuarantines)
+	} else {
+		e.expose(u, refOf(ev, at), "")
+	}
+	if kc != nil {
+		return kc
+	}
+	return u
 }
 
 // quarantinedKey is the exposed key a quarantine event shows: in legacy
 // events AWS acts as the exposed user itself, with the exposed key.
 func quarantinedKey(ev *cloudtrail.Event, user string) string {
-	if ev.Actor.UserName == user && strings.HasPrefix(ev.Actor.AccessKeyID, "AKIA") {
+	if ev.Actor.UserName == user && isAccessKey(ev.Actor.AccessKeyID) {
 		return ev.Actor.AccessKeyID
 	}
 	return ""
 }
+
+// isAccessKey: a long-term access key id, the only kind AWS reports
+// exposed (session keys start ASIA and die on their own).
+func isAccessKey(k string) bool { return strings.HasPrefix(k, "AKIA") }
 
 func actorAccount(ev *cloudtrail.Event) string {
 	if ev.Actor.AccountID != "" {
@@ -235,26 +359,244 @@ func awsInternal(ev *cloudtrail.Event) bool {
 	return ev.SourceIP == "AWS Internal" || ev.UserAgent == "AWS Internal" || strings.HasPrefix(strings.ToLower(ev.UserAgent), "aws-internal")
 }
 
-// watchedActor is the case of the key the call was made with, or of its
-// user while that user's key is not known.
-func (e *Engine) watchedActor(ev *cloudtrail.Event) *Case {
-	if k := ev.Actor.AccessKeyID; k != "" {
-		if c := e.byKey[k]; c != nil {
-			return c
+// signal records an exposure signal naming the case: calls after the
+// earliest are uses.
+func (e *Engine) signal(c *Case, at int64) {
+	if c.FirstSeen == 0 || at < c.FirstSeen {
+		c.FirstSeen = at
+		e.track(c)
+		e.mayRejudge(c)
+		if c.Key == "" {
+			e.relink(c)
+			for _, k := range c.Callers {
+				if kc := e.keys[k.Key]; kc != nil {
+					e.learnFromCallers(kc)
+				}
+			}
+		} else {
+			e.learnFromCallers(c)
+			if u := e.earlyOn[c.Key]; u != nil && !u.dropped {
+				e.rejudgeEarly(u)
+			}
+		}
+		if c.User != "" {
+			e.redecideDeletion(c.Account, c.User)
+			if u := e.userOf(c); u != nil && c.Key != "" {
+				e.rejudgeEarly(u) // the user's calls with this key may be uses now
+			}
 		}
 	}
-	if ev.Actor.Type == "IAMUser" && ev.Actor.UserName != "" {
-		if c := e.keyless[userKey(actorAccount(ev), ev.Actor.UserName)]; c != nil {
-			return c
-		}
-	}
-	return nil
+	e.touch(c, at)
 }
 
-// use is the finding of a call made with a watched key, unless its window
-// already alerted.
-func (e *Engine) use(c *Case, ev *cloudtrail.Event, when time.Time, at int64) (detect.Finding, bool) {
-	u, ok := e.window(c, group(ev), at, detect.EventKey(ev))
+// relink: a status change of a user's key made while the user was
+// watched with no key known names it as the user's exposed key, also
+// when the change arrived before the signal that started that time.
+func (e *Engine) relink(u *Case) {
+	for _, kc := range e.byUser[u.userKey()] {
+		for _, s := range kc.Status {
+			if keylessAt(u, s.At) {
+				e.signal(kc, s.At)
+				e.knowKey(u, kc.Key, s.At)
+				e.setUser(kc, u.User, s.At)
+			}
+		}
+	}
+}
+
+// mayRejudge notes that the calls a case kept as early may now be uses:
+// its signals (or its user's) start earlier than when they arrived.
+func (e *Engine) mayRejudge(c *Case) {
+	e.rejudgeEarly(c)
+	if c.Key == "" {
+		for _, k := range c.ExposedKeys {
+			if kc := e.keys[k]; kc != nil {
+				e.rejudgeEarly(kc)
+			}
+		}
+		for _, kc := range e.byUser[c.userKey()] {
+			e.rejudgeEarly(kc) // the user's calls may fall in its key-less time now
+		}
+	}
+}
+
+func (e *Engine) rejudgeEarly(c *Case) {
+	if len(c.Early) == 0 && (c.Key == "" || len(c.Status) == 0) {
+		return
+	}
+	if e.rejudging == nil {
+		e.rejudging = map[*Case]struct{}{}
+	}
+	e.rejudging[c] = struct{}{}
+}
+
+// remember keeps a call (or, given status, a status change of one of the
+// user's keys) that came no later than its key's (its user's) earliest
+// signal so far, while an earlier signal may still arrive: up to
+// Event_Delay behind the latest event time.
+func (e *Engine) remember(c *Case, ev *cloudtrail.Event, at int64, status *Early) {
+	horizon := e.watermark - e.o.Delay.Nanoseconds()
+	if at <= horizon {
+		return
+	}
+	x := Early{Ref: refOf(ev, at)}
+	if status != nil {
+		x.Status, x.Active, x.Key = true, status.Active, status.Key
+	}
+	c.Early = slices.DeleteFunc(c.Early, func(y Early) bool { return y.At <= horizon || y.ID == x.ID })
+	i, _ := slices.BinarySearchFunc(c.Early, x, func(a, b Early) int { return cmp.Compare(a.At, b.At) })
+	c.Early = slices.Insert(c.Early, i, x)
+	if c.Key == "" {
+		// The key's case, opened or found earlier, judges them again.
+		if k := cmp.Or(x.Key, x.ActorKey); k != "" {
+			e.earlyOn[k] = c
+		}
+	}
+	if len(c.Early) > maxEarly {
+		c.Early = c.Early[len(c.Early)-maxEarly:] // the latest are the likeliest uses
+	}
+	e.mark(c)
+}
+
+// rejudge judges again the early calls of the cases whose signals moved
+// earlier: those now later than their key's first signal are uses, in
+// event-time order.
+func (e *Engine) rejudge() []detect.Finding {
+	if len(e.rejudging) == 0 {
+		return nil
+	}
+	type early struct {
+		Early
+		c *Case
+	}
+	var events []early
+	var statuses []*Case
+	for c := range e.rejudging {
+		for _, x := range c.Early {
+			events = append(events, early{x, c})
+		}
+		if len(c.Early) > 0 {
+			c.Early = nil
+			e.mark(c)
+		}
+		if c.Key != "" && len(c.Status) > 0 {
+			statuses = append(statuses, c)
+		}
+	}
+	clear(e.rejudging)
+	slices.SortFunc(events, func(a, b early) int { return cmp.Or(cmp.Compare(a.At, b.At), strings.Compare(a.ID, b.ID)) })
+	slices.SortFunc(statuses, func(a, b *Case) int { return strings.Compare(a.Key, b.Key) })
+	var out []detect.Finding
+	for _, c := range statuses {
+		out = append(out, e.statusAlerts(c, nil, nil)...)
+	}
+	seen := map[string]bool{}
+	for _, x := range events {
+		if seen[x.ID] {
+			continue // kept by the key's case and its user's
+		}
+		seen[x.ID] = true
+		ev := x.event(x.c.Account)
+		if !x.Status {
+			if f, ok := e.use(ev, t(x.At), x.At); ok {
+				out = append(out, f)
+			}
+			continue
+		}
+		status := "Inactive"
+		if x.Active {
+			status = "Active"
+		}
+		ev.Params = map[string]any{"userName": x.c.User, "accessKeyId": x.Key, "status": status}
+		out = append(out, e.status(ev, x.At)...)
+	}
+	return out
+}
+
+// knowKey records that a signal at at named key as user u's exposed key:
+// from then on the user's other keys' calls are not uses, and the key's
+// calls are from the user's first signal on.
+func (e *Engine) knowKey(u *Case, key string, at int64) {
+	if !slices.Contains(u.ExposedKeys, key) {
+		if kc := e.keys[key]; kc != nil {
+			e.rejudgeEarly(kc)
+		}
+	}
+	u.ExposedKeys = appendKey(u.ExposedKeys, key)
+	if u.KeyKnownAt == 0 || at < u.KeyKnownAt {
+		u.KeyKnownAt = at
+	}
+	e.track(u)
+	e.mark(u)
+}
+
+func appendKey(ks []string, k string) []string {
+	if slices.Contains(ks, k) || len(ks) >= maxExposedKeys {
+		return ks
+	}
+	return append(ks, k)
+}
+
+// keyStart is when a key's calls start to be uses: its earliest signal,
+// or its user's when the key is the user's exposed key.
+func (e *Engine) keyStart(kc *Case) int64 {
+	start := kc.FirstSeen
+	if u := e.userOf(kc); u != nil && slices.Contains(u.ExposedKeys, kc.Key) {
+		start = lower(start, u.FirstSeen)
+	}
+	return start
+}
+
+// keylessAt: at falls in the time the user was watched while its
+// exposed key was not known, when every call of the user is a use.
+func keylessAt(u *Case, at int64) bool {
+	return u.FirstSeen != 0 && at > u.FirstSeen && (u.KeyKnownAt == 0 || at < u.KeyKnownAt)
+}
+
+func (e *Engine) userOf(kc *Case) *Case {
+	if kc.User == "" {
+		return nil
+	}
+	return e.users[kc.userKey()]
+}
+
+// use is the finding of a call made with a watched key (or by a user while
+// its exposed key is not known), unless its window already alerted.
+func (e *Engine) use(ev *cloudtrail.Event, when time.Time, at int64) (detect.Finding, bool) {
+	key := ev.Actor.AccessKeyID
+	var c *Case
+	var early []*Case // cases whose earlier signal, arriving late, would make the call a use
+	if kc := e.keys[key]; kc != nil && key != "" && !e.expiredAt(kc, at) {
+		// A call before the key was watched teaches nothing yet: in time
+		// order, nothing would have seen it.
+		if at > e.keyStart(kc) {
+			e.learnUser(kc, ev, at)
+			c = kc
+		} else {
+			early = append(early, kc)
+			if ev.Actor.AccessKeyID == kc.Key {
+				e.setUser(kc, ev.Actor.UserName, 0) // whose key it is, if not yet as of when
+			}
+		}
+	}
+	if c == nil && ev.Actor.Type == "IAMUser" && ev.Actor.UserName != "" {
+		if u := e.users[userKey(actorAccount(ev), ev.Actor.UserName)]; u != nil && !e.expiredAt(u, at) {
+			e.noteCaller(u, key, at)
+			if keylessAt(u, at) {
+				c = u
+			} else {
+				early = append(early, u) // a signal of the caller's key may yet arrive
+			}
+		}
+	}
+	if c == nil {
+		for _, ec := range early {
+			e.remember(ec, ev, at, nil)
+		}
+		return detect.Finding{}, false
+	}
+	caller := callerOf(ev)
+	u, start, ok := e.window(c, caller+"|"+group(ev), at, detect.EventKey(ev))
 	if !ok {
 		return detect.Finding{}, false
 	}
@@ -262,9 +604,79 @@ func (e *Engine) use(c *Case, ev *cloudtrail.Event, when time.Time, at int64) (d
 	if ev.ErrorCode != "" && ev.Name != "GetCallerIdentity" {
 		sev = "medium"
 	}
-	key := strings.Join([]string{e.used.ID, c.ID(), group(ev), time.Unix(0, u.WindowStart.UnixNano()).UTC().Format(time.RFC3339Nano)}, "/")
-	return detect.Finding{Rule: e.used, Event: ev, Time: when, Key: key,
+	return detect.Finding{Rule: e.used, Event: ev, Time: when, Key: windowKey(e.used.ID, caller, group(ev), start),
 		Match: rules.Finding{Target: rules.Target{Type: "user", Name: c.User}, Key: e.context(c), Severity: sev, Use: u}}, true
+}
+
+// noteCaller records that a watched user called with an access key: a
+// case of that key (a notice naming only the key) learns its user from
+// it, as of the earliest such call a collector would have seen in time
+// order (once the key or the user was watched).
+func (e *Engine) noteCaller(u *Case, key string, at int64) {
+	if !isAccessKey(key) {
+		return
+	}
+	i := slices.IndexFunc(u.Callers, func(k Caller) bool { return k.Key == key })
+	if i < 0 {
+		if len(u.Callers) >= maxCallers {
+			return
+		}
+		u.Callers = append(u.Callers, Caller{Key: key})
+		i = len(u.Callers) - 1
+		e.callers[key] = u
+	}
+	u.Callers[i].Times = addTime(u.Callers[i].Times, at, maxCallTimes)
+	e.mark(u)
+	if kc := e.keys[key]; kc != nil {
+		e.learnFromCallers(kc)
+	}
+}
+
+// learnFromCallers gives a key the user a watched user's calls show it
+// belongs to, as of the earliest of them after the key or the user was
+// first watched.
+func (e *Engine) learnFromCallers(kc *Case) {
+	u := e.callers[kc.Key]
+	if u == nil || u.dropped || u.Account != kc.Account {
+		return
+	}
+	from := kc.FirstSeen
+	if u.FirstSeen != 0 && (from == 0 || u.FirstSeen < from) {
+		from = u.FirstSeen
+	}
+	for _, k := range u.Callers {
+		if k.Key != kc.Key {
+			continue
+		}
+		for _, at := range k.Times {
+			if at > from {
+				e.setUser(kc, u.User, at)
+				return
+			}
+		}
+	}
+}
+
+// callerOf names who made a call, for the identity of its window: its
+// key, or its user when it came with none.
+func callerOf(ev *cloudtrail.Event) string {
+	if ev.Actor.AccessKeyID != "" {
+		return ev.Actor.AccessKeyID
+	}
+	return "user:" + userKey(actorAccount(ev), ev.Actor.UserName)
+}
+
+// windowKey identifies a window's alert by what it is about (the caller,
+// the group, the window), not by which of its calls arrived first.
+func windowKey(rule, caller, group string, start int64) string {
+	return strings.Join([]string{rule, caller, group, t(start).Format(time.RFC3339Nano)}, "/")
+}
+
+// learnUser: a call made with a key names the key's user.
+func (e *Engine) learnUser(kc *Case, ev *cloudtrail.Event, at int64) {
+	if ev.Actor.AccessKeyID == kc.Key {
+		e.setUser(kc, ev.Actor.UserName, at)
+	}
 }
 
 // group is the window a call counts in: service, action and outcome.
@@ -276,368 +688,418 @@ func group(ev *cloudtrail.Event) string {
 	return ev.Source + "|" + ev.Name + "|" + outcome
 }
 
-// window counts the call in its group and says whether it alerts: the
-// first call of a window does (and does again when seen again: a chunk
-// Fluent Bit delivers twice), the others are folded into it.
-func (e *Engine) window(c *Case, g string, at int64, evKey string) (*rules.Use, bool) {
-	w := c.Windows[g]
-	e.touch(c, at)
-	switch {
-	case w == nil:
-		if len(c.Windows) >= maxWindows {
-			e.Stats.Suppressed++
-			return nil, false
-		}
-		if c.Windows == nil {
-			c.Windows = map[string]*Window{}
-		}
-		w = &Window{Start: at, First: evKey, Calls: 1, Total: 1}
-		c.Windows[g] = w
-	case w.First == evKey:
-		// The alerting call again: the same alert again.
-	case at >= w.Start+e.o.UseWindow.Nanoseconds():
-		*w = Window{Start: at, First: evKey, Calls: 1, Total: w.Total + 1, Before: w.Calls - 1}
-	default:
-		w.Calls++
-		w.Total++
-		e.Stats.Suppressed++
-		return nil, false
+// windowStart is the window a time falls in.
+func (e *Engine) windowStart(at int64) int64 {
+	w := e.o.UseWindow.Nanoseconds()
+	if w <= 0 {
+		return at
 	}
-	return &rules.Use{Calls: w.Before + 1, Total: w.Total, WindowStart: t(w.Start)}, true
+	return at - ((at%w)+w)%w
 }
 
-// retirements are the findings of a call that retires watched keys:
-// DeleteAccessKey, UpdateAccessKey to Inactive, DeleteUser.
-func (e *Engine) retirements(ev *cloudtrail.Event, when time.Time, at int64) []detect.Finding {
-	var cases []*Case
+// window counts the call in its group and says whether it alerts: the
+// first call of a window to arrive does (and does again when it arrives
+// again: a chunk Fluent Bit delivers twice), the others are folded in.
+func (e *Engine) window(c *Case, g string, at int64, evKey string) (*rules.Use, int64, bool) {
+	start := e.windowStart(at)
+	e.touch(c, at)
+	gr := c.Groups[g]
+	if gr == nil {
+		if len(c.Groups) >= maxWindows {
+			e.Stats.Suppressed++
+			return nil, 0, false
+		}
+		if c.Groups == nil {
+			c.Groups = map[string]*Group{}
+		}
+		gr = &Group{}
+		c.Groups[g] = gr
+	}
+	for _, w := range gr.Alerted {
+		if w.Start == start {
+			if w.First == evKey {
+				return &rules.Use{Calls: gr.Since + 1, Total: gr.Total, WindowStart: t(start)}, start, true
+			}
+			gr.Since++
+			gr.Total++
+			e.Stats.Suppressed++
+			return nil, 0, false
+		}
+	}
+	if len(gr.Alerted) >= windowsKept && start < gr.Alerted[len(gr.Alerted)-1].Start || e.useAlerts(c, start) >= maxUseAlerts {
+		// Later than every window kept, or past the window's budget of
+		// alerts for this case: counted, not alerted.
+		gr.Since++
+		gr.Total++
+		e.Stats.Suppressed++
+		return nil, 0, false
+	}
+	gr.Total++
+	u := &rules.Use{Calls: gr.Since + 1, Total: gr.Total, WindowStart: t(start)}
+	gr.Since = 0
+	i, _ := slices.BinarySearchFunc(gr.Alerted, start, func(w Window, s int64) int { return cmp.Compare(s, w.Start) })
+	gr.Alerted = slices.Insert(gr.Alerted, i, Window{Start: start, First: evKey})
+	if len(gr.Alerted) > windowsKept {
+		gr.Alerted = gr.Alerted[:windowsKept]
+	}
+	return u, start, true
+}
+
+// useAlerts counts the groups of a case that alerted in a window.
+func (e *Engine) useAlerts(c *Case, start int64) int {
+	n := 0
+	for _, g := range c.Groups {
+		for _, w := range g.Alerted {
+			if w.Start == start {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// deniedCall watches the key a quarantine denied (its own case: the
+// quarantine of its user is working, whichever key this is) and folds the
+// call into its window.
+func (e *Engine) deniedCall(ev *cloudtrail.Event, f detect.Finding, at int64) (detect.Finding, bool) {
+	key, user, account := ev.Actor.AccessKeyID, ev.Actor.UserName, actorAccount(ev)
+	var c *Case
+	switch {
+	case isAccessKey(key):
+		if c = e.keys[key]; c == nil {
+			if e.flooded(f, account, at) {
+				return f, false
+			}
+			c = e.keyCase(key, account, user, at, false)
+		}
+		e.learnUser(c, ev, at)
+	case user != "":
+		c = e.userCase(account, user, at, false)
+	default:
+		return f, true // nothing to watch
+	}
+	e.signal(c, at)
+	caller := callerOf(ev)
+	g := "denied|" + group(ev)
+	use, start, ok := e.window(c, caller+"|"+g, at, detect.EventKey(ev))
+	if !ok {
+		return f, false
+	}
+	f.Match.Use, f.Match.Key = use, e.context(c)
+	f.Key = windowKey(f.Rule.ID, caller, g, start)
+	return f, true
+}
+
+// status judges a call that may retire a watched key (DeleteAccessKey,
+// UpdateAccessKey to Inactive, DeleteUser) or make it active again, and
+// returns the alerts the key's status changes now call for.
+func (e *Engine) status(ev *cloudtrail.Event, at int64) []detect.Finding {
 	user := ev.Param("userName")
 	if user == "" {
 		user = ev.Actor.UserName // a user's call on its own keys names no user
 	}
+	active := false
 	switch ev.Name {
 	case "UpdateAccessKey":
-		if !strings.EqualFold(ev.Param("status"), "Inactive") {
+		switch {
+		case strings.EqualFold(ev.Param("status"), "Active"):
+			active = true
+		case !strings.EqualFold(ev.Param("status"), "Inactive"):
 			return nil
 		}
-		fallthrough
 	case "DeleteAccessKey":
-		key := ev.Param("accessKeyId")
-		if c := e.byKey[key]; c != nil {
-			cases = append(cases, c)
-		} else if c := e.keyless[userKey(ev.Account, user)]; c != nil && key != "" {
-			e.learnKey(c, key)
-			cases = append(cases, c)
-		}
 	case "DeleteUser":
-		cases = e.casesOf(ev.Account, ev.Param("userName"))
+		if name := ev.Param("userName"); name != "" {
+			return e.userDeleted(ev, name, at)
+		}
+		return nil
 	default:
 		return nil
 	}
-	evKey := detect.EventKey(ev)
-	var out []detect.Finding
-	for _, c := range cases {
+	key := ev.Param("accessKeyId")
+	if key == "" {
+		return nil
+	}
+	kc := e.keys[key]
+	if u := e.users[userKey(ev.Account, user)]; u != nil {
 		switch {
-		case c.Retired == 0:
-			c.Retired, c.RetiredBy, c.RetiredEvent = at, ev.Name, evKey
-			if c.Due != 0 && !c.Fired {
-				c.Due = 0
-				delete(e.pending, c)
-			}
-			e.touch(c, at)
-		case c.RetiredEvent != evKey:
-			continue // retired before, by another call
-		}
-		out = append(out, detect.Finding{Rule: e.retired, Event: ev, Time: when, Key: e.retired.ID + "/" + c.ID() + "/" + evKey,
-			Match: rules.Finding{Target: rules.Target{Type: "user", Name: c.User}, Key: e.context(c)}})
-	}
-	return out
-}
-
-// expose records an exposure signal and starts the wait for a quarantine,
-// unless one came shortly before (AWS often quarantines first) or the
-// key's wait already ended.
-func (e *Engine) expose(c *Case, at int64, ev *cloudtrail.Event, url string) {
-	if c.ExposedAt == 0 || at < c.ExposedAt {
-		c.ExposedAt = at
-	}
-	if url != "" {
-		c.ExposedURL = url
-	}
-	e.touch(c, at)
-	grace := e.o.Grace.Nanoseconds()
-	if c.Fired || c.Due != 0 || c.Retired != 0 || (c.Quarantined != 0 && c.Quarantined >= at-grace) {
-		return
-	}
-	c.Due = at + grace
-	c.ExposureEvent, c.ExposureName, c.ExposureRegion = detect.EventKey(ev), ev.Name, ev.Region
-	e.pending[c] = struct{}{}
-}
-
-// quarantine records a successful quarantine; in time, it ends the wait.
-func (e *Engine) quarantine(c *Case, at int64) {
-	if c.Quarantined == 0 || at < c.Quarantined {
-		c.Quarantined = at
-	}
-	e.touch(c, at)
-	if c.Due != 0 && !c.Fired && at <= c.Due {
-		c.Due = 0
-		delete(e.pending, c)
-	}
-}
-
-// Due returns the findings of the exposures whose wait for a quarantine
-// is over: Grace plus Delay past the exposure, in the engine's time at
-// wall. They fire again at every call until Fired says they were taken
-// (delivered or stored), so a failed delivery loses nothing. Due also
-// drops the cases past WatchTTL.
-func (e *Engine) Due(wall time.Time) []detect.Finding {
-	now := e.Now(wall)
-	e.expire(now)
-	var fired []*Case
-	for c := range e.pending {
-		if now >= c.Due+e.o.Delay.Nanoseconds() {
-			fired = append(fired, c)
+		case keylessAt(u, at):
+			// A key-less user's key retired (or made active) while its
+			// exposed key was not known: the change names it.
+			kc = e.keyCase(key, ev.Account, user, at, true)
+			e.signal(kc, at)
+			e.knowKey(u, key, at)
+		case kc == nil && at <= u.FirstSeen:
+			e.remember(u, ev, at, &Early{Status: true, Active: active, Key: key})
 		}
 	}
-	slices.SortFunc(fired, func(a, b *Case) int { return strings.Compare(a.ID(), b.ID()) })
+	if kc == nil {
+		return nil
+	}
+	seen := at
+	if at < e.keyStart(kc) {
+		seen = 0 // nothing watched the key then (yet)
+	}
+	e.setUser(kc, user, seen) // the call names the key's user
+	return e.changeStatus(kc, ev, at, active)
+}
+
+// changeStatus records a status change of a case and returns the alerts
+// its status history now calls for. The history is judged in event time:
+// the first retirement of each stretch the key was active alerts (once,
+// quoting whichever of its retirements arrived first), and so does each
+// re-activation that follows a retirement, also when the retirement
+// arrives after it.
+func (e *Engine) changeStatus(c *Case, ev *cloudtrail.Event, at int64, active bool) []detect.Finding {
+	evKey := detect.EventKey(ev)
+	e.touch(c, at)
+	var this *Status
+	for _, s := range c.Status {
+		if s.ID == evKey {
+			this = s
+		}
+	}
+	if this == nil {
+		this = &Status{Ref: refOf(ev, at), Active: active}
+		this.ID = evKey
+		i, _ := slices.BinarySearchFunc(c.Status, this, func(a, b *Status) int { return cmp.Or(cmp.Compare(a.At, b.At), strings.Compare(a.ID, b.ID)) })
+		c.Status = slices.Insert(c.Status, i, this)
+		if len(c.Status) > maxStatus {
+			c.Status = c.Status[len(c.Status)-maxStatus:]
+		}
+	}
+	e.mark(c)
+	return e.statusAlerts(c, ev, this)
+}
+
+// statusAlerts are the alerts a key's status history calls for, as far as
+// it is seen: from when the key was watched (a change before its first
+// signal is kept, and counts if an earlier signal arrives). this is the
+// change being observed (nil when re-judging), quoted whole as ev.
+func (e *Engine) statusAlerts(c *Case, ev *cloudtrail.Event, this *Status) []detect.Finding {
+	from := e.keyStart(c)
+	// The history in stretches of activity: the first from the start, the
+	// others each begun by a re-activation; the retirements that ended
+	// each.
+	type stretch struct {
+		start *Status
+		rets  []*Status
+	}
+	stretches := []stretch{{}}
+	for _, s := range c.Status {
+		if s.At < from {
+			continue
+		}
+		if s.Active {
+			stretches = append(stretches, stretch{start: s})
+		} else {
+			stretches[len(stretches)-1].rets = append(stretches[len(stretches)-1].rets, s)
+		}
+	}
 	var out []detect.Finding
-	for _, c := range fired {
-		ev := &cloudtrail.Event{Name: c.ExposureName, ID: c.ExposureEvent, Time: t(c.ExposedAt).Format(time.RFC3339Nano),
-			Account: c.Account, Region: c.ExposureRegion, Actor: cloudtrail.Actor{UserName: c.User, AccessKeyID: c.Key, AccountID: c.Account},
-			Shape: "lifecycle"}
-		k := e.context(c)
-		k.Waited = time.Duration(c.Due - c.ExposedAt)
-		out = append(out, detect.Finding{Rule: e.notQuarantined, Event: ev, Time: t(c.Due), Key: e.notQuarantined.ID + "/" + c.ID() + "/" + c.ExposureEvent,
-			Match: rules.Finding{Target: rules.Target{Type: "user", Name: c.User}, Key: k}})
+	for i, st := range stretches {
+		if a := st.start; a != nil && len(stretches[i-1].rets) > 0 && (!a.quotedFor("+") || a == this) {
+			if !a.quotedFor("+") {
+				a.Quoted = append(a.Quoted, "+")
+			}
+			out = append(out, e.statusFinding(e.reactivated, c, a, ev, this, e.reactivated.ID+"/"+c.ID()+"/"+a.ID))
+		}
+		if len(st.rets) == 0 {
+			continue
+		}
+		id := ""
+		if st.start != nil {
+			id = st.start.ID
+		}
+		var quoted *Status
+		for _, s := range c.Status {
+			if !s.Active && s.quotedFor(id) {
+				quoted = s
+			}
+		}
+		switch {
+		case quoted == nil:
+			quoted = st.rets[0]
+			if slices.Contains(st.rets, this) {
+				quoted = this
+			}
+			quoted.Quoted = append(quoted.Quoted, id)
+		case quoted != this:
+			continue
+		}
+		out = append(out, e.statusFinding(e.retired, c, quoted, ev, this, retirementKey(e.retired.ID, c, st.start)))
+		e.mark(c)
 	}
 	return out
 }
 
-// Fired marks the exposures of Due's findings as alerted: one alert a key.
-func (e *Engine) Fired(fs []detect.Finding) {
-	for _, f := range fs {
-		if f.Rule != e.notQuarantined || f.Match.Key == nil {
-			continue
+// userDeleted records a user's deletion in its case (opened for it, as a
+// weak case, when there is none: a case of the user may still show up
+// from a signal that arrives later but happened before) and returns its
+// alert when a watched case of the user predates it.
+func (e *Engine) userDeleted(ev *cloudtrail.Event, user string, at int64) []detect.Finding {
+	u := e.userCase(ev.Account, user, at, false)
+	evKey := detect.EventKey(ev)
+	if !slices.ContainsFunc(u.Status, func(s *Status) bool { return s.ID == evKey }) {
+		s := &Status{Ref: refOf(ev, at)}
+		s.ID = evKey
+		i, _ := slices.BinarySearchFunc(u.Status, s, func(a, b *Status) int { return cmp.Or(cmp.Compare(a.At, b.At), strings.Compare(a.ID, b.ID)) })
+		u.Status = slices.Insert(u.Status, i, s)
+		if len(u.Status) > maxStatus {
+			u.Status = u.Status[len(u.Status)-maxStatus:]
 		}
-		if c := e.lookup(f.Match.Key.ID, f.Match.Key.Account, f.Match.Key.User); c != nil {
-			c.Fired = true
-			delete(e.pending, c)
-			e.mark(c)
+	}
+	e.mark(u)
+	return e.deletion(u, ev)
+}
+
+// deletion is the alert of a user's deletion, once per user: quoting the
+// first deletion to arrive after which, in event time, a case of the
+// user was watched (the user's own, from its first signal; a key's, once
+// it was watched and known to be the user's). ev, when it is one of the
+// deletions, is quoted whole; the others as the case kept them.
+func (e *Engine) deletion(u *Case, ev *cloudtrail.Event) []detect.Finding {
+	var evKey string
+	if ev != nil {
+		evKey = detect.EventKey(ev)
+	}
+	var quoted *Status
+	for _, s := range u.Status {
+		if s.quotedFor("") {
+			if s.ID != evKey {
+				return nil // alerted before, by another deletion
+			}
+			quoted = s
 		}
+	}
+	if quoted == nil {
+		for _, s := range u.Status {
+			if !s.Active && e.watchedBefore(u, s.At) && (quoted == nil || s.ID == evKey) {
+				quoted = s
+			}
+		}
+		if quoted == nil {
+			return nil
+		}
+		quoted.Quoted = append(quoted.Quoted, "")
+		e.mark(u)
+	}
+	c := u
+	if u.FirstSeen == 0 || u.FirstSeen > quoted.At {
+		for _, kc := range e.byUser[u.userKey()] {
+			if kc.FirstSeen <= quoted.At && kc.UserAt != 0 && kc.UserAt <= quoted.At {
+				c = kc
+				break
+			}
+		}
+	}
+	f := e.statusFinding(e.retired, c, quoted, ev, nil, e.retired.ID+"/"+u.ID())
+	if quoted.ID == evKey {
+		f.Event = ev
+	}
+	return []detect.Finding{f}
+}
+
+// watchedBefore: a case of user u was on the watch list at at.
+func (e *Engine) watchedBefore(u *Case, at int64) bool {
+	if u.FirstSeen != 0 && u.FirstSeen <= at {
+		return true
+	}
+	return slices.ContainsFunc(e.byUser[u.userKey()], func(kc *Case) bool {
+		return kc.FirstSeen != 0 && kc.FirstSeen <= at && kc.UserAt != 0 && kc.UserAt <= at
+	})
+}
+
+// redecideDeletion: what is known of a user's cases changed (a signal
+// earlier than what was known, a key found to be the user's), so a
+// deletion that arrived before may now alert, at the end of this event.
+func (e *Engine) redecideDeletion(account, user string) {
+	if u := e.users[userKey(account, user)]; u != nil && len(u.Status) > 0 {
+		e.late = append(e.late, e.deletion(u, nil)...)
 	}
 }
 
-// Unfire takes back Fired, when what the findings were given to failed.
-func (e *Engine) Unfire(fs []detect.Finding) {
-	for _, f := range fs {
-		if f.Rule != e.notQuarantined || f.Match.Key == nil {
-			continue
+// retirementKey identifies a retirement's alert by the key and the
+// stretch it was active in, not by which of its retirements came first.
+func retirementKey(rule string, c *Case, stretch *Status) string {
+	k := rule + "/" + c.ID()
+	if stretch != nil {
+		k += "/" + stretch.ID
+	}
+	return k
+}
+
+// statusFinding is the alert of a status change: of the event being
+// observed when it is that change, else of what the case kept of it.
+func (e *Engine) statusFinding(rule *rules.Rule, c *Case, s *Status, ev *cloudtrail.Event, this *Status, key string) detect.Finding {
+	k := e.context(c)
+	if !s.Active {
+		k.RetiredAt = t(s.At)
+	}
+	if s != this || ev == nil {
+		ev = s.event(c.Account)
+	}
+	return detect.Finding{Rule: rule, Event: ev, Time: t(s.At), Key: key,
+		Match: rules.Finding{Target: rules.Target{Type: "user", Name: cmp.Or(c.User, ev.Actor.UserName)}, Key: k}}
+}
+
+// event is the event a ref stands for, as far as it was kept.
+func (r *Ref) event(account string) *cloudtrail.Event {
+	return &cloudtrail.Event{Name: r.Name, Source: r.Source, ID: r.ID, Time: t(r.At).Format(time.RFC3339Nano), Account: account,
+		Region: r.Region, SourceIP: r.SourceIP, UserAgent: r.UserAgent, ErrorCode: r.ErrorCode,
+		Actor: cloudtrail.Actor{Type: r.ActorType, ARN: r.ActorARN, UserName: r.ActorUser, AccessKeyID: r.ActorKey, AccountID: account},
+		Shape: Kept}
+}
+
+func refOf(ev *cloudtrail.Event, at int64) Ref {
+	return Ref{At: at, ID: detect.EventKey(ev), Name: ev.Name, Source: ev.Source, Region: ev.Region, SourceIP: ev.SourceIP, UserAgent: ev.UserAgent,
+		ActorType: ev.Actor.Type, ActorARN: ev.Actor.ARN, ActorUser: ev.Actor.UserName, ActorKey: ev.Actor.AccessKeyID, ErrorCode: ev.ErrorCode}
+}
+
+// activeAt says whether a case's key was active at at, by its status
+// history from from on (a user's: whether it still existed).
+func (c *Case) activeAt(from, at int64) bool {
+	active := true
+	for _, s := range c.Status {
+		if s.At > at {
+			break
 		}
-		if c := e.lookup(f.Match.Key.ID, f.Match.Key.Account, f.Match.Key.User); c != nil && c.Fired && c.Due != 0 {
-			c.Fired = false
-			e.pending[c] = struct{}{}
+		if s.At >= from {
+			active = s.Active
 		}
 	}
+	return active
 }
 
 // context is what the engine knows of a case, for an alert.
 func (e *Engine) context(c *Case) *rules.Key {
-	return &rules.Key{ID: c.Key, User: c.User, Account: c.Account, ExposedURL: c.ExposedURL,
-		FirstSeen: t(c.FirstSeen), ExposedAt: t(c.ExposedAt), QuarantinedAt: t(c.Quarantined), RetiredAt: t(c.Retired)}
-}
-
-// caseFor finds or opens the case of a key (with its user), or of a user
-// while no key is known. A user watched without a key learns it here.
-func (e *Engine) caseFor(key, user, account string, at int64) *Case {
-	if key != "" {
-		if c := e.byKey[key]; c != nil {
-			e.touch(c, at)
-			return c
+	k := &rules.Key{ID: c.Key, User: c.User, Account: c.Account, ExposedURL: c.ExposedURL, FirstSeen: t(c.FirstSeen)}
+	u := c
+	if c.Key != "" {
+		k.FirstSeen = t(e.keyStart(c))
+		u = e.userOf(c)
+	}
+	var exposed int64
+	for _, w := range c.Waits {
+		exposed = lower(exposed, w.At)
+	}
+	if u != nil {
+		for _, w := range u.Waits {
+			exposed = lower(exposed, w.At)
 		}
-		if c := e.keyless[userKey(account, user)]; c != nil && user != "" {
-			e.learnKey(c, key)
-			e.touch(c, at)
-			return c
+		if len(u.Quarantines) > 0 {
+			k.QuarantinedAt = t(u.Quarantines[0])
 		}
-	} else if cs := e.casesOf(account, user); len(cs) > 0 {
-		e.touch(cs[0], at)
-		return cs[0]
-	}
-	c := &Case{Key: key, User: e.shared(user), Account: e.shared(account), FirstSeen: at, LastSeen: at}
-	e.insert(c)
-	e.mark(c)
-	for e.n > e.o.MaxKeys && e.lruHead != nil && e.lruHead != c {
-		e.Stats.Evicted++
-		e.drop(e.lruHead)
-	}
-	return c
-}
-
-// casesOf are the cases of a user of an account.
-func (e *Engine) casesOf(account, user string) []*Case {
-	if user == "" {
-		return nil
-	}
-	return e.byUser[userKey(account, user)]
-}
-
-func (e *Engine) learnKey(c *Case, key string) {
-	e.unindex(c)
-	delete(e.changed, c.ID())
-	if e.o.Persist {
-		e.deleted[c.ID()] = true
-	}
-	c.Key = key
-	e.index(c)
-	e.mark(c)
-}
-
-// shared keeps one copy of a string many cases hold (an account id).
-func (e *Engine) shared(s string) string {
-	if v, ok := e.intern[s]; ok {
-		return v
-	}
-	if len(e.intern) < 1<<16 {
-		e.intern[s] = s
-	}
-	return s
-}
-
-// lookup is the case of a key, or of a user while no key is known.
-func (e *Engine) lookup(key, account, user string) *Case {
-	if key != "" {
-		return e.byKey[key]
-	}
-	return e.keyless[userKey(account, user)]
-}
-
-func (e *Engine) insert(c *Case) {
-	e.index(c)
-	e.lruPush(c)
-}
-
-func (e *Engine) index(c *Case) {
-	e.n++
-	if c.Key != "" {
-		e.byKey[c.Key] = c
-	} else {
-		e.keyless[userKey(c.Account, c.User)] = c
-	}
-	if c.User != "" {
-		uk := userKey(c.Account, c.User)
-		e.byUser[uk] = append(e.byUser[uk], c)
-	}
-	if c.Key != "" {
-		e.watch.add(e.watch.keys, c.Key, false)
-	} else {
-		e.watch.add(e.watch.keyless, userKey(c.Account, c.User), true)
-	}
-}
-
-func (e *Engine) unindex(c *Case) {
-	e.n--
-	if c.Key != "" {
-		delete(e.byKey, c.Key)
-	} else {
-		delete(e.keyless, userKey(c.Account, c.User))
-	}
-	if c.User != "" {
-		uk := userKey(c.Account, c.User)
-		e.byUser[uk] = slices.DeleteFunc(e.byUser[uk], func(o *Case) bool { return o == c })
-		if len(e.byUser[uk]) == 0 {
-			delete(e.byUser, uk)
+		if k.ExposedURL == "" {
+			k.ExposedURL = u.ExposedURL
 		}
 	}
-	if c.Key != "" {
-		e.watch.remove(e.watch.keys, c.Key, false)
-	} else {
-		e.watch.remove(e.watch.keyless, userKey(c.Account, c.User), true)
-	}
-}
-
-// drop takes a case off the list for good.
-func (e *Engine) drop(c *Case) {
-	e.unindex(c)
-	e.lruRemove(c)
-	delete(e.pending, c)
-	delete(e.changed, c.ID())
-	if e.o.Persist {
-		e.deleted[c.ID()] = true
-	}
-}
-
-// expire drops the cases last seen more than WatchTTL before now, but not
-// one whose exposure still waits.
-func (e *Engine) expire(now int64) {
-	ttl := e.o.WatchTTL.Nanoseconds()
-	for c := e.lruHead; c != nil && now-c.LastSeen > ttl; {
-		next := c.next
-		if _, waiting := e.pending[c]; !waiting {
-			e.Stats.Expired++
-			e.drop(c)
+	k.ExposedAt = t(exposed)
+	for _, s := range c.Status {
+		if !s.Active {
+			k.RetiredAt = t(s.At)
+			break
 		}
-		c = next
 	}
-}
-
-// touch marks the case seen at at (the latest of its times) and changed.
-func (e *Engine) touch(c *Case, at int64) {
-	if at > c.LastSeen {
-		c.LastSeen = at
-		e.lruRemove(c)
-		e.lruPush(c)
-	}
-	e.mark(c)
-}
-
-func (e *Engine) mark(c *Case) {
-	if e.o.Persist {
-		e.changed[c.ID()] = c
-		delete(e.deleted, c.ID())
-	}
-}
-
-// Changes returns the cases changed and dropped since Committed was last
-// called, and the watermark: what a store keeps.
-func (e *Engine) Changes() (changed []*Case, deleted []string, watermark int64) {
-	for _, c := range e.changed {
-		changed = append(changed, c)
-	}
-	for id := range e.deleted {
-		deleted = append(deleted, id)
-	}
-	return changed, deleted, e.watermark
-}
-
-// Committed says the changes Changes returned are kept.
-func (e *Engine) Committed() {
-	clear(e.changed)
-	clear(e.deleted)
-}
-
-// The least recently seen list: cases ordered by LastSeen as they were
-// touched (events arrive roughly in time order; an older event does not
-// move its case).
-func (e *Engine) lruPush(c *Case) {
-	c.prev, c.next = e.lruTail, nil
-	if e.lruTail != nil {
-		e.lruTail.next = c
-	} else {
-		e.lruHead = c
-	}
-	e.lruTail = c
-}
-
-func (e *Engine) lruRemove(c *Case) {
-	if c.prev != nil {
-		c.prev.next = c.next
-	} else if e.lruHead == c {
-		e.lruHead = c.next
-	}
-	if c.next != nil {
-		c.next.prev = c.prev
-	} else if e.lruTail == c {
-		e.lruTail = c.prev
-	}
-	c.prev, c.next = nil, nil
+	return k
 }

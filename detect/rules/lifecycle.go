@@ -84,6 +84,10 @@ var deniedCall = Rule{
 		return Finding{Policy: p, Target: Target{Type: "user", Name: e.Actor.UserName}}, true
 	},
 	Title: func(e *cloudtrail.Event, f Finding) string {
+		if f.Flood {
+			return fmt.Sprintf("Quarantine policies denied %d calls in account %s by access keys past the first %d new ones of the window from %s: folded, their keys not watched (a flood, forged or real)",
+				f.Use.Calls, orUnknown(f.Key.Account), FloodKeys, f.Use.WindowStart.Format(time.RFC3339))
+		}
 		return fmt.Sprintf("Quarantined access key %s of %s called %s:%s in account %s and was denied by %s%s",
 			orUnknown(e.Actor.AccessKeyID), orUnknown(e.Actor.UserName), service(e.Source), e.Name, orUnknown(e.Account), f.Policy.Name, calls(f))
 	},
@@ -147,7 +151,7 @@ var notQuarantined = Rule{
 var retired = Rule{
 	ID:          ExposedKeyRetired,
 	Name:        "An exposed access key was retired",
-	Description: "An access key on the watch list was deleted or made inactive, or its user was deleted. It closes the key's case: the alert carries the time from exposure and from quarantine to retirement, and the key's later calls no longer alert (the closed case is kept until Watch_TTL, so a replay of the retirement gives the same alert).",
+	Description: "An access key on the watch list was deleted or made inactive, or its user was deleted. The alert carries the time from exposure and from quarantine to retirement; a retirement before an exposure's wait ends means no quarantine was needed. One alert for each stretch the key was active: deactivating it and then deleting it is one alert, a second comes only after a re-activation. The case is kept until Watch_TTL, so a replay gives the same alert, and a later call with the key (which AWS logs only if it authenticated) still alerts as a use.",
 	Severity:    "low",
 	RiskScore:   21,
 	MITRE:       []Technique{credentialAccess},
@@ -165,6 +169,31 @@ var retired = Rule{
 			caseKey(f), orUnknown(f.Key.User), orUnknown(e.Account), e.Name, since)
 	},
 }
+
+var reactivated = Rule{
+	ID:          ExposedKeyReactivated,
+	Name:        "A retired exposed access key was made active again",
+	Description: "UpdateAccessKey set an exposed access key back to Active after it had been made inactive: the public key works again. Its calls alert as uses, and its next deactivation or deletion is a retirement alert of its own.",
+	Severity:    "critical",
+	RiskScore:   99,
+	MITRE:       []Technique{accountManip, cloudAccounts},
+	Runbook:     "README.md#runbook-aws-iam-exposed-key-reactivated",
+	References:  []string{"https://docs.aws.amazon.com/IAM/latest/APIReference/API_UpdateAccessKey.html", "https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_access-keys.html"},
+	Title: func(e *cloudtrail.Event, f Finding) string {
+		since := ""
+		if !f.Key.RetiredAt.IsZero() {
+			if at, err := time.Parse(time.RFC3339Nano, e.Time); err == nil {
+				since = " " + roundDuration(at.Sub(f.Key.RetiredAt)) + " after its retirement"
+			}
+		}
+		return fmt.Sprintf("%s of IAM user %s in account %s was made active again by %s%s",
+			caseKey(f), orUnknown(f.Key.User), orUnknown(e.Account), orUnknown(e.Actor.ARN), since)
+	},
+}
+
+// FloodKeys is how many keys never seen before a quarantine may be seen
+// denying per account and window before their calls are folded.
+const FloodKeys = 20
 
 func roundDuration(d time.Duration) string {
 	switch {

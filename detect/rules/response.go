@@ -22,6 +22,7 @@ var responses = map[string][]string{
 	QuarantinedKeyUsed:      {deactivateKey, lookupByKey, listKeys},
 	ExposedNotQuarantined:   {deactivateKey, listKeys, lookupByKey},
 	ExposedKeyRetired:       {deleteKey, listKeys, lookupByKey},
+	ExposedKeyReactivated:   {deactivateKey, deleteKey, lookupByKey, listKeys},
 }
 
 // The commands. IAM is a global service of each partition: its calls go

@@ -32,6 +32,9 @@ type Finding struct {
 	Severity string
 	// Use counts the calls a use alert stands for.
 	Use *Use
+	// Flood: the alert stands for the denied calls of keys past the
+	// first few new ones of a window in the account, folded.
+	Flood bool
 }
 
 // Key is an exposed access key's case, as far as it is known. Times are
@@ -80,6 +83,7 @@ const (
 	QuarantinedKeyUsed      = "aws.iam.quarantined_key_used"
 	ExposedNotQuarantined   = "aws.iam.exposed_not_quarantined"
 	ExposedKeyRetired       = "aws.iam.exposed_key_retired"
+	ExposedKeyReactivated   = "aws.iam.exposed_key_reactivated"
 )
 
 var (
@@ -96,7 +100,7 @@ var quarantineDocs = []string{
 
 // All returns the rules in a fixed order.
 func All() []*Rule {
-	return []*Rule{&applied, &attemptFailed, &removed, &healthExposed, &deniedCall, &keyUsed, &notQuarantined, &retired}
+	return []*Rule{&applied, &attemptFailed, &removed, &healthExposed, &deniedCall, &keyUsed, &notQuarantined, &retired, &reactivated}
 }
 
 // Stateless returns the rules that decide from one event alone, in order.

@@ -7,9 +7,11 @@
 package instance
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -193,31 +195,59 @@ func (in *Instance) Flush(data []byte, tag string) Result {
 			st.Oversized, len(data))
 	}
 	if !locked {
+		in.lifeMu.Lock()
+		locked = true
+	}
+	// The chunk's ordinary records moved event time too: what their time
+	// ended is due now, as it would be had a candidate carried it.
+	in.life.Advance(st.Last, wall)
+	findings = append(findings, in.life.Due(wall)...)
+	in.noteLifecycle()
+	if len(findings) == 0 && in.store == nil {
 		return OK
 	}
-	// The events may have moved event time past an exposure's wait.
-	due := in.life.Due(wall)
-	in.noteLifecycle()
-	// The exposures whose wait is over go first: they are stored whole or
-	// not at all (their case says they fired), the chunk's own alerts as
-	// they fit.
-	alerts := in.alertsOf(append(due, findings...))
-	if in.store != nil {
-		in.life.Fired(due) // kept with the alerts, in one transaction
-		r := in.enqueueParts(alerts, len(due))
-		if r != OK {
-			in.life.Unfire(due)
+	return in.take(findings)
+}
+
+// take turns the lifecycle's findings of a flush (or a timer round) into
+// alerts and stores or delivers them; a wait whose alert was neither is
+// due again. What the engine found of itself (a wait that ended, a call
+// judged again once an earlier signal came) would not come back with a
+// retried chunk: with a store it goes first, stored whole with the watch
+// list's changes or not at all; the chunk's own alerts follow as they fit.
+// The caller holds lifeMu.
+func (in *Instance) take(findings []detect.Finding) Result {
+	slices.SortStableFunc(findings, func(a, b detect.Finding) int { return cmp.Compare(ownEvent(a), ownEvent(b)) })
+	whole := 0
+	for whole < len(findings) && ownEvent(findings[whole]) == 0 {
+		whole++
+	}
+	alerts := in.alertsOf(findings)
+	switch {
+	case in.store != nil:
+		r, kept := in.enqueueParts(alerts, whole)
+		if !kept {
+			in.life.Unfire(findings)
 		}
 		return r
-	}
-	if len(alerts) == 0 {
+	case len(alerts) == 0:
 		return OK
 	}
 	r := in.deliverNow(alerts)
-	if r == OK {
-		in.life.Fired(due)
+	if r != OK {
+		in.life.Unfire(findings)
 	}
 	return r
+}
+
+// ownEvent is 1 for a finding of an event the chunk holds (it comes back
+// when Fluent Bit retries the chunk), 0 for one the engine made of what it
+// kept.
+func ownEvent(f detect.Finding) int {
+	if f.Event != nil && f.Event.Shape == lifecycle.Kept {
+		return 0
+	}
+	return 1
 }
 
 // alertsOf makes the findings' alerts, and counts them by rule.

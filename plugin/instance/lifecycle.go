@@ -50,17 +50,7 @@ func (in *Instance) fireDue() bool {
 		// Expiry may have dropped cases: keep that too.
 		return in.saveLifecycle()
 	}
-	alerts := in.alertsOf(fs)
-	var r Result
-	if in.store != nil {
-		in.life.Fired(fs) // kept with the alerts, in one transaction
-		if r = in.enqueue(alerts); r != OK {
-			in.life.Unfire(fs)
-		}
-	} else if r = in.deliverNow(alerts); r == OK {
-		in.life.Fired(fs)
-	}
-	return r == OK
+	return in.take(fs) == OK
 }
 
 // noteLifecycle copies the engine's numbers into the counters and warns

@@ -62,7 +62,8 @@ func (in *Instance) openStore() error {
 
 // enqueue keeps the alerts in the store, all or none (enqueueParts).
 func (in *Instance) enqueue(alerts []alert.Alert) Result {
-	return in.enqueueParts(alerts, len(alerts))
+	r, _ := in.enqueueParts(alerts, len(alerts))
+	return r
 }
 
 // enqueueParts keeps the alerts not known before in the store, with what
@@ -70,14 +71,15 @@ func (in *Instance) enqueue(alerts []alert.Alert) Result {
 // whole of them all or none, the rest as they fit. The chunk is done once
 // they are all on disk; a store that cannot take them, or not all of them,
 // makes Fluent Bit retry it (what was stored is then known, and skipped).
-// The caller holds lifeMu.
-func (in *Instance) enqueueParts(alerts []alert.Alert, whole int) Result {
+// kept says the first whole and the lifecycle's changes were stored. The
+// caller holds lifeMu.
+func (in *Instance) enqueueParts(alerts []alert.Alert, whole int) (r Result, kept bool) {
 	if len(alerts) == 0 {
 		if !in.saveLifecycle() {
 			in.Counters.Retries.Add(1)
-			return Retry
+			return Retry, false
 		}
-		return OK
+		return OK, true
 	}
 	size := 0
 	for i := range alerts {
@@ -100,7 +102,7 @@ func (in *Instance) enqueueParts(alerts []alert.Alert, whole int) Result {
 	if err != nil {
 		in.Counters.Retries.Add(1)
 		in.log.Warnf("could not store %d alert(s), asking Fluent Bit to retry the chunk: %v", len(alerts), err)
-		return Retry
+		return Retry, false
 	}
 	if res.Kept {
 		in.life.Committed()
@@ -123,7 +125,7 @@ func (in *Instance) enqueueParts(alerts []alert.Alert, whole int) Result {
 		in.log.Errorf("alert %s is %d bytes stored, more than Queue_Max_Size (%d) holds: it cannot be kept until Queue_Max_Size is raised", entries[i].Key, len(entries[i].Body), in.cfg.QueueMaxSize)
 	}
 	if res.Full == len(alerts) && len(res.TooBig) == 0 {
-		return OK
+		return OK, res.Kept
 	}
 	in.Counters.Retries.Add(1)
 	if res.Full < len(alerts) {
@@ -135,7 +137,7 @@ func (in *Instance) enqueueParts(alerts []alert.Alert, whole int) Result {
 		in.log.Warnf("stored %d of %d alert(s): the state store's queue is full (Queue_Max_Size %d, %d alert(s) of %d bytes waiting), asking Fluent Bit to retry the chunk; %s",
 			len(queued), len(alerts), in.cfg.QueueMaxSize, pending, bytes, hint)
 	}
-	return Retry
+	return Retry, res.Kept
 }
 
 // nudge wakes the sender.

@@ -18,11 +18,11 @@ func watchOf(keys, users int) detect.Watch {
 	at := t0.UnixNano()
 	for i := range keys {
 		cases = append(cases, &lifecycle.Case{Key: watchedKey(i), User: fmt.Sprintf("watched-%d", i), Account: "111122223333",
-			FirstSeen: at, LastSeen: at, ExposedAt: at})
+			FirstSeen: at, LastSeen: at, Strong: true})
 	}
 	for i := range users {
 		cases = append(cases, &lifecycle.Case{User: fmt.Sprintf("keyless-%d", i), Account: "111122223333",
-			FirstSeen: at, LastSeen: at, ExposedAt: at})
+			FirstSeen: at, LastSeen: at, Strong: true})
 	}
 	e.Load(cases, at, time.Time{})
 	if got := e.Watch().Len(); got != keys+users {

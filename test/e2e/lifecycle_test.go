@@ -21,7 +21,7 @@ import (
 func playThroughThePlugin(t *testing.T, s sequence.Sequence) (map[string]int, []alert) {
 	dir := t.TempDir()
 	props := kv("State_Dir", dir, "Quarantine_Grace", s.Options.Grace.String(), "Event_Delay", s.Options.Delay.String(),
-		"Use_Alert_Window", s.Options.Window.String())
+		"Use_Alert_Window", s.Options.Window.String(), "Watch_TTL", s.Options.TTL.String())
 	counts := map[string]int{}
 	var all []alert
 	var flushes []harness.Flush
@@ -38,9 +38,12 @@ func playThroughThePlugin(t *testing.T, s sequence.Sequence) (map[string]int, []
 	}
 	for _, st := range s.Steps {
 		switch {
-		case st.Event != nil:
-			at := sequence.EventTime(st.Event)
-			flushes = append(flushes, harness.Flush{Tag: tag, Data: fbchunk.AppendV2(nil, at, nil, st.Event)})
+		case st.Event != nil || st.Chunk != nil:
+			var data []byte
+			for _, b := range st.Bodies() {
+				data = fbchunk.AppendV2(data, sequence.EventTime(st.Events()[0]), nil, b)
+			}
+			flushes = append(flushes, harness.Flush{Tag: tag, Data: data})
 		case st.Silence > 0:
 			run(st.Silence)
 		case st.Restart:
@@ -57,7 +60,7 @@ func playThroughThePlugin(t *testing.T, s sequence.Sequence) (map[string]int, []
 // restarted where they say (and after every silence), over one State_Dir:
 // each gives exactly the alerts it expects, each alert once.
 func TestSequencesThroughThePlugin(t *testing.T) {
-	for _, rule := range []string{rules.QuarantinedKeyUsed, rules.ExposedNotQuarantined, rules.ExposedKeyRetired} {
+	for _, rule := range sequence.Rules {
 		for _, s := range sequence.Load(t, rule) {
 			t.Run(s.Name, func(t *testing.T) {
 				t.Parallel()

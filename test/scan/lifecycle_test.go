@@ -24,17 +24,19 @@ func writeSequence(t *testing.T, root string, s sequence.Sequence) time.Time {
 	var health []byte
 	n := 0
 	for _, st := range s.Steps {
-		switch {
-		case st.Event == nil:
+		if st.Silence > 0 {
 			end = end.Add(st.Silence)
-		case st.Event["eventName"] == nil:
-			health = append(append(health, value.ToJSON(st.Event)...), '\n')
-			end = sequence.EventTime(st.Event)
-		default:
-			at := sequence.EventTime(st.Event)
-			account, _ := st.Event["recipientAccountId"].(string)
+		}
+		for _, e := range st.Events() {
+			if e["eventName"] == nil {
+				health = append(append(health, value.ToJSON(e)...), '\n')
+				end = sequence.EventTime(e)
+				continue
+			}
+			at := sequence.EventTime(e)
+			account, _ := e["recipientAccountId"].(string)
 			region := []string{"us-east-1", "eu-west-1"}[n%2]
-			if _, err := archive.WriteLogFile(root, account, region, at.Add(5*time.Minute), fmt.Sprintf("n%03d", n), []any{st.Event}); err != nil {
+			if _, err := archive.WriteLogFile(root, account, region, at.Add(5*time.Minute), fmt.Sprintf("n%03d", n), []any{e}); err != nil {
 				t.Fatal(err)
 			}
 			n++
@@ -52,7 +54,7 @@ func writeSequence(t *testing.T, root string, s sequence.Sequence) time.Time {
 // (A collector restart is nothing to a scan; a silence is the time
 // between events, and at the end, --until.)
 func TestLifecycleSequences(t *testing.T) {
-	for _, rule := range []string{rules.QuarantinedKeyUsed, rules.ExposedNotQuarantined, rules.ExposedKeyRetired} {
+	for _, rule := range sequence.Rules {
 		for _, s := range sequence.Load(t, rule) {
 			t.Run(s.Name, func(t *testing.T) {
 				t.Parallel()

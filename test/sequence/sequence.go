@@ -11,15 +11,20 @@
 //	    {"event": "events/s3_list_buckets_by_key", "set": {"eventTime": "2026-11-20T09:00:00Z", "eventID": "use-1"}},
 //	    {"repeat": 3, "event": "...", "set": {...}},
 //	    {"silence": "31m"},
-//	    {"restart": true}
+//	    {"restart": true},
+//	    {"chunk": [{"event": "..."}, {"file": [{"event": "..."}, {"event": "..."}]}]}
 //	  ],
 //	  "expect": {"aws.iam.quarantined_key_used": 1, "aws.iam.exposed_not_quarantined": 0}
 //	}
 //
 // An event names a JSON file under test/fixtures (without .json); "set"
 // overrides fields by dotted path, and with "repeat" each copy's eventID
-// and eventTime get the copy's number ({n}) and n seconds. "expect" counts
-// the alerts of each rule it names over the whole sequence, exactly.
+// and eventTime get the copy's number ({n}) and n seconds. A "chunk" is
+// several records in one chunk, each an event or a "file" (a CloudTrail
+// log file object holding its events under Records, in the order given).
+// "expect" counts the alerts of each rule it names over the whole
+// sequence, exactly. Options: grace, delay, window (Use_Alert_Window) and
+// ttl (Watch_TTL), as durations.
 package sequence
 
 import (
@@ -54,25 +59,79 @@ type Sequence struct {
 
 // Options are the lifecycle timings the example runs with.
 type Options struct {
-	Grace, Delay, Window time.Duration
+	Grace, Delay, Window, TTL time.Duration
 }
 
-// Step is one event, a silence of the stream, or a restart.
+// Step is one event (a chunk of one record), a chunk of several records,
+// a silence of the stream, or a restart.
 type Step struct {
 	Event   map[string]any // nil unless an event
+	Chunk   []Record       // nil unless a chunk of several records
 	Silence time.Duration
 	Restart bool
+}
+
+// Record is one record of a chunk: an event, or a CloudTrail log file
+// object holding several.
+type Record struct {
+	Events []map[string]any
+	File   bool
+}
+
+// Body is the record as Fluent Bit would carry it.
+func (r Record) Body() map[string]any {
+	if !r.File {
+		return r.Events[0]
+	}
+	recs := make([]any, len(r.Events))
+	for i, e := range r.Events {
+		recs[i] = e
+	}
+	return map[string]any{"Records": recs}
+}
+
+// Bodies are the records of the step's chunk (none for a silence or a
+// restart).
+func (st Step) Bodies() []map[string]any {
+	if st.Event != nil {
+		return []map[string]any{st.Event}
+	}
+	var out []map[string]any
+	for _, r := range st.Chunk {
+		out = append(out, r.Body())
+	}
+	return out
+}
+
+// Events are the events the step carries, in order.
+func (st Step) Events() []map[string]any {
+	if st.Event != nil {
+		return []map[string]any{st.Event}
+	}
+	var out []map[string]any
+	for _, r := range st.Chunk {
+		out = append(out, r.Events...)
+	}
+	return out
+}
+
+type eventRef struct {
+	Event string         `json:"event"`
+	Set   map[string]any `json:"set"`
 }
 
 type file struct {
 	About   string            `json:"about"`
 	Options map[string]string `json:"options"`
 	Steps   []struct {
-		Event   string         `json:"event"`
-		Set     map[string]any `json:"set"`
-		Repeat  int            `json:"repeat"`
-		Silence string         `json:"silence"`
-		Restart bool           `json:"restart"`
+		eventRef
+		Repeat  int    `json:"repeat"`
+		Silence string `json:"silence"`
+		Restart bool   `json:"restart"`
+		Chunk   []struct {
+			eventRef
+			File []eventRef `json:"file"`
+		} `json:"chunk"`
 	} `json:"steps"`
 	Expect map[string]int `json:"expect"`
 }
@@ -109,7 +168,7 @@ func read(path string) (Sequence, error) {
 	if err := json.Unmarshal(raw, &f); err != nil {
 		return Sequence{}, err
 	}
-	s := Sequence{About: f.About, Expect: f.Expect, Options: Options{Grace: 15 * time.Minute, Delay: 15 * time.Minute, Window: time.Hour}}
+	s := Sequence{About: f.About, Expect: f.Expect, Options: Options{Grace: 15 * time.Minute, Delay: 15 * time.Minute, Window: time.Hour, TTL: 30 * 24 * time.Hour}}
 	for k, v := range f.Options {
 		d, err := time.ParseDuration(v)
 		if err != nil {
@@ -122,6 +181,8 @@ func read(path string) (Sequence, error) {
 			s.Options.Delay = d
 		case "window":
 			s.Options.Window = d
+		case "ttl":
+			s.Options.TTL = d
 		default:
 			return s, fmt.Errorf("unknown option %s", k)
 		}
@@ -129,20 +190,35 @@ func read(path string) (Sequence, error) {
 	for i, st := range f.Steps {
 		switch {
 		case st.Event != "":
-			base, err := event(st.Event)
+			base, err := resolve(st.eventRef)
 			if err != nil {
 				return s, fmt.Errorf("step %d: %v", i, err)
 			}
 			for n := range max(st.Repeat, 1) {
 				e := deepCopy(base)
-				for k, v := range st.Set {
-					set(e, k, v)
-				}
 				if st.Repeat > 0 {
 					number(e, n)
 				}
 				s.Steps = append(s.Steps, Step{Event: e})
 			}
+		case st.Chunk != nil:
+			var step Step
+			for _, r := range st.Chunk {
+				var rec Record
+				refs := r.File
+				if rec.File = refs != nil; !rec.File {
+					refs = []eventRef{r.eventRef}
+				}
+				for _, ref := range refs {
+					e, err := resolve(ref)
+					if err != nil {
+						return s, fmt.Errorf("step %d: %v", i, err)
+					}
+					rec.Events = append(rec.Events, e)
+				}
+				step.Chunk = append(step.Chunk, rec)
+			}
+			s.Steps = append(s.Steps, step)
 		case st.Silence != "":
 			d, err := time.ParseDuration(st.Silence)
 			if err != nil {
@@ -160,6 +236,18 @@ func read(path string) (Sequence, error) {
 
 // Event reads test/fixtures/<name>.json.
 func Event(name string) (map[string]any, error) { return event(name) }
+
+// resolve reads an event step's fixture with its fields set.
+func resolve(r eventRef) (map[string]any, error) {
+	e, err := event(r.Event)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range r.Set {
+		set(e, k, v)
+	}
+	return e, nil
+}
 
 // event reads test/fixtures/<name>.json.
 func event(name string) (map[string]any, error) {
@@ -285,21 +373,29 @@ func Play(t testing.TB, s Sequence, finding func(detect.Finding)) map[string]int
 		}
 		return true
 	}
-	// The wall clock starts with the first event and moves a millisecond a
-	// step, and through silences: as a collector's clock, it knows nothing
-	// of the events' times.
+	// The wall clock is a collector's replaying the sequence's events
+	// after they all happened: it starts after the latest of them and
+	// moves a millisecond a step, and through silences. Event time alone
+	// decides what is due, as in a replay of an archive (the plugin's
+	// tests run the same way, on today's clock).
 	var wall time.Time
 	for _, st := range s.Steps {
-		if wall.IsZero() && st.Event != nil {
-			wall = EventTime(st.Event)
+		for _, e := range st.Events() {
+			if at := EventTime(e); at.After(wall) {
+				wall = at
+			}
 		}
+	}
+	for _, st := range s.Steps {
 		wall = wall.Add(time.Millisecond)
 		switch {
-		case st.Event != nil:
-			obs, _ := det.Scan(fbchunk.AppendV2(nil, wall, nil, st.Event), eng.Watch(), nil)
-			for _, o := range obs {
-				emit(eng.Observe(o, wall))
+		case st.Event != nil || st.Chunk != nil:
+			var data []byte
+			for _, b := range st.Bodies() {
+				data = fbchunk.AppendV2(data, wall, nil, b)
 			}
+			stats := det.ScanEach(data, eng.Watch(), func(o detect.Observed) { emit(eng.Observe(o, wall)) })
+			eng.Advance(stats.Last, wall)
 		case st.Silence > 0:
 			wall = wall.Add(st.Silence)
 		case st.Restart:
@@ -315,9 +411,7 @@ func Play(t testing.TB, s Sequence, finding func(detect.Finding)) map[string]int
 			eng = lifecycle.New(s.Options.engine())
 			eng.Load(cases, watermark, wall)
 		}
-		fired := eng.Due(wall)
-		emit(fired)
-		eng.Fired(fired)
+		emit(eng.Due(wall))
 		save()
 	}
 	return counts
@@ -326,14 +420,18 @@ func Play(t testing.TB, s Sequence, finding func(detect.Finding)) map[string]int
 // engine is the engine's options for the sequence (the plugin's defaults
 // for what the sequence does not set).
 func (o Options) engine() lifecycle.Options {
-	return lifecycle.Options{WatchTTL: 30 * 24 * time.Hour, MaxKeys: 100000, UseWindow: o.Window, Grace: o.Grace, Delay: o.Delay, Persist: true}
+	return lifecycle.Options{WatchTTL: o.TTL, MaxKeys: 100000, UseWindow: o.Window, Grace: o.Grace, Delay: o.Delay, Persist: true}
 }
+
+// Rules are the rules whose examples are sequences: those the lifecycle
+// engine fires.
+var Rules = []string{rules.QuarantinedKeyUsed, rules.ExposedNotQuarantined, rules.ExposedKeyRetired, rules.ExposedKeyReactivated}
 
 // Findings plays every sequence of every lifecycle rule and returns all
 // their alerts: examples of every kind of alert, for the format tests.
 func Findings(t testing.TB) []detect.Finding {
 	var out []detect.Finding
-	for _, rule := range []string{rules.QuarantinedKeyUsed, rules.ExposedNotQuarantined, rules.ExposedKeyRetired} {
+	for _, rule := range Rules {
 		for _, s := range Load(t, rule) {
 			Play(t, s, func(f detect.Finding) { out = append(out, f) })
 		}
@@ -347,15 +445,33 @@ func Findings(t testing.TB) []detect.Finding {
 func Convert(s Sequence, convert func(map[string]any) (map[string]any, error)) (Sequence, error) {
 	out := s
 	out.Steps = slices.Clone(s.Steps)
+	conv := func(e map[string]any) (map[string]any, error) {
+		if e["eventName"] == nil {
+			return e, nil
+		}
+		return convert(deepCopy(e))
+	}
 	for i, st := range out.Steps {
-		if st.Event == nil || st.Event["eventName"] == nil {
-			continue
+		switch {
+		case st.Event != nil:
+			rec, err := conv(st.Event)
+			if err != nil {
+				return out, fmt.Errorf("step %d: %v", i, err)
+			}
+			out.Steps[i].Event = rec
+		case st.Chunk != nil:
+			// Records of another shape have no log file object: each event
+			// becomes a record of its own, in the file's order.
+			var chunk []Record
+			for _, e := range st.Events() {
+				rec, err := conv(e)
+				if err != nil {
+					return out, fmt.Errorf("step %d: %v", i, err)
+				}
+				chunk = append(chunk, Record{Events: []map[string]any{rec}})
+			}
+			out.Steps[i].Chunk = chunk
 		}
-		rec, err := convert(deepCopy(st.Event))
-		if err != nil {
-			return out, fmt.Errorf("step %d: %v", i, err)
-		}
-		out.Steps[i].Event = rec
 	}
 	return out, nil
 }

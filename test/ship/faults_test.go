@@ -198,4 +198,3 @@ func TestShipSIGTERMBound(t *testing.T) {
 		t.Fatalf("missing %v", m)
 	}
 }
-
