@@ -62,7 +62,7 @@ func TestHostileValuesKeepKeysShort(t *testing.T) {
 		check(d.ObserveJSON(value.ToJSON(b), false, nil, t0, nil, &js))
 	}
 	t.Logf("longest alert key by rule: %v", longest)
-	if len(longest) != len(rules.All())-1 { // an exposure never quarantined needs time to pass
+	if len(longest) != len(rules.All()) { // the examples' event times move the engine past their waits
 		t.Errorf("findings of %d rules only: %v", len(longest), longest)
 	}
 	if oversized < len(bodies)/3 || findings < len(bodies)/2 {

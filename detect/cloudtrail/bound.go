@@ -186,6 +186,13 @@ func text(s *string, limit int) int {
 	return 1
 }
 
+// Cut is s cut to limit bytes the way a value past its bound is, for what
+// keeps a shorter copy of a bounded value.
+func Cut(s string, limit int) string {
+	text(&s, limit)
+	return s
+}
+
 func cutMarker(n int) string { return "...[" + strconv.Itoa(n) + " bytes cut]" }
 
 // ident replaces *s by its digest when it is longer than limit, and

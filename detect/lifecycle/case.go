@@ -131,24 +131,38 @@ type Group struct {
 // Window is a use window that alerted.
 type Window struct {
 	Start int64
-	First string
+	First uint64 // a hash of the event key of the call that alerted
 }
 
-// windowsKept bounds Group.Alerted: a call later than Event_Delay is
+// WindowsKept bounds Group.Alerted: a call later than Event_Delay is
 // rare, one later than this many windows is taken as folded.
-const windowsKept = 4
+const WindowsKept = 4
 
 // Bounds of a case's lists: they hold what a real key's life has (a few
 // quarantines, a retirement or two), never what a flood pushes.
 const (
-	maxExposedKeys = 8
-	maxQuarantines = 8
-	maxWaits       = 4
-	maxStatus      = 8
-	maxEarly       = 16
-	maxCallers     = 4
-	maxCallTimes   = 8
+	MaxExposedKeys = 8
+	MaxQuarantines = 8
+	MaxWaits       = 4
+	MaxStatus      = 8
+	MaxEarly       = 8
+	MaxCallers     = 4
+	MaxCallTimes   = 8
+	// MaxGroups bounds a case's groups of uses (past it, the group that
+	// alerted longest ago is forgotten: seen again in the same window it
+	// alerts again, with the same alert key, which the delivery drops), and
+	// MaxUseAlerts how many groups alert in one window: a scanner trying
+	// every API of every service must not grow a case, or the alerts,
+	// without bound.
+	MaxGroups    = 32
+	MaxUseAlerts = 16
 )
+
+// MaxCaseBytes bounds the heap one case takes, its indexes included,
+// whatever the records hold: every string at its bound and every list
+// above full (TestHostileCasesMemory). The README's Scale section states
+// it; a typical case takes about 1 KB.
+const MaxCaseBytes = 48 << 10
 
 // ID names the case in the store: its key, or its user.
 func (c *Case) ID() string {
@@ -250,7 +264,7 @@ func (c *Case) MarshalMsg(b []byte) []byte {
 		b = msgp.AppendArrayHeader(b, uint32(2+2*len(g.Alerted)))
 		b = msgp.AppendInt64(msgp.AppendInt64(b, g.Since), g.Total)
 		for _, w := range g.Alerted {
-			b = msgp.AppendString(msgp.AppendInt64(b, w.Start), w.First)
+			b = msgp.AppendUint64(msgp.AppendInt64(b, w.Start), w.First)
 		}
 	}
 	return b
@@ -502,7 +516,7 @@ func readGroups(b []byte, c *Case) ([]byte, error) {
 		for j := uint32(2); j < m && err == nil; j += 2 {
 			var w Window
 			if w.Start, b, err = msgp.ReadInt64Bytes(b); err == nil {
-				w.First, b, err = msgp.ReadStringBytes(b)
+				w.First, b, err = msgp.ReadUint64Bytes(b)
 			}
 			g.Alerted = append(g.Alerted, w)
 		}

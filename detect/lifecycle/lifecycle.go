@@ -22,6 +22,8 @@ package lifecycle
 
 import (
 	"cmp"
+	"hash/fnv"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -67,19 +69,11 @@ const WeakShare = 5 // one fifth
 // at once). Clocks of collectors and of AWS agree far closer than this.
 const futureSlack = 5 * time.Minute
 
-// floodKeys is how many keys never seen before a quarantine may be seen
+// FloodKeys is how many keys never seen before a quarantine may be seen
 // denying per account and window, each alerting on its own; past it, the
 // window's denied calls of further new keys are folded into one alert
 // with their count, and their keys are not watched.
-const floodKeys = rules.FloodKeys
-
-// maxWindows bounds one case's groups, and maxUseAlerts the groups that
-// alert per window: a scanner trying every API of every service must not
-// grow a case, or the alerts, without bound.
-const (
-	maxWindows   = 512
-	maxUseAlerts = 64
-)
+const FloodKeys = rules.FloodKeys
 
 // Stats count what the engine did that no alert shows.
 type Stats struct {
@@ -164,7 +158,7 @@ func (e *Engine) Load(cases []*Case, watermark int64, wall time.Time) {
 		u.KeyKnownAt = lower(u.KeyKnownAt, c.FirstSeen)
 		u.ExposedKeys = appendKey(u.ExposedKeys, c.Key)
 		for _, q := range c.Quarantines {
-			u.Quarantines = addTime(u.Quarantines, q, maxQuarantines)
+			u.Quarantines = addTime(u.Quarantines, q, MaxQuarantines)
 		}
 		u.Waits, c.Waits, c.Quarantines = append(u.Waits, c.Waits...), nil, nil
 		e.mark(c)
@@ -323,7 +317,7 @@ func (e *Engine) quarantine(ev *cloudtrail.Event, user string, applied bool, at 
 		e.knowKey(u, k, at)
 	}
 	if applied {
-		u.Quarantines = addTime(u.Quarantines, at, maxQuarantines)
+		u.Quarantines = addTime(u.Quarantines, at, MaxQuarantines)
 	} else {
 		e.expose(u, refOf(ev, at), "")
 	}
@@ -452,8 +446,8 @@ func (e *Engine) remember(c *Case, ev *cloudtrail.Event, at int64, status *Early
 			e.earlyOn[k] = c
 		}
 	}
-	if len(c.Early) > maxEarly {
-		c.Early = c.Early[len(c.Early)-maxEarly:] // the latest are the likeliest uses
+	if len(c.Early) > MaxEarly {
+		c.Early = c.Early[len(c.Early)-MaxEarly:] // the latest are the likeliest uses
 	}
 	e.mark(c)
 }
@@ -531,7 +525,7 @@ func (e *Engine) knowKey(u *Case, key string, at int64) {
 }
 
 func appendKey(ks []string, k string) []string {
-	if slices.Contains(ks, k) || len(ks) >= maxExposedKeys {
+	if slices.Contains(ks, k) || len(ks) >= MaxExposedKeys {
 		return ks
 	}
 	return append(ks, k)
@@ -618,14 +612,14 @@ func (e *Engine) noteCaller(u *Case, key string, at int64) {
 	}
 	i := slices.IndexFunc(u.Callers, func(k Caller) bool { return k.Key == key })
 	if i < 0 {
-		if len(u.Callers) >= maxCallers {
+		if len(u.Callers) >= MaxCallers {
 			return
 		}
 		u.Callers = append(u.Callers, Caller{Key: key})
 		i = len(u.Callers) - 1
 		e.callers[key] = u
 	}
-	u.Callers[i].Times = addTime(u.Callers[i].Times, at, maxCallTimes)
+	u.Callers[i].Times = addTime(u.Callers[i].Times, at, MaxCallTimes)
 	e.mark(u)
 	if kc := e.keys[key]; kc != nil {
 		e.learnFromCallers(kc)
@@ -702,12 +696,13 @@ func (e *Engine) windowStart(at int64) int64 {
 // again: a chunk Fluent Bit delivers twice), the others are folded in.
 func (e *Engine) window(c *Case, g string, at int64, evKey string) (*rules.Use, int64, bool) {
 	start := e.windowStart(at)
+	g = short(g)
+	first := hashKey(evKey)
 	e.touch(c, at)
 	gr := c.Groups[g]
 	if gr == nil {
-		if len(c.Groups) >= maxWindows {
-			e.Stats.Suppressed++
-			return nil, 0, false
+		if len(c.Groups) >= MaxGroups {
+			forgetOldestGroup(c)
 		}
 		if c.Groups == nil {
 			c.Groups = map[string]*Group{}
@@ -717,7 +712,7 @@ func (e *Engine) window(c *Case, g string, at int64, evKey string) (*rules.Use, 
 	}
 	for _, w := range gr.Alerted {
 		if w.Start == start {
-			if w.First == evKey {
+			if w.First == first {
 				return &rules.Use{Calls: gr.Since + 1, Total: gr.Total, WindowStart: t(start)}, start, true
 			}
 			gr.Since++
@@ -726,7 +721,7 @@ func (e *Engine) window(c *Case, g string, at int64, evKey string) (*rules.Use, 
 			return nil, 0, false
 		}
 	}
-	if len(gr.Alerted) >= windowsKept && start < gr.Alerted[len(gr.Alerted)-1].Start || e.useAlerts(c, start) >= maxUseAlerts {
+	if len(gr.Alerted) >= WindowsKept && start < gr.Alerted[len(gr.Alerted)-1].Start || e.useAlerts(c, start) >= MaxUseAlerts {
 		// Later than every window kept, or past the window's budget of
 		// alerts for this case: counted, not alerted.
 		gr.Since++
@@ -738,11 +733,35 @@ func (e *Engine) window(c *Case, g string, at int64, evKey string) (*rules.Use, 
 	u := &rules.Use{Calls: gr.Since + 1, Total: gr.Total, WindowStart: t(start)}
 	gr.Since = 0
 	i, _ := slices.BinarySearchFunc(gr.Alerted, start, func(w Window, s int64) int { return cmp.Compare(s, w.Start) })
-	gr.Alerted = slices.Insert(gr.Alerted, i, Window{Start: start, First: evKey})
-	if len(gr.Alerted) > windowsKept {
-		gr.Alerted = gr.Alerted[:windowsKept]
+	gr.Alerted = slices.Insert(gr.Alerted, i, Window{Start: start, First: first})
+	if len(gr.Alerted) > WindowsKept {
+		gr.Alerted = gr.Alerted[:WindowsKept]
 	}
 	return u, start, true
+}
+
+// forgetOldestGroup makes room for a group: the one whose last alert is
+// the oldest goes.
+func forgetOldestGroup(c *Case) {
+	oldest, at := "", int64(math.MaxInt64)
+	for k, g := range c.Groups {
+		last := int64(math.MinInt64)
+		if len(g.Alerted) > 0 {
+			last = g.Alerted[0].Start
+		}
+		if last < at || last == at && k < oldest {
+			oldest, at = k, last
+		}
+	}
+	delete(c.Groups, oldest)
+}
+
+// hashKey is what a window keeps of the event key of the call that
+// alerted: enough to know the call when a retried chunk brings it again.
+func hashKey(evKey string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(evKey))
+	return h.Sum64()
 }
 
 // useAlerts counts the groups of a case that alerted in a window.
@@ -864,8 +883,8 @@ func (e *Engine) changeStatus(c *Case, ev *cloudtrail.Event, at int64, active bo
 		this.ID = evKey
 		i, _ := slices.BinarySearchFunc(c.Status, this, func(a, b *Status) int { return cmp.Or(cmp.Compare(a.At, b.At), strings.Compare(a.ID, b.ID)) })
 		c.Status = slices.Insert(c.Status, i, this)
-		if len(c.Status) > maxStatus {
-			c.Status = c.Status[len(c.Status)-maxStatus:]
+		if len(c.Status) > MaxStatus {
+			c.Status = c.Status[len(c.Status)-MaxStatus:]
 		}
 	}
 	e.mark(c)
@@ -945,8 +964,8 @@ func (e *Engine) userDeleted(ev *cloudtrail.Event, user string, at int64) []dete
 		s.ID = evKey
 		i, _ := slices.BinarySearchFunc(u.Status, s, func(a, b *Status) int { return cmp.Or(cmp.Compare(a.At, b.At), strings.Compare(a.ID, b.ID)) })
 		u.Status = slices.Insert(u.Status, i, s)
-		if len(u.Status) > maxStatus {
-			u.Status = u.Status[len(u.Status)-maxStatus:]
+		if len(u.Status) > MaxStatus {
+			u.Status = u.Status[len(u.Status)-MaxStatus:]
 		}
 	}
 	e.mark(u)
@@ -1051,9 +1070,33 @@ func (r *Ref) event(account string) *cloudtrail.Event {
 		Shape: Kept}
 }
 
+// refOf is what a case keeps of an event: its identity, and enough to
+// describe it in an alert, the long free texts cut shorter than an
+// event's own bounds (a case keeps up to MaxWaits + MaxStatus + MaxEarly of
+// them).
 func refOf(ev *cloudtrail.Event, at int64) Ref {
-	return Ref{At: at, ID: detect.EventKey(ev), Name: ev.Name, Source: ev.Source, Region: ev.Region, SourceIP: ev.SourceIP, UserAgent: ev.UserAgent,
-		ActorType: ev.Actor.Type, ActorARN: ev.Actor.ARN, ActorUser: ev.Actor.UserName, ActorKey: ev.Actor.AccessKeyID, ErrorCode: ev.ErrorCode}
+	return Ref{At: at, ID: detect.EventKey(ev), Name: ev.Name, Source: ev.Source, Region: ev.Region,
+		SourceIP: cloudtrail.Cut(ev.SourceIP, refShort), UserAgent: cloudtrail.Cut(ev.UserAgent, refText),
+		ActorType: cloudtrail.Cut(ev.Actor.Type, refShort), ActorARN: cloudtrail.Cut(ev.Actor.ARN, refText), ActorUser: ev.Actor.UserName,
+		ActorKey: ev.Actor.AccessKeyID, ErrorCode: cloudtrail.Cut(ev.ErrorCode, refShort)}
+}
+
+// The cuts of what a case keeps: a kept event's user agent and ARN, its
+// source address, caller type and error code, an exposure's URL; and the length past which a group's
+// name, or an event key kept to spot a re-delivery, is kept as a digest.
+const (
+	refText  = 160
+	refShort = 64
+	urlText  = 512
+	shortKey = 64
+)
+
+// short is s, or its digest when it is longer than shortKey.
+func short(s string) string {
+	if len(s) <= shortKey {
+		return s
+	}
+	return cloudtrail.Digest([]byte(s))
 }
 
 // activeAt says whether a case's key was active at at, by its status

@@ -53,13 +53,15 @@ func only(t *testing.T, fs []detect.Finding, rule string) detect.Finding {
 }
 
 // A scanner trying 600 different actions with the key in one window: the
-// first 64 alert, the calls of the rest are only counted; spread over
-// many windows, the first 512 groups are kept and the calls of the rest
-// only counted, so one key cannot grow its case, or the alerts, without
-// bound.
+// first MaxUseAlerts alert, the calls of the rest are only counted; one a
+// window, each alerts, and the case keeps at most MaxGroups groups (the
+// group that alerted longest ago is forgotten), so one key cannot grow
+// its case, or the alerts, without bound.
 func TestGroupsPerKeyAreBounded(t *testing.T) {
 	for _, spread := range []time.Duration{time.Second, time.Hour} {
-		e := lifecycle.New(defaults())
+		o := defaults()
+		o.Persist = true
+		e := lifecycle.New(o)
 		observe(e, notice("AKIAEXAMPLEEXPOSED01", "ci-deployer", t0), t0)
 		alerts := 0
 		for i := range 600 {
@@ -70,9 +72,15 @@ func TestGroupsPerKeyAreBounded(t *testing.T) {
 				}
 			}
 		}
-		want := map[time.Duration]int{time.Second: 64, time.Hour: 512}[spread]
+		want := map[time.Duration]int{time.Second: lifecycle.MaxUseAlerts, time.Hour: 600}[spread]
 		if alerts != want || e.Stats.Suppressed != int64(600-want) {
 			t.Fatalf("calls %v apart: %d alerts, %d suppressed; want %d and %d", spread, alerts, e.Stats.Suppressed, want, 600-want)
+		}
+		changed, _, _ := e.Changes()
+		for _, c := range changed {
+			if len(c.Groups) > lifecycle.MaxGroups {
+				t.Fatalf("calls %v apart: %s holds %d groups", spread, c.ID(), len(c.Groups))
+			}
 		}
 	}
 }
@@ -198,19 +206,18 @@ func TestCaseRoundTrip(t *testing.T) {
 	}
 }
 
-// memoryPerCase is the documented bound (README, Watch_Max_Keys): bytes of
-// heap per watched key, indexes included (measured: about 610 with an
-// exposure waiting for a quarantine on each).
-const memoryPerCase = 650
+// typicalCase is the heap a case takes in a typical key's life (README,
+// Scale): a Health notice naming a key and its user opens two cases, the
+// key's and the user's, with a wait for a quarantine.
+const typicalCase = 1100
 
-// Watch_Max_Keys 1,000,000 filled stays within memoryPerCase bytes a key.
-func TestMillionKeysMemory(t *testing.T) {
-	if testing.Short() {
-		t.Log("-short: 100,000 keys instead of 1,000,000")
-	}
+// Watch_Max_Keys 1,000,000 filled with typical cases stays within
+// typicalCase bytes a case, indexes included.
+func TestMillionCasesMemory(t *testing.T) {
 	n := 1000000
 	if testing.Short() {
 		n = 100000
+		t.Log("-short: 100,000 cases instead of 1,000,000")
 	}
 	o := defaults()
 	o.MaxKeys = n
@@ -218,7 +225,7 @@ func TestMillionKeysMemory(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	for i := range n {
+	for i := range n / 2 {
 		at := t0.Add(time.Duration(i) * time.Millisecond)
 		ev := notice(fmt.Sprintf("AKIA%016d", i), fmt.Sprintf("user-%07d", i), at)
 		e.Observe(detector.Observe(ev, at), at)
@@ -227,10 +234,138 @@ func TestMillionKeysMemory(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	per := float64(after.HeapAlloc-before.HeapAlloc) / float64(n)
 	t.Logf("%d cases: %.0f bytes of heap each", n, per)
-	if e.Len() != n || e.Watch().Len() != n {
+	if e.Len() != n || e.Watch().Len() != n { // the keys, and the users watched call by call
 		t.Fatalf("%d cases, %d watched", e.Len(), e.Watch().Len())
 	}
-	if per > memoryPerCase {
-		t.Fatalf("%.0f bytes per watched key, more than the %d the README promises", per, memoryPerCase)
+	if per > typicalCase {
+		t.Fatalf("%.0f bytes a case, more than the %d the README says", per, typicalCase)
 	}
+}
+
+// worstCase is the documented bound of a case's heap whatever the
+// records hold (README, Scale): every string at its bound, every list of
+// the case full.
+const worstCase = lifecycle.MaxCaseBytes
+
+// Watch_Max_Keys filled with cases at every bound (every string as long
+// as an event may carry it, every list full: waits, status changes, early
+// calls, groups with their windows, exposed keys, quarantines, callers)
+// stays within worstCase bytes a case.
+func TestHostileCasesMemory(t *testing.T) {
+	const n = 2000
+	o := defaults()
+	o.MaxKeys = n
+	e := lifecycle.New(o)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	cases := make([]*lifecycle.Case, n)
+	for i := range cases {
+		cases[i] = hostileCase(i)
+	}
+	e.Load(cases, t0.UnixNano(), t0)
+	cases = nil
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	per := float64(after.HeapAlloc-before.HeapAlloc) / float64(n)
+	t.Logf("%d cases at every bound: %.0f bytes of heap each (bound %d)", n, per, worstCase)
+	if e.Len() != n {
+		t.Fatalf("%d cases", e.Len())
+	}
+	if per > worstCase {
+		t.Fatalf("%.0f bytes a case, more than the %d the README says", per, worstCase)
+	}
+}
+
+// hostileCase is a case with every field as long, and every list as full,
+// as the engine lets them be.
+func hostileCase(i int) *lifecycle.Case {
+	pad := func(prefix string, n int) string {
+		s := fmt.Sprintf("%s%d-", prefix, i)
+		return s + strings.Repeat("x", max(0, n-len(s)))
+	}
+	ref := func(j int) lifecycle.Ref {
+		return lifecycle.Ref{At: t0.UnixNano() + int64(j), ID: pad(fmt.Sprint("id", j), cloudtrail.MaxEventID), Name: pad("name", cloudtrail.MaxEventName),
+			Source: pad("src", cloudtrail.MaxEventSource), Region: pad("reg", cloudtrail.MaxRegion), SourceIP: pad("ip", 64), UserAgent: pad("ua", 160),
+			ActorType: pad("type", 64), ActorARN: pad("arn", 160), ActorUser: pad("user", cloudtrail.MaxUserName),
+			ActorKey: pad("AKIA", cloudtrail.MaxAccessKeyID), ErrorCode: pad("err", 64)}
+	}
+	c := &lifecycle.Case{User: pad("user", cloudtrail.MaxUserName), Account: pad("acct", cloudtrail.MaxAccountID), ExposedURL: pad("https://", 512),
+		Strong: true, FirstSeen: t0.UnixNano(), LastSeen: t0.UnixNano(), KeyKnownAt: t0.UnixNano(), Groups: map[string]*lifecycle.Group{}}
+	if i%2 == 0 {
+		c.Key = pad("AKIA", cloudtrail.MaxAccessKeyID)
+	}
+	for j := range lifecycle.MaxExposedKeys {
+		c.ExposedKeys = append(c.ExposedKeys, pad(fmt.Sprint("AKIA", j), cloudtrail.MaxAccessKeyID))
+		c.Quarantines = append(c.Quarantines, int64(j))
+	}
+	for j := range lifecycle.MaxCallers {
+		k := lifecycle.Caller{Key: pad(fmt.Sprint("AKIA", j), cloudtrail.MaxAccessKeyID)}
+		for m := range lifecycle.MaxCallTimes {
+			k.Times = append(k.Times, int64(m))
+		}
+		c.Callers = append(c.Callers, k)
+	}
+	for j := range lifecycle.MaxWaits {
+		c.Waits = append(c.Waits, &lifecycle.Wait{Ref: ref(j)})
+	}
+	for j := range lifecycle.MaxStatus {
+		c.Status = append(c.Status, &lifecycle.Status{Ref: ref(j), Quoted: []string{pad("q", cloudtrail.MaxEventID)}})
+	}
+	for j := range lifecycle.MaxEarly {
+		c.Early = append(c.Early, lifecycle.Early{Ref: ref(j), Status: true, Key: pad("AKIA", cloudtrail.MaxAccessKeyID)})
+	}
+	for j := range lifecycle.MaxGroups {
+		g := &lifecycle.Group{Since: 1, Total: 2}
+		for w := range lifecycle.WindowsKept {
+			g.Alerted = append(g.Alerted, lifecycle.Window{Start: int64(w), First: uint64(i*1000 + j*10 + w)})
+		}
+		c.Groups[cloudtrail.Digest([]byte(fmt.Sprint(i, j)))] = g
+	}
+	return c
+}
+
+// denied is a call by key, denied by a quarantine policy.
+func denied(key string, at time.Time) *cloudtrail.Event {
+	ev := call(key, "forged-"+key, "iam.amazonaws.com", "CreateAccessKey", "AccessDenied", "denied-"+key+at.Format(time.RFC3339Nano), at)
+	ev.ErrorMessage = "User: arn:aws:iam::111122223333:user/x is not authorized to perform: iam:CreateAccessKey with an explicit deny in an identity-based policy: arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV2"
+	return ev
+}
+
+// A flood of forged denied calls naming 100,000 distinct keys: the key
+// watched since its Health notice stays watched (weak cases have their
+// share of Watch_Max_Keys, and past 20 new keys an account's window is
+// folded: its keys are not watched), its later use alerts, and the flood
+// gives one alert per account and window with its count.
+func TestWeakCasesNeverEvictStrong(t *testing.T) {
+	o := defaults()
+	o.MaxKeys = 1000
+	e := lifecycle.New(o)
+	observe(e, notice("AKIAEXAMPLEEXPOSED01", "ci-deployer", t0), t0)
+	counts := map[string]int{}
+	var flood []detect.Finding
+	for i := range 100000 {
+		at := t0.Add(time.Minute + time.Duration(i)*10*time.Millisecond)
+		for _, f := range observe(e, denied(fmt.Sprintf("AKIAFORGED%010d", i), at), at) {
+			counts[f.Rule.ID]++
+			if f.Match.Flood {
+				flood = append(flood, f)
+			}
+		}
+	}
+	at := t0.Add(3 * time.Hour)
+	for _, f := range e.Due(at) {
+		counts[f.Rule.ID]++
+		if f.Match.Flood {
+			flood = append(flood, f)
+		}
+	}
+	if !e.Watch().Key([]byte("AKIAEXAMPLEEXPOSED01")) {
+		t.Fatal("the flood pushed the exposed key off the watch list")
+	}
+	only(t, observe(e, call("AKIAEXAMPLEEXPOSED01", "ci-deployer", "sts.amazonaws.com", "GetCallerIdentity", "", "gci-after", at), at), rules.QuarantinedKeyUsed)
+	if e.Len() > o.MaxKeys || counts[rules.QuarantineDeniedCall] > lifecycle.FloodKeys+2 || len(flood) != 1 || flood[0].Match.Use.Calls != 100000-lifecycle.FloodKeys {
+		t.Fatalf("%d cases, alerts %v, flood alerts %d (%+v)", e.Len(), counts, len(flood), flood)
+	}
+	t.Logf("100,000 forged denied calls: %v; the flood alert: %s", counts, flood[0].Rule.Title(flood[0].Event, flood[0].Match))
 }

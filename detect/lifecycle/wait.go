@@ -19,7 +19,7 @@ import (
 // starts one. A wait is quoted by its earliest exposure until decided.
 func (e *Engine) expose(c *Case, ref Ref, url string) {
 	if url != "" {
-		c.ExposedURL = url
+		c.ExposedURL = cloudtrail.Cut(url, urlText)
 	}
 	defer e.mark(c)
 	grace := e.o.Grace.Nanoseconds()
@@ -36,7 +36,7 @@ func (e *Engine) expose(c *Case, ref Ref, url string) {
 	c.Waits = append(c.Waits, w)
 	e.schedule(c, w)
 	slices.SortFunc(c.Waits, func(a, b *Wait) int { return cmp.Compare(a.At, b.At) })
-	for len(c.Waits) > maxWaits {
+	for len(c.Waits) > MaxWaits {
 		// The oldest decided wait goes first; an undecided one only when
 		// a flood of far-apart exposures of one case fills the list.
 		i := slices.IndexFunc(c.Waits, func(w *Wait) bool { return w.Done })
@@ -166,10 +166,10 @@ func (e *Engine) Unfire(fs []detect.Finding) {
 
 // floodAll bounds the new keys of all accounts watched from denied calls
 // per window.
-const floodAll = 10 * floodKeys
+const floodAll = 10 * FloodKeys
 
 // flood counts, per account and window, the denied calls of keys never
-// seen before: past floodKeys such keys, their calls are folded into one
+// seen before: past FloodKeys such keys, their calls are folded into one
 // alert at the window's end, and their keys are not watched.
 type flood struct {
 	account string
@@ -186,7 +186,7 @@ func floodID(account string, start int64) string {
 }
 
 // flooded counts a denied call of a new key and says whether it is folded:
-// past floodKeys new keys of its account in the window, or past
+// past FloodKeys new keys of its account in the window, or past
 // floodAll of all accounts (forged records can name any account), into
 // the account's flood, or then the window's flood of every account.
 func (e *Engine) flooded(f detect.Finding, account string, at int64) bool {
@@ -202,7 +202,7 @@ func (e *Engine) flooded(f detect.Finding, account string, at int64) bool {
 		e.floods[id] = fl
 		e.floodOrder = append(e.floodOrder, id)
 	}
-	if account != "*" && fl.keys < floodKeys && e.floodNew[start] < floodAll {
+	if account != "*" && fl.keys < FloodKeys && e.floodNew[start] < floodAll {
 		fl.keys++
 		e.floodNew[start]++
 		return false
