@@ -2,9 +2,11 @@ package scan
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"reflect"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,7 +23,12 @@ import (
 
 const rowBatch = 1024
 
-func (r *reader) readParquet(ctx context.Context, obj source.Object, w detect.Watch, res *fileResult) error {
+// readParquet reads a Parquet file's row groups in parallel (at most as
+// many at once as the scan has workers): each row's text values, laid end
+// to end, go through the prefilter with the recorder; a row it lets
+// through whatever the watch list holds is rebuilt and observed now, a
+// row naming keys or users is kept aside (in memory) for its account.
+func (r *reader) readParquet(ctx context.Context, obj source.Object, x *index, d *decoded) error {
 	ra, closer, err := obj.OpenAt(ctx)
 	if err != nil {
 		return fmt.Errorf("open: %w", err)
@@ -31,66 +38,96 @@ func (r *reader) readParquet(ctx context.Context, obj source.Object, w detect.Wa
 	if size < 0 {
 		return fmt.Errorf("parquet: size unknown")
 	}
-	counted := &countingReaderAt{r: ra, n: &res.stored}
+	var stored atomic.Int64
+	defer func() {
+		d.stored = stored.Load()
+		r.storedBytes.Add(d.stored)
+	}()
+	counted := &countingReaderAt{r: ra, n: &stored}
 	f, err := parquet.OpenFile(counted, size, parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
 	if err != nil {
 		return fmt.Errorf("parquet: %w", err)
 	}
 	schema := f.Schema()
+	groups := f.RowGroups()
+	parts := make([]decoded, len(groups))
+	errs := make([]error, len(groups))
+	var wg sync.WaitGroup
+	for i, rg := range groups {
+		r.rowGroups <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-r.rowGroups }()
+			errs[i] = safely(func() error { return r.readRowGroup(ctx, rg, schema, obj, x, &parts[i]) })
+		})
+	}
+	wg.Wait()
+	for i := range parts {
+		d.obs = append(d.obs, parts[i].obs...)
+		d.events += parts[i].events
+		d.size += parts[i].size
+		d.st.Add(parts[i].st)
+	}
+	return errors.Join(errs...)
+}
+
+func (r *reader) readRowGroup(ctx context.Context, rg parquet.RowGroup, schema *parquet.Schema, obj source.Object, x *index, d *decoded) error {
+	rr := rg.Rows()
+	defer rr.Close()
 	rows := make([]parquet.Row, rowBatch)
 	var text []byte
-	for _, rg := range f.RowGroups() {
-		if err := func() error {
-			rr := rg.Rows()
-			defer rr.Close()
-			for {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				n, err := rr.ReadRows(rows)
-				for _, row := range rows[:n] {
-					res.events++
-					res.st.Records++
-					text = text[:0]
-					for _, v := range row {
-						if v.Kind() == parquet.ByteArray {
-							text = append(append(text, v.ByteArray()...), '\n')
-						}
-					}
-					res.text += int64(len(text))
-					if !detect.HasCandidate(text, w) {
-						continue
-					}
-					res.st.Candidates++
-					var rec any
-					if err := schema.Reconstruct(&rec, row); err != nil {
-						res.st.Undecodable++
-						continue
-					}
-					m, ok := plain(rec).(map[string]any)
-					if !ok {
-						res.st.Undecodable++
-						continue
-					}
-					before := len(res.obs)
-					res.obs = r.det.ObserveBody(m, obj.Place.Time, res.obs)
-					res.st.Events += len(res.obs) - before
-					res.obs = relevant(w, res.obs, before)
-				}
-				if err == io.EOF {
-					return nil
-				}
-				if err != nil {
-					return fmt.Errorf("parquet: %w", err)
+	var rec recorder
+	for {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		n, err := rr.ReadRows(rows)
+		for _, row := range rows[:n] {
+			d.events++
+			d.st.Records++
+			text = text[:0]
+			for _, v := range row {
+				if v.Kind() == parquet.ByteArray {
+					text = append(append(text, v.ByteArray()...), '\n')
 				}
 			}
-		}(); err != nil {
-			r.storedBytes.Add(res.stored)
-			return err
+			d.size += int64(len(text))
+			if detect.HasCandidate(text, nil) {
+				d.st.Candidates++
+				d.obs = observeRow(r.det, schema, row, obj.Place, d.obs, &d.st)
+				continue
+			}
+			if cls := classify(text, &rec); cls != none {
+				if err := x.keep(nil, false, obj.Place, obj.Place.Account, cls, &rec, row.Clone(), schema); err != nil {
+					return err
+				}
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("parquet: %w", err)
 		}
 	}
-	r.storedBytes.Add(res.stored)
-	return nil
+}
+
+// observeRow rebuilds a row into the nested record the OCSF reader takes
+// and observes its events.
+func observeRow(det *detect.Detector, schema *parquet.Schema, row parquet.Row, place source.Place, dst []detect.Observed, st *detect.JSONStats) []detect.Observed {
+	var rec any
+	if err := schema.Reconstruct(&rec, row); err != nil {
+		st.Undecodable++
+		return dst
+	}
+	m, ok := plain(rec).(map[string]any)
+	if !ok {
+		st.Undecodable++
+		return dst
+	}
+	before := len(dst)
+	dst = det.ObserveBody(m, place.Time, dst)
+	st.Events += len(dst) - before
+	return dst
 }
 
 // plain turns what the Parquet library rebuilds into the values a
@@ -151,11 +188,11 @@ func plain(v any) any {
 
 type countingReaderAt struct {
 	r io.ReaderAt
-	n *int64
+	n *atomic.Int64
 }
 
 func (c *countingReaderAt) ReadAt(p []byte, off int64) (int, error) {
 	n, err := c.r.ReadAt(p, off)
-	atomic.AddInt64(c.n, int64(n))
+	c.n.Add(int64(n))
 	return n, err
 }
