@@ -5,6 +5,7 @@ import (
 	"container/heap"
 	"context"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
@@ -48,10 +49,15 @@ type account struct {
 	end   time.Time // its latest file stamp
 }
 
-// tagged is an observation with where it was read.
+// tagged is an observation with where it was read. rec is the record's
+// text when only a watch list made it a candidate: the list it was read
+// with may not be the list at its place in the stream, so the prefilter
+// looks at it again, with that list, before the engine does.
 type tagged struct {
 	detect.Observed
 	place source.Place
+	rec   []byte
+	pos   uint64 // its file and place in it: a total order
 }
 
 // clockSkew: an event may carry a time a little after its file's stamp.
@@ -71,20 +77,21 @@ type outcome struct {
 	veryLate int64
 	maxLate  time.Duration
 	reread   int // held files the prefilter ran over again
+	records  int // records it decoded
 	added    int // events found by running it again or in kept records
 }
 
-// pending is a min-heap of events by time (then by the order they came).
+// pending is a min-heap of events by time. Events of the same time (a
+// second, as CloudTrail writes it) come in eventID order, then in the
+// order of their files' names and their places in them, whatever worker
+// gave them first: a scan gives the same alerts every time.
 type pending []pendingItem
 
-type pendingItem struct {
-	tagged
-	seq int
-}
+type pendingItem struct{ tagged }
 
 func (h pending) Len() int { return len(h) }
 func (h pending) Less(i, j int) bool {
-	return cmp.Or(h[i].Time.Compare(h[j].Time), cmp.Compare(h[i].seq, h[j].seq)) < 0
+	return cmp.Or(h[i].Time.Compare(h[j].Time), strings.Compare(h[i].Event.ID, h[j].Event.ID), cmp.Compare(h[i].pos, h[j].pos)) < 0
 }
 func (h pending) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
 func (h *pending) Push(x any)   { *h = append(*h, x.(pendingItem)) }
@@ -97,25 +104,26 @@ func (h *pending) Pop() any {
 
 // merger runs one account.
 type merger struct {
-	s       *scanner
-	a       *account
-	eng     *lifecycle.Engine
-	w       *lifecycle.Watch
-	ver     uint64
-	heap    pending
-	seq     int
-	held    []*decoded
-	latest  time.Time
-	fs      []detect.Finding
-	done    map[int32]bool // kept records decoded
-	out     outcome
-	delay   time.Duration
-	started bool
+	s      *scanner
+	a      *account
+	eng    *lifecycle.Engine
+	w      *lifecycle.Watch
+	ver    uint64
+	heap   pending
+	held   []*decoded
+	latest time.Time
+	fs     []detect.Finding
+	done   map[int32]bool // kept records decoded
+	out    outcome
+	delay  time.Duration
+	log    []growth // how the watch list grew, oldest first
+	kind   [2]bool  // the list's Empty and KeylessUsers, as last seen
 }
 
 func (s *scanner) runAccount(ctx context.Context, a *account) outcome {
 	m := &merger{s: s, a: a, eng: a.eng, w: a.eng.Watch(), done: map[int32]bool{}, delay: s.o.Lifecycle.Delay}
 	m.ver = m.w.Version()
+	m.kind = [2]bool{m.w.Empty(), m.w.KeylessUsers()}
 	defer func() {
 		for _, d := range m.held {
 			s.sched.freed(s.rd.release(d))
@@ -151,26 +159,21 @@ func (s *scanner) runAccount(ctx context.Context, a *account) outcome {
 	return m.out
 }
 
-func (m *merger) push(t tagged) {
-	m.seq++
-	heap.Push(&m.heap, pendingItem{t, m.seq})
-}
+func (m *merger) push(t tagged) { heap.Push(&m.heap, pendingItem{t}) }
 
 // load takes a file the merge reached: its prefilter runs again if the
 // watch list grew since it was read, its events wait in the heap, its
 // text is held.
 func (m *merger) load(d *decoded) {
 	if d.text != nil && d.ver != m.w.Version() {
-		n, _ := m.s.rd.refilter(d, m.w)
-		m.out.reread++
-		m.out.added += n
+		m.out.added += m.again(d)
 	}
-	for _, o := range d.obs {
+	for i, o := range d.obs {
 		if t, ok := m.s.take(d.obj.Place, o); ok && t == m.a.id {
-			m.push(tagged{o, d.obj.Place})
+			m.push(tagged{o, d.obj.Place, d.raw[i], d.pos[i]})
 		}
 	}
-	d.obs = nil
+	d.obs, d.raw, d.pos = nil, nil, nil
 	if d.text != nil {
 		m.held = append(m.held, d)
 	}
@@ -185,6 +188,11 @@ func (m *merger) give(mark time.Time) {
 }
 
 func (m *merger) observe(o tagged) {
+	if o.rec != nil && !detect.HasCandidate(o.rec, m.w) {
+		// Read ahead with a watch list that held more than it holds at
+		// this event's place in the stream: not a candidate here.
+		return
+	}
 	if behind := m.latest.Sub(o.Time); behind > 0 {
 		// Late: the engine still takes it (its windows and timers are
 		// in the event's own time), and Event_Delay is how late an
@@ -204,8 +212,39 @@ func (m *merger) observe(o tagged) {
 	m.out.opened = m.out.opened || m.eng.Len() > 0
 	if v := m.w.Version(); v != m.ver {
 		m.ver = v
+		g := growth{ver: v}
+		kind := [2]bool{m.w.Empty(), m.w.KeylessUsers()}
+		g.names, g.full = namesOf(o.Observed)
+		g.full = !g.full
+		g.nonEmpty = m.kind[0] && !kind[0]
+		g.keyless = !m.kind[1] && kind[1]
+		m.kind = kind
+		m.log = append(m.log, g)
 		m.grew()
 	}
+}
+
+// again runs the prefilter over a held file for what the list gained
+// since the file was last looked at; it returns the events it added.
+func (m *merger) again(d *decoded) int {
+	m.out.reread++
+	c := d.st.Candidates
+	defer func() { m.out.records += d.st.Candidates - c }()
+	var names [][]byte
+	var kind growth
+	for _, g := range m.log {
+		if g.ver <= d.ver {
+			continue
+		}
+		if g.full {
+			n, _ := m.s.rd.refilter(d, m.w)
+			return n
+		}
+		names = append(names, g.names...)
+		kind.nonEmpty = kind.nonEmpty || g.nonEmpty
+		kind.keyless = kind.keyless || g.keyless
+	}
+	return m.s.rd.refilterNames(d, m.w, names, kind)
 }
 
 func (m *merger) fire(at time.Time) {
@@ -220,15 +259,13 @@ func (m *merger) grew() {
 	var found []tagged
 	for _, d := range m.held {
 		before := len(d.obs)
-		n, _ := m.s.rd.refilter(d, m.w)
-		m.out.reread++
-		if n == 0 {
+		if m.again(d) == 0 {
 			continue
 		}
-		for _, o := range d.obs[before:] {
-			found = append(found, tagged{o, d.obj.Place})
+		for i, o := range d.obs[before:] {
+			found = append(found, tagged{o, d.obj.Place, d.raw[before+i], d.pos[before+i]})
 		}
-		d.obs = d.obs[:0]
+		d.obs, d.raw, d.pos = d.obs[:0], d.raw[:0], d.pos[:0]
 	}
 	if ids := m.s.idx.matches(m.a.id, m.w, m.done); len(ids) > 0 {
 		obs, err := m.s.idx.decode(m.s.det, ids, m.w)

@@ -96,6 +96,8 @@ type kept struct {
 	place   source.Place
 	row     parquet.Row
 	schema  *parquet.Schema
+	text    []byte // a row's text values, as the prefilter saw them
+	pos     uint64
 }
 
 // index holds the kept records of a scan, by account (the event's
@@ -118,11 +120,13 @@ func newIndex(dir string) *index {
 }
 
 // keep notes a record; rec holds the keys and users the prefilter saw.
-func (x *index) keep(text []byte, element bool, place source.Place, account string, cls class, rec *recorder, row parquet.Row, schema *parquet.Schema) error {
+func (x *index) keep(text []byte, element bool, place source.Place, pos uint64, account string, cls class, rec *recorder, row parquet.Row, schema *parquet.Schema) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	k := kept{element: element, place: place, row: row, schema: schema}
-	if row == nil {
+	k := kept{element: element, place: place, row: row, schema: schema, pos: pos}
+	if row != nil {
+		k.text = bytes.Clone(text)
+	} else {
 		k.n = int32(len(text))
 		if len(x.arena)+len(text) <= spillAfter {
 			if x.arena == nil {
@@ -235,12 +239,19 @@ func (x *index) decode(det *detect.Detector, ids []int32, w detect.Watch) ([]tag
 			return out, fmt.Errorf("reading records kept aside: %w", err)
 		}
 		if k.row != nil {
-			obs = observeRow(det, k.schema, k.row, k.place, obs[:0], &st)
+			text = k.text
+			obs = obs[:0]
+			if detect.HasCandidate(text, w) {
+				obs = observeRow(det, k.schema, k.row, k.place, obs, &st)
+			}
 		} else {
 			obs = det.ObserveJSON(text, k.element, w, k.place.Time, obs[:0], &st)
 		}
-		for _, o := range obs {
-			out = append(out, tagged{o, k.place})
+		if len(obs) > 0 {
+			text = bytes.Clone(text)
+		}
+		for i, o := range obs {
+			out = append(out, tagged{o, k.place, text, k.pos + uint64(min(i, 255))})
 		}
 	}
 	return out, nil
@@ -269,8 +280,8 @@ func accountOf(rec []byte) string {
 // readStreamed reads a file outside the layout (or too large to hold)
 // once, streaming: its records are framed and each looked at with the
 // recorder; candidates are decoded, records naming keys or users kept.
-func (r *reader) readStreamed(ctx context.Context, obj source.Object, x *index) (d *decoded) {
-	d = &decoded{obj: obj}
+func (r *reader) readStreamed(ctx context.Context, obj source.Object, file int, x *index) (d *decoded) {
+	d = &decoded{obj: obj, file: file}
 	defer func() {
 		if p := recover(); p != nil {
 			d.err = fmt.Errorf("internal error (please report it): %v", p)
@@ -278,6 +289,10 @@ func (r *reader) readStreamed(ctx context.Context, obj source.Object, x *index) 
 	}()
 	if obj.Parquet() {
 		d.err = r.readParquet(ctx, obj, x, d)
+		d.pos = make([]uint64, len(d.obs))
+		for i := range d.pos {
+			d.pos[i] = position(file, i, 0)
+		}
 		return d
 	}
 	o, err := r.open(ctx, obj, nil, &d.stored)
@@ -308,8 +323,12 @@ func (r *reader) readStreamed(ctx context.Context, obj source.Object, x *index) 
 				break
 			}
 			text := buf[sp.Start:sp.End]
-			c := d.st.Candidates
+			c, n := d.st.Candidates, len(d.obs)
+			pos := position(d.file, d.st.Records, 0)
 			d.obs = r.det.ObserveJSON(text, sp.Element, nil, obj.Place.Time, d.obs, &d.st)
+			for i := range len(d.obs) - n {
+				d.pos = append(d.pos, pos+uint64(min(i, 255)))
+			}
 			if d.st.Candidates > c {
 				continue
 			}
@@ -318,7 +337,7 @@ func (r *reader) readStreamed(ctx context.Context, obj source.Object, x *index) 
 				if account == "" {
 					account = accountOf(text)
 				}
-				if err := x.keep(text, sp.Element, obj.Place, account, cls, &rec, nil, nil); err != nil {
+				if err := x.keep(text, sp.Element, obj.Place, pos, account, cls, &rec, nil, nil); err != nil {
 					d.err = err
 					return d
 				}

@@ -55,6 +55,7 @@ func (r *reader) readParquet(ctx context.Context, obj source.Object, x *index, d
 	var wg sync.WaitGroup
 	for i, rg := range groups {
 		r.rowGroups <- struct{}{}
+		parts[i].file = d.file<<8 | i // row groups apart
 		wg.Go(func() {
 			defer func() { <-r.rowGroups }()
 			errs[i] = safely(func() error { return r.readRowGroup(ctx, rg, schema, obj, x, &parts[i]) })
@@ -97,7 +98,7 @@ func (r *reader) readRowGroup(ctx context.Context, rg parquet.RowGroup, schema *
 				continue
 			}
 			if cls := classify(text, &rec); cls != none {
-				if err := x.keep(nil, false, obj.Place, obj.Place.Account, cls, &rec, row.Clone(), schema); err != nil {
+				if err := x.keep(text, false, obj.Place, position(d.file, d.events, 0), obj.Place.Account, cls, &rec, row.Clone(), schema); err != nil {
 					return err
 				}
 			}

@@ -43,10 +43,14 @@ type decoded struct {
 	obj    source.Object
 	text   []byte // the file's text, while held (layout files only)
 	obs    []detect.Observed
-	seen   map[int]bool // starts of the records of text decoded so far
-	ver    uint64       // the watch list's version the prefilter last ran with
-	stored int64        // bytes read as stored
-	size   int64        // bytes of text (or of Parquet rows' strings)
+	raw    [][]byte      // for each of obs, its record when only a watch list made it a candidate
+	pos    []uint64      // for each of obs, where it is (see tagged.pos)
+	file   int           // the object's place in the scan's sorted list
+	seen   map[int]bool  // starts of the records of text decoded so far
+	spans  []detect.Span // the records of text, once framed
+	ver    uint64        // the watch list's version the prefilter last ran with
+	stored int64         // bytes read as stored
+	size   int64         // bytes of text (or of Parquet rows' strings)
 	events int
 	st     detect.JSONStats
 	err    error
@@ -163,14 +167,14 @@ func (r *reader) release(d *decoded) int {
 		b := d.text[:0]
 		r.texts.Put(&b)
 	}
-	d.text, d.seen = nil, nil
+	d.text, d.seen, d.spans = nil, nil, nil
 	return n
 }
 
 // readHeld reads a layout file whole and decodes the records the
 // prefilter lets through with w, the watch list of its account.
-func (r *reader) readHeld(ctx context.Context, obj source.Object, fetched []byte, w detect.Watch) (d *decoded) {
-	d = &decoded{obj: obj}
+func (r *reader) readHeld(ctx context.Context, obj source.Object, file int, fetched []byte, w detect.Watch) (d *decoded) {
+	d = &decoded{obj: obj, file: file}
 	defer func() {
 		if p := recover(); p != nil {
 			d.err = fmt.Errorf("internal error (please report it): %v", p)
@@ -220,11 +224,27 @@ func (r *reader) refilter(d *decoded, w detect.Watch) (int, error) {
 			d.st.Records++
 			continue
 		}
-		c := d.st.Candidates
-		d.obs = r.det.ObserveJSON(d.text[sp.Start:sp.End], sp.Element, w, d.obj.Place.Time, d.obs, &d.st)
-		if d.st.Candidates > c {
-			d.seen[sp.Start] = true
-		}
+		d.observe(r.det, sp, w)
+	}
+}
+
+// observe decodes one record of a held text if the prefilter lets it
+// through with w.
+func (d *decoded) observe(det *detect.Detector, sp detect.Span, w detect.Watch) {
+	c, n := d.st.Candidates, len(d.obs)
+	rec := d.text[sp.Start:sp.End]
+	d.obs = det.ObserveJSON(rec, sp.Element, w, d.obj.Place.Time, d.obs, &d.st)
+	if d.st.Candidates == c {
+		return
+	}
+	d.seen[sp.Start] = true
+	var keep []byte
+	if !detect.HasCandidate(rec, nil) {
+		keep = bytes.Clone(rec)
+	}
+	for i := range len(d.obs) - n {
+		d.raw = append(d.raw, keep)
+		d.pos = append(d.pos, position(d.file, sp.Start, i))
 	}
 }
 
@@ -296,6 +316,12 @@ func (e *edge) count(blk []byte) int {
 		e.n = keep + copy(e.tail[keep:], blk)
 	}
 	return events
+}
+
+// position orders events of the same time and eventID: by file, then
+// by where they are in it.
+func position(file, off, sub int) uint64 {
+	return uint64(file)<<40 | uint64(off)<<8 | uint64(min(sub, 255))
 }
 
 // fileTime is the time a file's place stands for, which stands in for an

@@ -244,14 +244,15 @@ func (s *scanner) list(ctx context.Context) []source.Object {
 // plan sorts the objects: files of the layout to each account's stream,
 // in stamp order, read ahead of the merge; the rest read before it.
 func (s *scanner) plan(objs []source.Object) {
-	for _, obj := range objs {
+	slices.SortFunc(objs, func(a, b source.Object) int { return strings.Compare(a.Name, b.Name) })
+	for i, obj := range objs {
 		s.remote = s.remote || obj.Remote
 		if !obj.Layout() || obj.Parquet() || obj.Size < 0 || obj.Size > holdMax {
-			s.streamed = append(s.streamed, &job{obj: obj, done: make(chan struct{})})
+			s.streamed = append(s.streamed, &job{obj: obj, file: i, done: make(chan struct{})})
 			continue
 		}
 		a := s.account(obj.Account)
-		a.jobs = append(a.jobs, &job{obj: obj, acct: a, done: make(chan struct{})})
+		a.jobs = append(a.jobs, &job{obj: obj, file: i, acct: a, done: make(chan struct{})})
 		if e := fileEnd(obj.Place); e.After(a.end) {
 			a.end = e
 		}
@@ -308,9 +309,9 @@ func (s *scanner) read(ctx context.Context, j *job, decoding chan struct{}) *dec
 	defer func() { <-decoding }()
 	var d *decoded
 	if j.acct != nil {
-		d = s.rd.readHeld(ctx, j.obj, fetched, j.acct.eng.Watch())
+		d = s.rd.readHeld(ctx, j.obj, j.file, fetched, j.acct.eng.Watch())
 	} else {
-		d = s.rd.readStreamed(ctx, j.obj, s.idx)
+		d = s.rd.readStreamed(ctx, j.obj, j.file, s.idx)
 	}
 	s.count(d)
 	return d
@@ -373,10 +374,10 @@ func (s *scanner) readStreamed(ctx context.Context) {
 		if d == nil {
 			continue
 		}
-		for _, o := range d.obs {
+		for i, o := range d.obs {
 			if id, ok := s.take(d.obj.Place, o); ok {
 				a := s.account(id)
-				a.plain = append(a.plain, tagged{o, d.obj.Place})
+				a.plain = append(a.plain, tagged{o, d.obj.Place, nil, d.pos[i]})
 			}
 		}
 		d.obs = nil
@@ -412,6 +413,7 @@ func (s *scanner) merge(ctx context.Context) ([]detect.Finding, []*lifecycle.Cas
 		s.sum.VeryLate += r.veryLate
 		s.sum.MaxLate = max(s.sum.MaxLate, r.maxLate)
 		s.sum.Reread += r.reread
+		s.sum.Records += int64(r.records)
 		s.sum.Added += r.added
 		if r.opened {
 			s.sum.Accounts++

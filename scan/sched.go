@@ -13,6 +13,7 @@ import (
 // needs that is not read yet, which it then asks for first.
 type job struct {
 	obj  source.Object
+	file int      // its place in the scan's list of objects, by name
 	acct *account // nil: a file read whole before the merge (see index.go)
 	// done is closed when res is set.
 	done    chan struct{}
