@@ -64,13 +64,16 @@ type reader struct {
 	storedBytes *atomic.Int64
 	bufs        sync.Pool // *bufio.Reader
 	gzips       sync.Pool // *gzip.Reader
-	texts       sync.Pool // *[]byte
+	// texts keeps the buffers of released texts for the next files (a
+	// sync.Pool loses them at every GC, and a new buffer of a few MB is a
+	// few MB of memory cleared).
+	texts chan []byte
 	// rowGroups bounds the Parquet row groups read at once.
 	rowGroups chan struct{}
 }
 
 func newReader(det *detect.Detector, progress *atomic.Int64) *reader {
-	r := &reader{det: det, storedBytes: progress}
+	r := &reader{det: det, storedBytes: progress, texts: make(chan []byte, 64)}
 	r.bufs.New = func() any { return bufio.NewReaderSize(nil, 64<<10) }
 	return r
 }
@@ -148,24 +151,25 @@ func (r *reader) readAll(ctx context.Context, obj source.Object, fetched []byte,
 	return nil
 }
 
-// textBuf is a buffer for a file's text, from the pool when one is big
-// enough for what the file's stored size suggests.
+// textBuf is a buffer for a file's text: a released one, else one of
+// the size the file's stored size suggests.
 func (r *reader) textBuf(stored int64) []byte {
-	want := int(min(max(stored*12, 64<<10), 256<<20))
-	if p, ok := r.texts.Get().(*[]byte); ok {
-		if cap(*p) >= want {
-			return (*p)[:0]
-		}
+	select {
+	case b := <-r.texts:
+		return b[:0]
+	default:
 	}
-	return make([]byte, 0, want)
+	return make([]byte, 0, int(min(max(stored*12, 64<<10), 256<<20)))
 }
 
-// release gives a held text back to the pool.
+// release gives a held text back for the next file.
 func (r *reader) release(d *decoded) int {
 	n := cap(d.text)
 	if d.text != nil {
-		b := d.text[:0]
-		r.texts.Put(&b)
+		select {
+		case r.texts <- d.text[:0]:
+		default:
+		}
 	}
 	d.text, d.seen, d.spans = nil, nil, nil
 	return n

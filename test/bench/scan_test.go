@@ -33,7 +33,7 @@ import (
 // to archiveText bytes of JSON, each copy its own eventID, requestID and
 // time (so gzip sees what it sees in a real trail, not repeats), in log
 // files of about fileText bytes as AWS writes them, in the S3 layout of
-// 22 accounts x 4 regions, with the corpus's two quarantines (of a group
+// 22 accounts x 4 regions over a day and a half, with the corpus's two quarantines (of a group
 // and a role: no lifecycle to follow) among them. The worst case adds,
 // in another directory: a keyless quarantine (AWS attaching the policy
 // to a user, naming no key) in each of the 22 accounts, after which that
@@ -116,7 +116,10 @@ func benchArchives(b *testing.B) {
 				defer func() { <-sem }()
 				stream := f % streams
 				account, region := benchAccounts[stream/len(benchRegions)], benchRegions[stream%len(benchRegions)]
-				at := t0.Add(time.Duration(f/streams)*5*time.Minute + time.Duration(stream)*time.Second)
+				// A stream's files hours apart: the archive spans days, as
+				// a responder's does (the one of the issue: 30 days, a file
+				// or two per region and day).
+				at := t0.Add(time.Duration(f/streams)*6*time.Hour + time.Duration(stream)*time.Second)
 				recs, size := []any{}, 0
 				for i := 0; size < fileText; i++ {
 					e := maps.Clone(events[(f*7919+i)%len(events)])
@@ -145,7 +148,7 @@ func benchArchives(b *testing.B) {
 			e := maps.Clone(q)
 			e["recipientAccountId"], e["eventID"] = account, uuid()
 			e["requestParameters"] = map[string]any{"userName": watchedUser, "policyArn": "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV2"}
-			at := t0.Add(time.Duration(10+i) * time.Minute)
+			at := t0.Add(3*time.Hour + time.Duration(10+i)*time.Minute)
 			e["eventTime"] = at.Add(-2 * time.Minute).Format(time.RFC3339)
 			write(&worst, filepath.Join(extra, archive.LogFile(account, "us-east-1", at, "quarantine")), archive.Records([]any{e}))
 		}
@@ -153,7 +156,7 @@ func benchArchives(b *testing.B) {
 		for i := 0; len(export) < exportText; i++ {
 			e := maps.Clone(events[(i*31)%len(events)])
 			e["eventID"], e["requestID"] = uuid(), uuid()
-			e["eventTime"] = t0.Add(time.Duration(i%86400) * time.Second).Format(time.RFC3339)
+			e["eventTime"] = t0.Add(time.Duration(i%(3*86400)) * time.Second).Format(time.RFC3339)
 			e["recipientAccountId"] = benchAccounts[i%len(benchAccounts)]
 			export = append(append(export, value.ToJSON(e)...), '\n')
 		}
