@@ -302,7 +302,7 @@ func (s *settings) options(paths []string) (scan.Options, error) {
 		}
 	}
 	endpoint, conc := s.endpoint, s.s3Concurrency
-	o.S3 = func(ctx context.Context) (source.S3API, error) { return newS3(ctx, endpoint, conc) }
+	o.S3 = func(ctx context.Context) (source.S3API, error) { return NewS3(ctx, endpoint, conc) }
 	return o, nil
 }
 
@@ -367,11 +367,11 @@ func parseShard(v string, env func(string) string) (source.Shard, error) {
 	return source.Shard{K: k, N: n}, nil
 }
 
-// newS3 is an S3 client from the standard chain (environment, shared
+// NewS3 is an S3 client from the standard chain (environment, shared
 // config and credentials files, SSO, web identity, container and
 // instance roles); a region is only needed to sign, so us-east-1 stands
 // in when none is configured.
-func newS3(ctx context.Context, endpoint string, concurrency int) (source.S3API, error) {
+func NewS3(ctx context.Context, endpoint string, concurrency int) (source.S3API, error) {
 	cfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("AWS configuration: %v", err)
