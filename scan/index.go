@@ -69,8 +69,9 @@ const (
 	keyless        // by any list with users watched without a key
 )
 
-// classify looks at a record that is no candidate for the rules alone;
-// rec is left holding the keys and users it names.
+// classify looks at a record; rec is left holding the keys and users it
+// names. The rules' own patterns are among a keyless list's, so a record
+// classified none or named is no candidate for the rules alone either.
 func classify(text []byte, rec *recorder) class {
 	rec.reset()
 	rec.keyless = true

@@ -92,12 +92,13 @@ func (r *reader) readRowGroup(ctx context.Context, rg parquet.RowGroup, schema *
 				}
 			}
 			d.size += int64(len(text))
-			if detect.HasCandidate(text, nil) {
+			cls := classify(text, &rec)
+			if cls != none && cls != named && detect.HasCandidate(text, nil) {
 				d.st.Candidates++
 				d.obs = observeRow(r.det, schema, row, obj.Place, d.obs, &d.st)
 				continue
 			}
-			if cls := classify(text, &rec); cls != none {
+			if cls != none {
 				if err := x.keep(text, false, obj.Place, position(d.file, d.events, 0), obj.Place.Account, cls, &rec, row.Clone(), schema); err != nil {
 					return err
 				}

@@ -206,11 +206,7 @@ var archives = []struct {
 // scanArchive scans an archive once, as the command does (the plugin's
 // default lifecycle timing).
 func scanArchive(b *testing.B, set *benchSet, workers int) *scan.Result {
-	res, err := scan.Run(context.Background(), scan.Options{Paths: set.paths, Workers: workers,
-		Lifecycle: lifecycle.Options{WatchTTL: 30 * 24 * time.Hour, MaxKeys: 100000, UseWindow: time.Hour, Grace: 15 * time.Minute, Delay: 15 * time.Minute}})
-	if err != nil || res.Summary.Failed > 0 {
-		b.Fatalf("%v, %+v", err, res.Summary)
-	}
+	res := scanPaths(b, set.paths, workers)
 	// The corpus's quarantines of a group and a role; in the worst case,
 	// each account's quarantine of its user, and that user's calls after.
 	applied, used := 2, 0
@@ -219,6 +215,15 @@ func scanArchive(b *testing.B, set *benchSet, workers int) *scan.Result {
 	}
 	if c := res.Summary.ByRule; c[rules.QuarantineApplied] != applied || c[rules.QuarantinedKeyUsed] < used {
 		b.Fatalf("alerts %v, want %d quarantines and at least %d uses", c, applied, used)
+	}
+	return res
+}
+
+func scanPaths(b *testing.B, paths []string, workers int) *scan.Result {
+	res, err := scan.Run(context.Background(), scan.Options{Paths: paths, Workers: workers,
+		Lifecycle: lifecycle.Options{WatchTTL: 30 * 24 * time.Hour, MaxKeys: 100000, UseWindow: time.Hour, Grace: 15 * time.Minute, Delay: 15 * time.Minute}})
+	if err != nil || res.Summary.Failed > 0 {
+		b.Fatalf("%v, %+v", err, res.Summary)
 	}
 	return res
 }
