@@ -104,6 +104,7 @@ func (h *pending) Pop() any {
 
 // merger runs one account.
 type merger struct {
+	ctx    context.Context
 	s      *scanner
 	a      *account
 	eng    *lifecycle.Engine
@@ -121,7 +122,7 @@ type merger struct {
 }
 
 func (s *scanner) runAccount(ctx context.Context, a *account) outcome {
-	m := &merger{s: s, a: a, eng: a.eng, w: a.eng.Watch(), done: map[int32]bool{}, delay: s.o.Lifecycle.Delay}
+	m := &merger{ctx: ctx, s: s, a: a, eng: a.eng, w: a.eng.Watch(), done: map[int32]bool{}, delay: s.o.Lifecycle.Delay}
 	m.ver = m.w.Version()
 	m.kind = [2]bool{m.w.Empty(), m.w.KeylessUsers()}
 	defer func() {
@@ -268,7 +269,7 @@ func (m *merger) grew() {
 		d.obs, d.raw, d.pos = d.obs[:0], d.raw[:0], d.pos[:0]
 	}
 	if ids := m.s.idx.matches(m.a.id, m.w, m.done); len(ids) > 0 {
-		obs, err := m.s.idx.decode(m.s.det, ids, m.w)
+		obs, err := m.s.idx.decode(m.ctx, m.s.det, ids, m.w)
 		if err != nil {
 			m.s.fail("records kept aside", err)
 		}

@@ -9,8 +9,6 @@ import (
 	"os"
 	"sync"
 
-	"github.com/parquet-go/parquet-go"
-
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/scan/source"
 )
@@ -95,8 +93,7 @@ type kept struct {
 	n       int32
 	element bool
 	place   source.Place
-	row     parquet.Row
-	schema  *parquet.Schema
+	row     *rowRef
 	text    []byte // a row's text values, as the prefilter saw them
 	pos     uint64
 }
@@ -121,10 +118,10 @@ func newIndex(dir string) *index {
 }
 
 // keep notes a record; rec holds the keys and users the prefilter saw.
-func (x *index) keep(text []byte, element bool, place source.Place, pos uint64, account string, cls class, rec *recorder, row parquet.Row, schema *parquet.Schema) error {
+func (x *index) keep(text []byte, element bool, place source.Place, pos uint64, account string, cls class, rec *recorder, row *rowRef) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	k := kept{element: element, place: place, row: row, schema: schema, pos: pos}
+	k := kept{element: element, place: place, row: row, pos: pos}
 	if row != nil {
 		k.text = bytes.Clone(text)
 	} else {
@@ -216,7 +213,7 @@ func (x *index) matches(account string, w detect.Watch, done map[int32]bool) []i
 }
 
 // decode decodes kept records with w.
-func (x *index) decode(det *detect.Detector, ids []int32, w detect.Watch) ([]tagged, error) {
+func (x *index) decode(ctx context.Context, det *detect.Detector, ids []int32, w detect.Watch) ([]tagged, error) {
 	var out []tagged
 	var obs []detect.Observed
 	var st detect.JSONStats
@@ -243,7 +240,11 @@ func (x *index) decode(det *detect.Detector, ids []int32, w detect.Watch) ([]tag
 			text = k.text
 			obs = obs[:0]
 			if detect.HasCandidate(text, w) {
-				obs = observeRow(det, k.schema, k.row, k.place, obs, &st)
+				row, schema, err := readRef(ctx, k.row)
+				if err != nil {
+					return out, fmt.Errorf("reading a kept row of %s again: %w", k.row.obj.Name, err)
+				}
+				obs = observeRow(det, schema, row, k.place, obs, &st)
 			}
 		} else {
 			obs = det.ObserveJSON(text, k.element, w, k.place.Time, obs[:0], &st)
@@ -338,7 +339,7 @@ func (r *reader) readStreamed(ctx context.Context, obj source.Object, file int, 
 				if account == "" {
 					account = accountOf(text)
 				}
-				if err := x.keep(text, sp.Element, obj.Place, pos, account, cls, &rec, nil, nil); err != nil {
+				if err := x.keep(text, sp.Element, obj.Place, pos, account, cls, &rec, nil); err != nil {
 					d.err = err
 					return d
 				}

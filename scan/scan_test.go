@@ -3,6 +3,7 @@ package scan
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/scan/source"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/archive"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/ocsfmap"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/sequence"
 )
 
@@ -101,5 +103,53 @@ func TestKeyWatchedAfterItsFilesWereRead(t *testing.T) {
 		if res.Summary.Added < 7 || res.Summary.Reread == 0 || res.Summary.Files != 13 {
 			t.Errorf("workers=%d: %+v", workers, res.Summary)
 		}
+	}
+}
+
+// Security Lake rows that only a watched key makes candidates are kept
+// aside by their place in the file and read again, alone, once the key
+// is watched: the quarantine's later uses alert, the earlier one does not.
+func TestLakeRowsKeptForTheWatchList(t *testing.T) {
+	t0 := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
+	q, _ := sequence.Event("rules/aws.iam.quarantine_applied/positive/put_user_legacy_inline")
+	q["eventTime"] = t0.Format(time.RFC3339)
+	var recs []map[string]any
+	for i, at := range []time.Duration{-time.Minute, 0, time.Minute, 2 * time.Hour} {
+		e := q
+		if at != 0 {
+			e, _ = sequence.Event("events/ec2_describe_instances_by_key")
+			e["eventID"], e["eventTime"] = fmt.Sprintf("use-%d", i), t0.Add(at).Format(time.RFC3339)
+		}
+		rec, err := ocsfmap.SecurityLakeV2(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, rec)
+	}
+	for _, e := range corpus.Panther(t)[:40] {
+		if n, ok := e.(map[string]any); !ok || n["eventVersion"] == nil {
+			continue
+		} else if rec, err := ocsfmap.SecurityLakeV2(n); err == nil {
+			recs = append(recs, rec)
+		}
+	}
+	dir := t.TempDir()
+	p := filepath.Join(dir, archive.LakeFile("111122223333", "us-east-1", t0, "part-0"))
+	if err := archive.WriteParquet(p, recs); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(context.Background(), Options{Paths: []string{dir},
+		Lifecycle: lifecycle.Options{WatchTTL: 720 * time.Hour, MaxKeys: 1000, UseWindow: time.Nanosecond, Grace: 15 * time.Minute, Delay: 15 * time.Minute}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uses []string
+	for _, f := range res.Findings {
+		if f.Rule.ID == rules.QuarantinedKeyUsed {
+			uses = append(uses, f.Event.ID)
+		}
+	}
+	if !slices.Equal(uses, []string{"use-2", "use-3"}) || res.Summary.Kept == 0 {
+		t.Errorf("uses %q, want use-2 and use-3 (%+v)", uses, res.Summary)
 	}
 }
