@@ -179,6 +179,7 @@ func (r *reader) refilterNames(d *decoded, w detect.Watch, names [][]byte, g gro
 		d.seen = map[int]bool{}
 	}
 	before := len(d.obs)
+	var recs []detect.Span
 	for _, at := range hits {
 		k, _ := slices.BinarySearchFunc(spans, at, func(sp detect.Span, at int) int {
 			switch {
@@ -192,7 +193,17 @@ func (r *reader) refilterNames(d *decoded, w detect.Watch, names [][]byte, g gro
 		if k == len(spans) || spans[k].Start > at || d.seen[spans[k].Start] {
 			continue
 		}
-		d.observe(r.det, spans[k], w)
+		if d.guessed && !whole(d.text, spans[k]) {
+			// The guess was wrong: frame the text properly, and start over.
+			d.spans, d.guessed = nil, false
+			return r.refilterNames(d, w, names, g)
+		}
+		recs = append(recs, spans[k])
+	}
+	for _, sp := range slices.Compact(recs) {
+		if !d.seen[sp.Start] {
+			d.observe(r.det, sp, w)
+		}
 	}
 	return len(d.obs) - before
 }

@@ -48,6 +48,8 @@ type decoded struct {
 	file   int           // the object's place in the scan's sorted list
 	seen   map[int]bool  // starts of the records of text decoded so far
 	spans  []detect.Span // the records of text, once framed
+	// guessed: spans are logRecords' guess, each to be checked before use
+	guessed bool
 	ver    uint64        // the watch list's version the prefilter last ran with
 	stored int64         // bytes read as stored
 	size   int64         // bytes of text (or of Parquet rows' strings)
@@ -171,7 +173,7 @@ func (r *reader) release(d *decoded) int {
 		default:
 		}
 	}
-	d.text, d.seen, d.spans = nil, nil, nil
+	d.text, d.seen, d.spans, d.guessed = nil, nil, nil, false
 	return n
 }
 
@@ -215,6 +217,9 @@ func (r *reader) refilter(d *decoded, w detect.Watch) (int, error) {
 		d.seen = map[int]bool{}
 	}
 	before := len(d.obs)
+	if spans, ok := logRecords(d.text); ok && r.candidates(d, spans, w) {
+		return len(d.obs) - before, nil
+	}
 	var s detect.Splitter
 	for {
 		sp, ok, err := s.Next(d.text, true)
@@ -230,6 +235,72 @@ func (r *reader) refilter(d *decoded, w detect.Watch) (int, error) {
 		}
 		d.observe(r.det, sp, w)
 	}
+}
+
+// A log file as AWS writes it, {"Records":[{"eventVersion":...},...]},
+// is framed without the Splitter's pass over every byte: each event
+// starts with {"eventVersion": (the key AWS writes first), so the
+// records are the stretches between those, found with bytes.Index. Only
+// the records the prefilter lets through are framed properly, to check
+// the guess; a text where a stretch is not one whole object (another key
+// order, a nested object that starts so) is framed the slow way.
+var recordStart = []byte(`{"eventVersion":`)
+
+// logRecords guesses the records of a log file's text; ok is false when
+// the text is not one as AWS writes them.
+func logRecords(text []byte) (spans []detect.Span, ok bool) {
+	body := bytes.TrimSpace(text)
+	off := len(text) - len(bytes.TrimLeft(text, " \t\r\n"))
+	if !bytes.HasPrefix(body, []byte(`{"Records":[`)) || !bytes.HasSuffix(body, []byte("]}")) {
+		return nil, false
+	}
+	end := off + len(body) - 2 // the array's ]
+	for i := off + len(`{"Records":[`); i < end; {
+		if !bytes.HasPrefix(text[i:], recordStart) {
+			return nil, false
+		}
+		j := bytes.Index(text[i+len(recordStart):end], recordStart)
+		next := end
+		if j >= 0 {
+			next = i + len(recordStart) + j
+		}
+		stop := next
+		for stop > i && (text[stop-1] == ',' || text[stop-1] == ' ' || text[stop-1] == '\n' || text[stop-1] == '\r' || text[stop-1] == '\t') {
+			stop--
+		}
+		spans = append(spans, detect.Span{Start: i, End: stop, Element: true})
+		i = next
+	}
+	return spans, true
+}
+
+// candidates decodes the records of a log file's guessed spans the
+// prefilter lets through, checking each is one whole object; false (and
+// nothing decoded) when one is not.
+func (r *reader) candidates(d *decoded, spans []detect.Span, w detect.Watch) bool {
+	var hits []detect.Span
+	detect.Candidates(d.text, spans, w, func(i int) {
+		if !d.seen[spans[i].Start] {
+			hits = append(hits, spans[i])
+		}
+	})
+	for _, sp := range hits {
+		if !whole(d.text, sp) {
+			return false
+		}
+	}
+	d.spans, d.guessed = spans, true
+	for _, sp := range hits {
+		d.observe(r.det, sp, w)
+	}
+	return true
+}
+
+// whole reports whether text[sp] is one whole JSON object.
+func whole(text []byte, sp detect.Span) bool {
+	var s detect.Splitter
+	got, ok, err := s.Next(text[sp.Start:sp.End], true)
+	return err == nil && ok && got.Start == 0 && got.End == sp.End-sp.Start
 }
 
 // observe decodes one record of a held text if the prefilter lets it
