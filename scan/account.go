@@ -85,16 +85,14 @@ type outcome struct {
 // second, as CloudTrail writes it) come in eventID order, then in the
 // order of their files' names and their places in them, whatever worker
 // gave them first: a scan gives the same alerts every time.
-type pending []pendingItem
-
-type pendingItem struct{ tagged }
+type pending []tagged
 
 func (h pending) Len() int { return len(h) }
 func (h pending) Less(i, j int) bool {
 	return cmp.Or(h[i].Time.Compare(h[j].Time), strings.Compare(h[i].Event.ID, h[j].Event.ID), cmp.Compare(h[i].pos, h[j].pos)) < 0
 }
 func (h pending) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *pending) Push(x any)   { *h = append(*h, x.(pendingItem)) }
+func (h *pending) Push(x any)   { *h = append(*h, x.(tagged)) }
 func (h *pending) Pop() any {
 	old := *h
 	it := old[len(old)-1]
@@ -160,7 +158,7 @@ func (s *scanner) runAccount(ctx context.Context, a *account) outcome {
 	return m.out
 }
 
-func (m *merger) push(t tagged) { heap.Push(&m.heap, pendingItem{t}) }
+func (m *merger) push(t tagged) { heap.Push(&m.heap, t) }
 
 // load takes a file the merge reached: its prefilter runs again if the
 // watch list grew since it was read, its events wait in the heap, its
@@ -183,8 +181,7 @@ func (m *merger) load(d *decoded) {
 // give feeds the engine the events up to mark (zero: all).
 func (m *merger) give(mark time.Time) {
 	for len(m.heap) > 0 && (mark.IsZero() || !m.heap[0].Time.After(mark)) {
-		it := heap.Pop(&m.heap).(pendingItem)
-		m.observe(it.tagged)
+		m.observe(heap.Pop(&m.heap).(tagged))
 	}
 }
 

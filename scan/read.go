@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/klauspost/compress/gzip"
 
@@ -40,22 +39,22 @@ var ErrRecordTooLarge = fmt.Errorf("a record larger than %d MiB", maxRecord>>20)
 
 // decoded is what reading one file gave.
 type decoded struct {
-	obj    source.Object
-	text   []byte // the file's text, while held (layout files only)
-	obs    []detect.Observed
-	raw    [][]byte      // for each of obs, its record when only a watch list made it a candidate
-	pos    []uint64      // for each of obs, where it is (see tagged.pos)
-	file   int           // the object's place in the scan's sorted list
-	seen   map[int]bool  // starts of the records of text decoded so far
-	spans  []detect.Span // the records of text, once framed
+	obj   source.Object
+	text  []byte // the file's text, while held (layout files only)
+	obs   []detect.Observed
+	raw   [][]byte      // for each of obs, its record when only a watch list made it a candidate
+	pos   []uint64      // for each of obs, where it is (see tagged.pos)
+	file  int           // the object's place in the scan's sorted list
+	seen  map[int]bool  // starts of the records of text decoded so far
+	spans []detect.Span // the records of text, once framed
 	// guessed: spans are logRecords' guess, each to be checked before use
 	guessed bool
-	ver    uint64        // the watch list's version the prefilter last ran with
-	stored int64         // bytes read as stored
-	size   int64         // bytes of text (or of Parquet rows' strings)
-	events int
-	st     detect.JSONStats
-	err    error
+	ver     uint64 // the watch list's version the prefilter last ran with
+	stored  int64  // bytes read as stored
+	size    int64  // bytes of text (or of Parquet rows' strings)
+	events  int
+	st      detect.JSONStats
+	err     error
 }
 
 // reader reads files; it is shared by the workers.
@@ -398,7 +397,3 @@ func (e *edge) count(blk []byte) int {
 func position(file, off, sub int) uint64 {
 	return uint64(file)<<40 | uint64(off)<<8 | uint64(min(sub, 255))
 }
-
-// fileTime is the time a file's place stands for, which stands in for an
-// event's missing eventTime.
-func fileTime(obj source.Object) time.Time { return obj.Place.Time }

@@ -85,17 +85,7 @@ func TestKeyWatchedAfterItsFilesWereRead(t *testing.T) {
 		objs = append(objs, file("eu-west-1", t0.Add(time.Duration(i-3)*time.Minute), fmt.Sprint(i), use))
 	}
 	for _, workers := range []int{1, 4} {
-		res, err := Run(context.Background(), Options{Objects: objs, Workers: workers, Lookahead: 64,
-			Lifecycle: lifecycle.Options{WatchTTL: 720 * time.Hour, MaxKeys: 1000, UseWindow: time.Nanosecond, Grace: 15 * time.Minute, Delay: 15 * time.Minute}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var uses []string
-		for _, f := range res.Findings {
-			if f.Rule.ID == rules.QuarantinedKeyUsed {
-				uses = append(uses, f.Event.ID)
-			}
-		}
+		uses, res := usesOf(t, Options{Objects: objs, Workers: workers, Lookahead: 64})
 		// Uses 5..11 come after the quarantine (use-4 is at its second).
 		if want := []string{"use-5", "use-6", "use-7", "use-8", "use-9", "use-10", "use-11"}; !slices.Equal(uses, want) {
 			t.Errorf("workers=%d: uses %q, want %q (%+v)", workers, uses, want, res.Summary)
@@ -138,8 +128,17 @@ func TestLakeRowsKeptForTheWatchList(t *testing.T) {
 	if err := archive.WriteParquet(p, recs); err != nil {
 		t.Fatal(err)
 	}
-	res, err := Run(context.Background(), Options{Paths: []string{dir},
-		Lifecycle: lifecycle.Options{WatchTTL: 720 * time.Hour, MaxKeys: 1000, UseWindow: time.Nanosecond, Grace: 15 * time.Minute, Delay: 15 * time.Minute}})
+	uses, res := usesOf(t, Options{Paths: []string{dir}})
+	if !slices.Equal(uses, []string{"use-2", "use-3"}) || res.Summary.Kept == 0 {
+		t.Errorf("uses %q, want use-2 and use-3 (%+v)", uses, res.Summary)
+	}
+}
+
+// usesOf scans with every use its own alert, and lists the uses' events.
+func usesOf(t *testing.T, o Options) ([]string, *Result) {
+	t.Helper()
+	o.Lifecycle = lifecycle.Options{WatchTTL: 720 * time.Hour, MaxKeys: 1000, UseWindow: time.Nanosecond, Grace: 15 * time.Minute, Delay: 15 * time.Minute}
+	res, err := Run(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +148,5 @@ func TestLakeRowsKeptForTheWatchList(t *testing.T) {
 			uses = append(uses, f.Event.ID)
 		}
 	}
-	if !slices.Equal(uses, []string{"use-2", "use-3"}) || res.Summary.Kept == 0 {
-		t.Errorf("uses %q, want use-2 and use-3 (%+v)", uses, res.Summary)
-	}
+	return uses, res
 }
