@@ -85,18 +85,20 @@ func BenchmarkLake(b *testing.B) {
 	for _, w := range workerCounts {
 		b.Run(fmt.Sprintf("workers=%d", w), func(b *testing.B) {
 			runtime.GC()
-			var parquetT, jsonT time.Duration
+			var parquetT, jsonT, parquetCPU, jsonCPU time.Duration
 			for b.Loop() {
-				start := time.Now()
+				start, c0 := time.Now(), cpuTime()
 				pr := scanPaths(b, []string{lakeDir}, w)
-				mid := time.Now()
+				mid, c1 := time.Now(), cpuTime()
 				jr := scanPaths(b, []string{jsonDir}, w)
 				parquetT, jsonT = parquetT+mid.Sub(start), jsonT+time.Since(mid)
+				parquetCPU, jsonCPU = parquetCPU+c1-c0, jsonCPU+cpuTime()-c1
 				if pr.Summary.Events != jr.Summary.Events {
 					b.Fatalf("%d events in Parquet, %d as JSON", pr.Summary.Events, jr.Summary.Events)
 				}
 			}
 			b.ReportMetric(float64(parquetT)/float64(jsonT), "x-json")
+			b.ReportMetric(float64(parquetCPU)/float64(jsonCPU), "x-json-cpu")
 			b.ReportMetric(float64(lakeEvents)*float64(b.N)/parquetT.Seconds(), "parquet-events/s")
 			b.ReportMetric(float64(lakeEvents)*float64(b.N)/jsonT.Seconds(), "json-events/s")
 		})

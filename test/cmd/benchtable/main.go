@@ -170,15 +170,17 @@ func scanRows(med func(name, unit string) float64, runs map[string]map[string][]
 		for _, a := range []string{"clean", "worst"} {
 			n := "ScanVsFloor/" + a + "/workers=" + w
 			if x := med(n, "x-floor"); x > 0 {
+				c := med(n, "x-floor-cpu")
 				fmt.Printf("| scan, %s archive, %s worker(s): MB/s of gzipped CloudTrail (floor) | %.0f (%.0f) | report |\n", a, w, med(n, "scan-MB/s"), med(n, "floor-MB/s"))
-				fmt.Printf("| scan, %s archive, %s worker(s): time vs decompression alone (alternating runs) | %.2fx | <= 1.25x %s |\n", a, w, x, mark(x <= 1.25))
+				fmt.Printf("| scan, %s archive, %s worker(s): wall time vs decompression alone (alternating runs) | %.2fx | <= 1.25x %s |\n", a, w, x, mark(x <= 1.25))
+				fmt.Printf("| scan, %s archive, %s worker(s): CPU time vs decompression alone (alternating runs) | %.2fx | <= 1.25x %s |\n", a, w, c, mark(c <= 1.25))
 			}
 		}
 		if s, k := med("Decompress/stdlib/workers="+w, "ns/op"), med("Decompress/klauspost/workers="+w, "ns/op"); s > 0 && k > 0 {
 			fmt.Printf("| gzip, %s worker(s): klauspost/compress vs the standard library | %.2fx faster | report |\n", w, s/k)
 		}
-		if x := med("Lake/workers="+w, "x-json"); x > 0 {
-			fmt.Printf("| Security Lake Parquet vs the same events as .json.gz, %s worker(s) | %.2fx | <= 1.5x %s |\n", w, x, mark(x <= 1.5))
+		if x, c := med("Lake/workers="+w, "x-json"), med("Lake/workers="+w, "x-json-cpu"); x > 0 {
+			fmt.Printf("| Security Lake Parquet vs the same events as .json.gz, %s worker(s): wall (CPU) time | %.2fx (%.2fx) | <= 1.5x %s |\n", w, x, c, mark(x <= 1.5))
 		}
 		if scan := med("Responder/scan/workers="+w, "ns/op"); scan > 0 {
 			for _, tool := range []string{"zcat-jq", "rg", "zgrep", "zcat"} {
