@@ -155,12 +155,16 @@ func (r *reader) readAll(ctx context.Context, obj source.Object, fetched []byte,
 // textBuf is a buffer for a file's text: a released one, else one of
 // the size the file's stored size suggests.
 func (r *reader) textBuf(stored int64) []byte {
+	want := int(min(max(stored*12, 64<<10), 256<<20))
 	select {
 	case b := <-r.texts:
-		return b[:0]
+		if cap(b) >= want {
+			return b[:0]
+		}
 	default:
 	}
-	return make([]byte, 0, int(min(max(stored*12, 64<<10), 256<<20)))
+	// Too small a buffer would be grown by copying it, again and again.
+	return make([]byte, 0, want)
 }
 
 // release gives a held text back for the next file.
