@@ -92,8 +92,8 @@ Flags may come before or after the paths; -- ends the flags.
 
 --region keeps us-east-1's IAM, STS (global endpoint) and AWS Health events
 whatever the regions given: CloudTrail logs the global services there, and a
-key's quarantine and exposure notice are among them. Only those events of
-us-east-1 are read when it is not one of the regions given.
+key's quarantine and exposure notice are among them. Of us-east-1's files, when
+it is not one of the regions given, only those events are kept.
 
 Examples:
   cloudtrail-quarantine scan ./AWSLogs
