@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Tools `make bench` compares the scan against: jq (zcat is in gzip).
+# Tools `make bench` compares the scan against, as a responder would use
+# them: jq, ripgrep (rg -z) and zgrep/zcat (in gzip).
 set -euo pipefail
-if ! command -v jq >/dev/null 2>&1; then
-	echo "== installing jq for the scan benchmarks" >&2
-	apt-get update -qq && apt-get install -y -qq jq >/dev/null
+missing=()
+command -v jq >/dev/null 2>&1 || missing+=(jq)
+command -v rg >/dev/null 2>&1 || missing+=(ripgrep)
+command -v zgrep >/dev/null 2>&1 || missing+=(gzip)
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "== installing ${missing[*]} for the scan benchmarks" >&2
+	apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 command -v zcat >/dev/null

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/klauspost/compress/gzip"
 
@@ -18,28 +17,44 @@ import (
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/scan/source"
 )
 
-// What one file costs in memory: on a first read, the decompressor's
-// window (its 32 KiB, written straight into the prefilter) and its input
-// buffer; on a split read, a block of text and the record being framed
-// (at most maxRecord; a CloudTrail event is under 256 KB). Never the file.
+// A file of the layout is read once, whole, into memory (its text, as
+// decompressed: a CloudTrail log file is a few MB), and the prefilter
+// runs over that text with the watch list of the file's account as it is
+// then. The text is held while the merge may still reach the file's
+// events: when the watch list grows meanwhile (a key is exposed), only
+// the prefilter runs again over the held text, for the records not
+// decoded yet (see account.go). Files outside the layout, and any file
+// too large to hold, are read streaming instead (index.go).
 const (
 	block     = 1 << 20
 	maxRecord = 64 << 20
+	// holdMax is the largest file (as stored) read whole into memory: at
+	// CloudTrail's 8-15x compression, 64-120 MB of text.
+	holdMax = 8 << 20
 )
 
 // ErrRecordTooLarge: a record bigger than maxRecord (no CloudTrail event
 // is) is taken for a corrupt file rather than read into memory.
 var ErrRecordTooLarge = fmt.Errorf("a record larger than %d MiB", maxRecord>>20)
 
-// fileResult is what reading one file gave.
-type fileResult struct {
-	obj    source.Object
-	obs    []detect.Observed
-	stored int64 // bytes read as stored
-	text   int64 // bytes of JSON text (or Parquet rows' strings)
-	events int
-	st     detect.JSONStats
-	err    error
+// decoded is what reading one file gave.
+type decoded struct {
+	obj   source.Object
+	text  []byte // the file's text, while held (layout files only)
+	obs   []detect.Observed
+	raw   [][]byte      // for each of obs, its record when only a watch list made it a candidate
+	pos   []uint64      // for each of obs, where it is (see tagged.pos)
+	file  int           // the object's place in the scan's sorted list
+	seen  map[int]bool  // starts of the records of text decoded so far
+	spans []detect.Span // the records of text, once framed
+	// guessed: spans are logRecords' guess, each to be checked before use
+	guessed bool
+	ver     uint64 // the watch list's version the prefilter last ran with
+	stored  int64  // bytes read as stored
+	size    int64  // bytes of text (or of Parquet rows' strings)
+	events  int
+	st      detect.JSONStats
+	err     error
 }
 
 // reader reads files; it is shared by the workers.
@@ -48,199 +63,285 @@ type reader struct {
 	// storedBytes counts the bytes read as stored, as they are read, for
 	// the progress bar.
 	storedBytes *atomic.Int64
-	// Each worker's decompressor and input buffer, reused file after file.
-	bufs, gzips sync.Pool
+	bufs        sync.Pool // *bufio.Reader
+	gzips       sync.Pool // *gzip.Reader
+	// texts keeps the buffers of released texts for the next files (a
+	// sync.Pool loses them at every GC, and a new buffer of a few MB is a
+	// few MB of memory cleared).
+	texts chan []byte
+	// rowGroups bounds the Parquet row groups read at once.
+	rowGroups chan struct{}
 }
 
 func newReader(det *detect.Detector, progress *atomic.Int64) *reader {
-	r := &reader{det: det, storedBytes: progress}
+	r := &reader{det: det, storedBytes: progress, texts: make(chan []byte, 64)}
 	r.bufs.New = func() any { return bufio.NewReaderSize(nil, 64<<10) }
 	return r
 }
 
-// read reads one object. With split false (a first read) the text is
-// only split into records when the prefilter finds a pattern somewhere
-// in it; with split true (a second read, watching keys) always.
-//
-// With w a StaticWatch (a second read), only the events it holds
-// relevant are kept.
-func (r *reader) read(ctx context.Context, obj source.Object, w detect.Watch, split bool) (res fileResult) {
-	res.obj = obj
-	defer func() {
-		if p := recover(); p != nil {
-			res.err = fmt.Errorf("internal error (please report it): %v", p)
-		}
-	}()
-	if obj.Parquet() {
-		res.err = r.readParquet(ctx, obj, w, &res)
-		return res
-	}
-	for attempt := 0; ; attempt++ {
-		again, err := r.readOnce(ctx, obj, w, split || attempt > 0, attempt > 0, &res)
-		if !again || err != nil {
-			res.err = err
-			return res
-		}
-		// A pattern: read it again, split from the start.
-		res.obs, res.st, res.events, res.text, res.stored = res.obs[:0], detect.JSONStats{}, 0, 0, 0
-	}
+// opened is an object's text stream.
+type opened struct {
+	text    io.Reader
+	gzipped bool
+	close   func()
 }
 
-func (r *reader) readOnce(ctx context.Context, obj source.Object, w detect.Watch, split, again bool, res *fileResult) (bool, error) {
-	rc, err := obj.Open(ctx)
-	if err != nil {
-		return false, fmt.Errorf("open: %w", err)
+// open opens obj (or reads the bytes already fetched) and gives its text:
+// gzip is recognised by its magic number, whatever the name.
+func (r *reader) open(ctx context.Context, obj source.Object, fetched []byte, stored *int64) (opened, error) {
+	var rc io.ReadCloser
+	if fetched != nil {
+		rc = io.NopCloser(bytes.NewReader(fetched))
+	} else {
+		var err error
+		if rc, err = obj.Open(ctx); err != nil {
+			return opened{}, fmt.Errorf("open: %w", err)
+		}
 	}
-	defer rc.Close()
-	counted := &countingReader{r: rc, n: &res.stored}
-	if !again {
-		counted.progress = r.storedBytes
-	}
+	counted := &countingReader{r: rc, n: stored, progress: r.storedBytes}
 	br := r.bufs.Get().(*bufio.Reader)
 	br.Reset(counted)
-	defer r.bufs.Put(br)
-	magic, _ := br.Peek(4)
-	var text io.Reader = br
-	switch {
-	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
+	o := opened{text: br, close: func() { rc.Close(); br.Reset(nil); r.bufs.Put(br) }}
+	if magic, _ := br.Peek(2); bytes.Equal(magic, []byte{0x1f, 0x8b}) {
 		zr, _ := r.gzips.Get().(*gzip.Reader)
 		if zr == nil {
 			zr = new(gzip.Reader)
 		}
 		if err := zr.Reset(br); err != nil {
-			return false, fmt.Errorf("gzip: %w", err)
+			o.close()
+			return opened{}, gzipError(err)
 		}
-		defer r.gzips.Put(zr)
-		again, err := r.readJSON(ctx, zr, w, split, obj.Place.Time, res)
-		if err != nil && !errors.Is(err, context.Canceled) && !strings.HasPrefix(err.Error(), "JSON: ") {
-			err = gzipError(err)
+		o.text, o.gzipped = zr, true
+		closeBr := o.close
+		o.close = func() { closeBr(); r.gzips.Put(zr) }
+	}
+	return o, nil
+}
+
+// readAll reads a layout file's text whole. A file cut short or corrupt
+// gives the text decoded before the damage, and the error.
+func (r *reader) readAll(ctx context.Context, obj source.Object, fetched []byte, d *decoded) error {
+	o, err := r.open(ctx, obj, fetched, &d.stored)
+	if err != nil {
+		return err
+	}
+	defer o.close()
+	text := r.textBuf(obj.Size)
+	for {
+		if len(text) == cap(text) {
+			text = append(text, 0)[:len(text)]
 		}
-		return again, err
-	case bytes.Equal(magic, []byte("PAR1")):
-		return false, r.readParquet(ctx, obj, w, res)
-	}
-	return r.readJSON(ctx, text, w, split, obj.Place.Time, res)
-}
-
-// readJSON reads JSON text; again asks for a second read, split. A
-// first read only looks: the decompressor writes its window straight
-// into the prefilter (no copy of the text), and the first pattern found
-// stops it, to read the file again and split it into records: that is
-// for the rare file that holds a candidate.
-func (r *reader) readJSON(ctx context.Context, text io.Reader, w detect.Watch, split bool, recordTime time.Time, res *fileResult) (again bool, err error) {
-	var edge edge
-	if split {
-		return r.split(ctx, text, w, recordTime, res, &edge)
-	}
-	l := &looker{ctx: ctx, w: w, res: res, edge: &edge}
-	_, err = io.Copy(l, text)
-	if err == errHit {
-		return true, nil
-	}
-	return false, err
-}
-
-var errHit = errors.New("a pattern")
-
-// looker is the first read's writer.
-type looker struct {
-	ctx  context.Context
-	w    detect.Watch
-	res  *fileResult
-	edge *edge
-}
-
-func (l *looker) Write(p []byte) (int, error) {
-	if err := l.ctx.Err(); err != nil {
-		return 0, err
-	}
-	l.res.text += int64(len(p))
-	events, hit := l.edge.feed(p, l.w)
-	l.res.events += events
-	if hit {
-		return 0, errHit
-	}
-	return len(p), nil
-}
-
-// split frames the text into records and observes the candidates.
-func (r *reader) split(ctx context.Context, src io.Reader, w detect.Watch, recordTime time.Time, res *fileResult, edge *edge) (bool, error) {
-	var s detect.Splitter
-	buf := make([]byte, 0, block+64<<10)
-	for eof := false; ; {
+		n, err := o.text.Read(text[len(text):cap(text)])
+		text = text[:len(text)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			d.text = text
+			if o.gzipped && !errors.Is(err, context.Canceled) {
+				return gzipError(err)
+			}
+			return err
+		}
 		if ctx.Err() != nil {
-			return false, ctx.Err()
+			d.text = text
+			return ctx.Err()
 		}
-		for {
-			sp, ok, err := s.Next(buf, eof)
-			if err != nil {
-				return false, fmt.Errorf("JSON: %w", err)
-			}
-			if !ok {
-				break
-			}
-			before := len(res.obs)
-			res.obs = r.det.ObserveJSON(buf[sp.Start:sp.End], sp.Element, w, recordTime, res.obs, &res.st)
-			res.obs = relevant(w, res.obs, before)
+	}
+	d.text = text
+	return nil
+}
+
+// textBuf is a buffer for a file's text: a released one, else one of
+// the size the file's stored size suggests.
+func (r *reader) textBuf(stored int64) []byte {
+	want := int(min(max(stored*12, 64<<10), 256<<20))
+	select {
+	case b := <-r.texts:
+		if cap(b) >= want {
+			return b[:0]
 		}
-		if eof {
-			return false, nil
+	default:
+	}
+	// Too small a buffer would be grown by copying it, again and again.
+	return make([]byte, 0, want)
+}
+
+// release gives a held text back for the next file.
+func (r *reader) release(d *decoded) int {
+	n := cap(d.text)
+	if d.text != nil {
+		select {
+		case r.texts <- d.text[:0]:
+		default:
 		}
-		if k := s.Keep(); k > 0 {
-			buf = buf[:copy(buf, buf[k:])]
-			s.Shift(k)
+	}
+	d.text, d.seen, d.spans, d.guessed = nil, nil, nil, false
+	return n
+}
+
+// readHeld reads a layout file whole and decodes the records the
+// prefilter lets through with w, the watch list of its account.
+func (r *reader) readHeld(ctx context.Context, obj source.Object, file int, fetched []byte, w detect.Watch) (d *decoded) {
+	d = &decoded{obj: obj, file: file}
+	defer func() {
+		if p := recover(); p != nil {
+			d.err = fmt.Errorf("internal error (please report it): %v", p)
 		}
-		if len(buf) > maxRecord {
-			return false, ErrRecordTooLarge
+	}()
+	d.err = r.readAll(ctx, obj, fetched, d)
+	d.size = int64(len(d.text))
+	d.events = detect.CountEvents(d.text)
+	if errors.Is(d.err, context.Canceled) {
+		return d
+	}
+	// Every record decoded before the damage (a cut or corrupt gzip) is
+	// judged; the record the damage cut is not.
+	if _, err := r.refilter(d, w); d.err == nil {
+		d.err = err
+	}
+	if d.err == nil && d.seen == nil {
+		d.err = notJSON(d.text)
+	}
+	d.events = max(d.events, d.st.Events)
+	return d
+}
+
+// refilter runs the prefilter over a held text with w and decodes the
+// records it lets through that were not decoded before; it returns how
+// many events it added to d.obs.
+func (r *reader) refilter(d *decoded, w detect.Watch) (int, error) {
+	ver := w.Version()
+	defer func() { d.ver = ver }()
+	if !detect.HasCandidate(d.text, w) {
+		return 0, nil
+	}
+	if d.seen == nil {
+		d.seen = map[int]bool{}
+	}
+	before := len(d.obs)
+	if spans, ok := logRecords(d.text); ok && r.candidates(d, spans, w) {
+		return len(d.obs) - before, nil
+	}
+	var s detect.Splitter
+	for {
+		sp, ok, err := s.Next(d.text, true)
+		if err != nil {
+			return len(d.obs) - before, fmt.Errorf("JSON: %w", err)
 		}
-		if cap(buf)-len(buf) < block/2 {
-			buf = append(buf[:cap(buf)], make([]byte, max(block, cap(buf)))...)[:len(buf)]
+		if !ok {
+			return len(d.obs) - before, nil
 		}
-		n, err := src.Read(buf[len(buf):cap(buf)])
-		blk := buf[len(buf) : len(buf)+n]
-		buf = buf[:len(buf)+n]
-		res.text += int64(n)
-		events, _ := edge.feed(blk, nil)
-		res.events += events
-		switch {
-		case err == io.EOF:
-			eof = true
-		case err != nil:
-			return false, err
+		if d.seen[sp.Start] {
+			d.st.Records++
+			continue
 		}
+		d.observe(r.det, sp, w)
 	}
 }
 
-// edge carries the last bytes of the text read so far, so a pattern or
-// an eventVersion key cut by a block boundary is still found, and found
-// once.
-type edge struct {
-	tail [detect.Overlap]byte
-	n    int
-}
+// A log file as AWS writes it, {"Records":[{"eventVersion":...},...]},
+// is framed without the Splitter's pass over every byte: each event
+// starts with {"eventVersion": (the key AWS writes first), so the
+// records are the stretches between those, found with bytes.Index. Only
+// the records the prefilter lets through are framed properly, to check
+// the guess; a text where a stretch is not one whole object (another key
+// order, a nested object that starts so) is framed the slow way.
+var recordStart = []byte(`{"eventVersion":`)
 
-func (e *edge) feed(blk []byte, w detect.Watch) (events int, hit bool) {
-	if len(blk) == 0 {
-		return 0, false
+// logRecords guesses the records of a log file's text; ok is false when
+// the text is not one as AWS writes them.
+func logRecords(text []byte) (spans []detect.Span, ok bool) {
+	body := bytes.TrimSpace(text)
+	off := len(text) - len(bytes.TrimLeft(text, " \t\r\n"))
+	if !bytes.HasPrefix(body, []byte(`{"Records":[`)) || !bytes.HasSuffix(body, []byte("]}")) {
+		return nil, false
 	}
-	var join [2 * detect.Overlap]byte
-	seam := append(append(join[:0], e.tail[:e.n]...), blk[:min(len(blk), detect.Overlap)]...)
-	// What lies wholly inside one side is counted there, not here.
-	events = detect.CountEvents(seam) - detect.CountEvents(e.tail[:e.n]) - detect.CountEvents(blk[:min(len(blk), detect.Overlap)])
-	events += detect.CountEvents(blk)
-	hit = detect.HasCandidate(seam, w) || detect.HasCandidate(blk, w)
-	e.keep(blk)
-	return events, hit
+	end := off + len(body) - 2 // the array's ]
+	for i := off + len(`{"Records":[`); i < end; {
+		if !bytes.HasPrefix(text[i:], recordStart) {
+			return nil, false
+		}
+		j := bytes.Index(text[i+len(recordStart):end], recordStart)
+		next := end
+		if j >= 0 {
+			next = i + len(recordStart) + j
+		}
+		stop := next
+		for stop > i && (text[stop-1] == ',' || text[stop-1] == ' ' || text[stop-1] == '\n' || text[stop-1] == '\r' || text[stop-1] == '\t') {
+			stop--
+		}
+		spans = append(spans, detect.Span{Start: i, End: stop, Element: true})
+		i = next
+	}
+	return spans, true
 }
 
-func (e *edge) keep(blk []byte) {
-	if len(blk) >= detect.Overlap {
-		e.n = copy(e.tail[:], blk[len(blk)-detect.Overlap:])
+// candidates decodes the records of a log file's guessed spans the
+// prefilter lets through, checking each is one whole object; false (and
+// nothing decoded) when one is not.
+func (r *reader) candidates(d *decoded, spans []detect.Span, w detect.Watch) bool {
+	var hits []detect.Span
+	detect.Candidates(d.text, spans, w, func(i int) {
+		if !d.seen[spans[i].Start] {
+			hits = append(hits, spans[i])
+		}
+	})
+	for _, sp := range hits {
+		if !whole(d.text, sp) {
+			return false
+		}
+	}
+	d.spans, d.guessed = spans, true
+	for _, sp := range hits {
+		d.observe(r.det, sp, w)
+	}
+	return true
+}
+
+// whole reports whether text[sp] is one whole JSON object.
+func whole(text []byte, sp detect.Span) bool {
+	var s detect.Splitter
+	got, ok, err := s.Next(text[sp.Start:sp.End], true)
+	return err == nil && ok && got.Start == 0 && got.End == sp.End-sp.Start
+}
+
+// observe decodes one record of a held text if the prefilter lets it
+// through with w.
+func (d *decoded) observe(det *detect.Detector, sp detect.Span, w detect.Watch) {
+	c, n := d.st.Candidates, len(d.obs)
+	rec := d.text[sp.Start:sp.End]
+	d.obs = det.ObserveJSON(rec, sp.Element, w, d.obj.Place.Time, d.obs, &d.st)
+	if d.st.Candidates == c {
 		return
 	}
-	keep := min(e.n, detect.Overlap-len(blk))
-	copy(e.tail[:], e.tail[e.n-keep:e.n])
-	e.n = keep + copy(e.tail[keep:], blk)
+	d.seen[sp.Start] = true
+	var keep []byte
+	if !detect.HasCandidate(rec, nil) {
+		keep = bytes.Clone(rec)
+	}
+	for i := range len(d.obs) - n {
+		d.raw = append(d.raw, keep)
+		d.pos = append(d.pos, position(d.file, sp.Start, i))
+	}
+}
+
+// notJSON looks at the ends of a text the prefilter ruled out whole, so
+// never framed: JSON text opens with { or [ and closes with } or ]. It
+// costs nothing, and catches a file that is not JSON or was cut short.
+func notJSON(text []byte) error {
+	text = bytes.TrimLeft(text, " \t\r\n\xef\xbb\xbf")
+	if len(text) == 0 {
+		return nil
+	}
+	if c := text[0]; c != '{' && c != '[' {
+		return fmt.Errorf("not JSON: unexpected %q", c)
+	}
+	text = bytes.TrimRight(text, " \t\r\n")
+	if c := text[len(text)-1]; c != '}' && c != ']' {
+		return fmt.Errorf("JSON: %w", detect.ErrTruncated)
+	}
+	return nil
 }
 
 type countingReader struct {
@@ -258,27 +359,45 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// gzipError names a corrupt gzip stream as such, rather than as bad JSON.
+// gzipError names a damaged gzip stream as such, once.
 func gzipError(err error) error {
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		return fmt.Errorf("gzip: truncated (%w)", err)
 	}
+	if strings.HasPrefix(err.Error(), "gzip: ") {
+		return err
+	}
 	return fmt.Errorf("gzip: %w", err)
 }
 
-// relevant drops the events after from that a second read's watch list
-// holds no engine could act on.
-func relevant(w detect.Watch, obs []detect.Observed, from int) []detect.Observed {
-	sw, ok := w.(*detect.StaticWatch)
-	if !ok {
-		return obs
+// edge carries the last bytes of the text read so far, so an
+// eventVersion key cut by a block boundary is still counted, once.
+type edge struct {
+	tail [detect.Overlap]byte
+	n    int
+}
+
+func (e *edge) count(blk []byte) int {
+	if len(blk) == 0 {
+		return 0
 	}
-	kept := obs[:from]
-	for _, o := range obs[from:] {
-		if sw.Relevant(o) {
-			kept = append(kept, o)
-		}
+	var join [2 * detect.Overlap]byte
+	head := blk[:min(len(blk), detect.Overlap)]
+	seam := append(append(join[:0], e.tail[:e.n]...), head...)
+	// What lies wholly inside one side is counted there, not here.
+	events := detect.CountEvents(seam) - detect.CountEvents(e.tail[:e.n]) - detect.CountEvents(head) + detect.CountEvents(blk)
+	if len(blk) >= detect.Overlap {
+		e.n = copy(e.tail[:], blk[len(blk)-detect.Overlap:])
+	} else {
+		keep := min(e.n, detect.Overlap-len(blk))
+		copy(e.tail[:], e.tail[e.n-keep:e.n])
+		e.n = keep + copy(e.tail[keep:], blk)
 	}
-	clear(obs[len(kept):])
-	return kept
+	return events
+}
+
+// position orders events of the same time and eventID: by file, then
+// by where they are in it.
+func position(file, off, sub int) uint64 {
+	return uint64(file)<<40 | uint64(off)<<8 | uint64(min(sub, 255))
 }

@@ -3,13 +3,17 @@ package scan
 import (
 	"context"
 	"fmt"
+	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/lifecycle"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/rules"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/scan/source"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/archive"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/ocsfmap"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/sequence"
 )
 
@@ -57,4 +61,92 @@ func TestRunInProcess(t *testing.T) {
 	if len(res.Cases) != 2 {
 		t.Fatalf("%d cases to keep", len(res.Cases))
 	}
+}
+
+// One pass: files read ahead with the watch list empty (every file here
+// is read before the quarantine is given to the engine) still give the
+// key's later uses, found by running the prefilter again over their held
+// text when the key is watched; earlier calls with the key are not uses.
+// The files are in memory (Options.Objects), as a test's may be.
+func TestKeyWatchedAfterItsFilesWereRead(t *testing.T) {
+	t0 := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
+	account := "111122223333"
+	q, _ := sequence.Event("rules/aws.iam.quarantine_applied/positive/put_user_legacy_inline")
+	q["eventTime"] = t0.Format(time.RFC3339)
+	noise := corpus.Panther(t)[:50]
+	file := func(region string, stamp time.Time, name string, events ...any) source.Object {
+		return source.Memory(archive.LogFile(account, region, stamp, name), archive.Gzip(archive.Records(append(events, noise...))))
+	}
+	objs := []source.Object{file("us-east-1", t0.Add(14*time.Minute), "q", q)}
+	for i := range 12 {
+		use, _ := sequence.Event("events/ec2_describe_instances_by_key")
+		use["eventID"] = fmt.Sprintf("use-%d", i)
+		use["eventTime"] = t0.Add(time.Duration(i-4) * time.Minute).Format(time.RFC3339)
+		objs = append(objs, file("eu-west-1", t0.Add(time.Duration(i-3)*time.Minute), fmt.Sprint(i), use))
+	}
+	for _, workers := range []int{1, 4} {
+		uses, res := usesOf(t, Options{Objects: objs, Workers: workers, Lookahead: 64})
+		// Uses 5..11 come after the quarantine (use-4 is at its second).
+		if want := []string{"use-5", "use-6", "use-7", "use-8", "use-9", "use-10", "use-11"}; !slices.Equal(uses, want) {
+			t.Errorf("workers=%d: uses %q, want %q (%+v)", workers, uses, want, res.Summary)
+		}
+		if res.Summary.Added < 7 || res.Summary.Reread == 0 || res.Summary.Files != 13 {
+			t.Errorf("workers=%d: %+v", workers, res.Summary)
+		}
+	}
+}
+
+// Security Lake rows that only a watched key makes candidates are kept
+// aside by their place in the file and read again, alone, once the key
+// is watched: the quarantine's later uses alert, the earlier one does not.
+func TestLakeRowsKeptForTheWatchList(t *testing.T) {
+	t0 := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
+	q, _ := sequence.Event("rules/aws.iam.quarantine_applied/positive/put_user_legacy_inline")
+	q["eventTime"] = t0.Format(time.RFC3339)
+	var recs []map[string]any
+	for i, at := range []time.Duration{-time.Minute, 0, time.Minute, 2 * time.Hour} {
+		e := q
+		if at != 0 {
+			e, _ = sequence.Event("events/ec2_describe_instances_by_key")
+			e["eventID"], e["eventTime"] = fmt.Sprintf("use-%d", i), t0.Add(at).Format(time.RFC3339)
+		}
+		rec, err := ocsfmap.SecurityLakeV2(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, rec)
+	}
+	for _, e := range corpus.Panther(t)[:40] {
+		if n, ok := e.(map[string]any); !ok || n["eventVersion"] == nil {
+			continue
+		} else if rec, err := ocsfmap.SecurityLakeV2(n); err == nil {
+			recs = append(recs, rec)
+		}
+	}
+	dir := t.TempDir()
+	p := filepath.Join(dir, archive.LakeFile("111122223333", "us-east-1", t0, "part-0"))
+	if err := archive.WriteParquet(p, recs); err != nil {
+		t.Fatal(err)
+	}
+	uses, res := usesOf(t, Options{Paths: []string{dir}})
+	if !slices.Equal(uses, []string{"use-2", "use-3"}) || res.Summary.Kept == 0 {
+		t.Errorf("uses %q, want use-2 and use-3 (%+v)", uses, res.Summary)
+	}
+}
+
+// usesOf scans with every use its own alert, and lists the uses' events.
+func usesOf(t *testing.T, o Options) ([]string, *Result) {
+	t.Helper()
+	o.Lifecycle = lifecycle.Options{WatchTTL: 720 * time.Hour, MaxKeys: 1000, UseWindow: time.Nanosecond, Grace: 15 * time.Minute, Delay: 15 * time.Minute}
+	res, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uses []string
+	for _, f := range res.Findings {
+		if f.Rule.ID == rules.QuarantinedKeyUsed {
+			uses = append(uses, f.Event.ID)
+		}
+	}
+	return uses, res
 }

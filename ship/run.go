@@ -59,6 +59,10 @@ type Result struct {
 }
 
 // Failed reports whether anything could not be shipped.
+// listConcurrency is how many S3 list requests a backfill has in flight:
+// a bucket's layout is listed an account, region and day at a time.
+const listConcurrency = 16
+
 func (r Result) Failed() bool {
 	return r.Interrupted || r.Counters.ObjectsFailed.Load() > 0 || r.Counters.MessagesFailed.Load() > 0
 }
@@ -133,7 +137,7 @@ func (r *runner) source(ctx context.Context) (func() error, error) {
 		}
 		return func() error { return pl.run(ctx) }, nil
 	}
-	l, err := source.ForPath(src, r.o.S3)
+	l, err := source.ForPath(src, r.o.S3, listConcurrency)
 	if err != nil {
 		return nil, err
 	}

@@ -6,9 +6,9 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
@@ -17,8 +17,10 @@ import (
 	"syscall"
 	"time"
 
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/alert"
@@ -86,7 +88,13 @@ PATH is a CloudTrail log file (.json.gz or .json, {"Records": [...]}), JSON line
 of events, EventBridge or AWS Health events, a Security Lake Parquet file, a
 directory (walked, CloudTrail's AWSLogs/<account>/CloudTrail/<region>/YYYY/MM/DD/
 layout pruned by --account, --region, --since, --until and --shard),
-s3://bucket/prefix (the same, listed and streamed from S3), or - (standard input).
+s3://bucket/prefix (the same, listed and read from S3), or - (standard input).
+Flags may come before or after the paths; -- ends the flags.
+
+--region keeps us-east-1's IAM, STS (global endpoint) and AWS Health events
+whatever the regions given: CloudTrail logs the global services there, and a
+key's quarantine and exposure notice are among them. Of us-east-1's files, when
+it is not one of the regions given, only those events are kept.
 
 Examples:
   cloudtrail-quarantine scan ./AWSLogs
@@ -113,7 +121,7 @@ type settings struct {
 	format, output, since, until, shard, state, endpoint, progress string
 	runbookBase                                                    string
 	accounts, regions, eventKeys                                   list
-	workers, maxKeys                                               int
+	workers, maxKeys, s3Concurrency                                int
 	includeEvent                                                   bool
 	grace, delay, window, ttl                                      time.Duration
 }
@@ -121,6 +129,7 @@ type settings struct {
 type list []string
 
 func (l *list) String() string { return strings.Join(*l, ",") }
+func (l *list) Type() string   { return "list" }
 func (l *list) Set(v string) error {
 	for _, s := range strings.Split(v, ",") {
 		if s = strings.TrimSpace(s); s != "" {
@@ -130,62 +139,47 @@ func (l *list) Set(v string) error {
 	return nil
 }
 
-func flags(stderr io.Writer) (*flag.FlagSet, *settings) {
+// flags are the scan's flags, read wherever they stand among the paths
+// (a responder types the path first half the time).
+func flags() (*pflag.FlagSet, *settings) {
 	s := &settings{eventKeys: list{"log", "message"}}
-	fs := flag.NewFlagSet("scan", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := pflag.NewFlagSet("scan", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.SortFlags = false
 	fs.StringVar(&s.format, "format", "", "alert format: native, ecs, ocsf, or table (default: table on a terminal, else native)")
 	fs.StringVar(&s.output, "output", "", "write alerts to this `file` instead of stdout")
 	fs.StringVar(&s.since, "since", "", "only events at or after this `time` (RFC 3339, or YYYY-MM-DD)")
 	fs.StringVar(&s.until, "until", "", "only events at or before this `time` (RFC 3339, or YYYY-MM-DD: the end of that day)")
 	fs.Var(&s.accounts, "account", "only these accounts (`ids`, comma-separated or repeated)")
-	fs.Var(&s.regions, "region", "only these CloudTrail `regions` (comma-separated or repeated)")
+	fs.Var(&s.regions, "region", "only these CloudTrail `regions` (comma-separated or repeated); us-east-1's IAM, STS and Health events are kept for the lifecycle")
 	fs.StringVar(&s.shard, "shard", "", "scan shard `K/N` of the accounts (or N, with K from JOB_COMPLETION_INDEX or AWS_BATCH_JOB_ARRAY_INDEX)")
 	fs.StringVar(&s.state, "state", "", "write the lifecycle's watch list into the plugin's store: its State_Dir `path` (or that dir's state.db)")
 	fs.StringVar(&s.endpoint, "endpoint-url", "", "S3 endpoint `URL`, for an S3-compatible store (path-style requests)")
-	fs.IntVar(&s.workers, "workers", runtime.GOMAXPROCS(0), "files read at once")
+	fs.IntVar(&s.workers, "workers", runtime.GOMAXPROCS(0), "files decoded at once")
+	fs.IntVar(&s.s3Concurrency, "s3-concurrency", scan.DefaultS3Concurrency, "S3 requests (listings and GETs) in flight at once")
 	fs.BoolVar(&s.includeEvent, "include-event", true, "copy the original event into each alert")
 	fs.StringVar(&s.runbookBase, "runbook-base-url", alert.DefaultRunbookBase, "the page holding the runbooks, so rule.runbook is a link (the plugin's Runbook_Base_URL)")
 	fs.Var(&s.eventKeys, "event-key", "record `keys` that may hold an event as a JSON string")
 	fs.StringVar(&s.progress, "progress", "auto", "progress bar on stderr: auto (on a terminal), always, never")
 	fs.DurationVar(&s.grace, "grace", 15*time.Minute, "how long after an exposure a quarantine may come (the plugin's Quarantine_Grace)")
-	fs.DurationVar(&s.delay, "delay", 15*time.Minute, "how late an event may be (the plugin's Event_Delay)")
+	fs.DurationVar(&s.delay, "delay", 15*time.Minute, "how late an event may be (the plugin's Event_Delay): events are put in time order within it")
 	fs.DurationVar(&s.window, "use-window", time.Hour, "one use alert per key, service, action and outcome per window (Use_Alert_Window)")
 	fs.DurationVar(&s.ttl, "watch-ttl", 30*24*time.Hour, "how long a key stays watched after it was last seen, in event time (Watch_TTL)")
 	fs.IntVar(&s.maxKeys, "watch-max-keys", 100000, "most keys watched per account (Watch_Max_Keys)")
 	return fs, s
 }
 
-// usage is the whole text on --help (on stdout), a pointer to it after a
-// bad flag (on stderr, below the flag package's one-line error).
-func usage(fs *flag.FlagSet, stdout io.Writer, help *bool) func() {
-	return func() {
-		if !*help {
-			fmt.Fprintf(fs.Output(), "Run '%s scan --help' for the flags.\n", name)
-			return
-		}
-		fs.SetOutput(stdout)
-		fmt.Fprint(stdout, scanUsage)
-		fs.PrintDefaults()
-		fmt.Fprint(stdout, exitUsage)
-	}
-}
-
 // Scan runs `cloudtrail-quarantine scan`.
 func Scan(ctx context.Context, args []string, stdout, stderr *os.File) int {
-	fs, s := flags(stderr)
-	help := false
-	for _, a := range args {
-		if a == "--" {
-			break
-		}
-		help = help || a == "-h" || a == "-help" || a == "--help" || a == "--h"
-	}
-	fs.Usage = usage(fs, stdout, &help)
+	fs, s := flags()
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
+		if errors.Is(err, pflag.ErrHelp) {
+			fmt.Fprint(stdout, scanUsage)
+			fmt.Fprint(stdout, fs.FlagUsages())
+			fmt.Fprint(stdout, exitUsage)
 			return Clean
 		}
+		fmt.Fprintf(stderr, "%s scan: %v\nRun '%s scan --help' for the flags.\n", name, err, name)
 		return Failed
 	}
 	bad := func(format string, a ...any) int {
@@ -221,6 +215,9 @@ func Scan(ctx context.Context, args []string, stdout, stderr *os.File) int {
 		defer stopBar()
 	}
 	res, err := scan.Run(ctx, o)
+	if err == nil && !res.Summary.Interrupted {
+		errs.finished()
+	}
 	errs.done()
 	if err != nil {
 		return bad("%v", err)
@@ -254,9 +251,12 @@ const cmdName = name
 
 // options turns the flags into the scan's options.
 func (s *settings) options(paths []string) (scan.Options, error) {
-	o := scan.Options{Paths: paths, Workers: s.workers, EventKeys: s.eventKeys}
+	o := scan.Options{Paths: paths, Workers: s.workers, EventKeys: s.eventKeys, S3Concurrency: s.s3Concurrency}
 	if s.workers < 1 {
 		return o, fmt.Errorf("--workers %d: at least 1", s.workers)
+	}
+	if s.s3Concurrency < 1 {
+		return o, fmt.Errorf("--s3-concurrency %d: at least 1", s.s3Concurrency)
 	}
 	var err error
 	if o.Filter.Since, err = parseTime(s.since, false); err != nil {
@@ -307,8 +307,8 @@ func (s *settings) options(paths []string) (scan.Options, error) {
 			return o, fmt.Errorf("--state: %v", err)
 		}
 	}
-	endpoint := s.endpoint
-	o.S3 = func(ctx context.Context) (source.S3API, error) { return newS3(ctx, endpoint) }
+	endpoint, conc := s.endpoint, s.s3Concurrency
+	o.S3 = func(ctx context.Context) (source.S3API, error) { return NewS3(ctx, endpoint, conc) }
 	return o, nil
 }
 
@@ -373,11 +373,11 @@ func parseShard(v string, env func(string) string) (source.Shard, error) {
 	return source.Shard{K: k, N: n}, nil
 }
 
-// newS3 is an S3 client from the standard chain (environment, shared
+// NewS3 is an S3 client from the standard chain (environment, shared
 // config and credentials files, SSO, web identity, container and
 // instance roles); a region is only needed to sign, so us-east-1 stands
 // in when none is configured.
-func newS3(ctx context.Context, endpoint string) (source.S3API, error) {
+func NewS3(ctx context.Context, endpoint string, concurrency int) (source.S3API, error) {
 	cfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("AWS configuration: %v", err)
@@ -386,9 +386,26 @@ func newS3(ctx context.Context, endpoint string) (source.S3API, error) {
 		cfg.Region = "us-east-1"
 	}
 	return s3.NewFromConfig(cfg, func(o *s3.Options) {
+		// The SDK logs a line for each GET whose response carries no
+		// checksum it can validate (S3-compatible stores, ranged reads):
+		// thousands of lines over the progress bar. gzip's CRC and the
+		// JSON framing check what the scan reads.
+		o.DisableLogOutputChecksumValidationSkipped = true
+		// Enough connections for --s3-concurrency requests at once.
+		o.HTTPClient = httpClient(concurrency)
 		if endpoint != "" {
 			o.BaseEndpoint = &endpoint
 			o.UsePathStyle = true
 		}
 	}), nil
+}
+
+// httpClient keeps a connection open for each request in flight (the
+// SDK's default keeps 10 idle per host, so most of 64 concurrent GETs
+// would open a new connection, TLS and all).
+func httpClient(concurrency int) *awshttp.BuildableClient {
+	return awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+		t.MaxIdleConns = max(t.MaxIdleConns, 2*concurrency)
+		t.MaxIdleConnsPerHost = 2 * concurrency
+	})
 }

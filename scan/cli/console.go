@@ -24,6 +24,7 @@ type console struct {
 	stop     chan struct{}
 	wg       sync.WaitGroup
 	progress *scan.Progress
+	reading  bool
 }
 
 func newConsole(w io.Writer) *console { return &console{w: w} }
@@ -37,19 +38,12 @@ func (c *console) line(format string, a ...any) {
 	fmt.Fprintf(c.w, format+"\n", a...)
 }
 
-// bar shows the scan's progress (files and bytes done, rate, ETA) until
-// the returned func (or done) is called.
+// bar shows the scan's progress until the returned func (or done) is
+// called: while listing, the files and bytes found and the rate they are
+// found at; then the bytes read (as stored) of the total, the rate, the
+// time left and the files read.
 func (c *console) bar(p *scan.Progress) func() {
-	c.pbar = progressbar.NewOptions64(-1,
-		progressbar.OptionSetWriter(c.w),
-		progressbar.OptionShowBytes(true),
-		progressbar.OptionShowTotalBytes(true),
-		progressbar.OptionSetPredictTime(true),
-		progressbar.OptionSetElapsedTime(true),
-		progressbar.OptionSetWidth(24),
-		progressbar.OptionClearOnFinish(),
-		progressbar.OptionSetRenderBlankState(true),
-	)
+	c.pbar = newBar(c.w, -1)
 	c.stop = make(chan struct{})
 	c.progress = p
 	c.update()
@@ -69,50 +63,99 @@ func (c *console) bar(p *scan.Progress) func() {
 	return c.done
 }
 
+func newBar(w io.Writer, total int64) *progressbar.ProgressBar {
+	return progressbar.NewOptions64(total,
+		progressbar.OptionSetWriter(w),
+		progressbar.OptionShowBytes(true),
+		progressbar.OptionShowTotalBytes(true),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionSetElapsedTime(true),
+		progressbar.OptionSetWidth(24),
+		progressbar.OptionSetRenderBlankState(true),
+		progressbar.OptionShowCount(),
+		// Drawn on the scan's own ticks only, never after it is taken away.
+		progressbar.OptionSetSpinnerChangeInterval(0),
+		progressbar.OptionThrottle(0),
+	)
+}
+
 func (c *console) update() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	p := c.progress
-	total := p.ListedBytes.Load()
-	if !p.Listing.Load() && total > 0 {
-		c.pbar.ChangeMax64(total)
+	files, total := p.ListedFiles.Load(), p.ListedBytes.Load()
+	if !p.Listed.Load() {
+		c.pbar.Describe(fmt.Sprintf("listing: %s files", count(files)))
+		c.pbar.Set64(total)
+		return
 	}
-	what := "scanning"
-	if p.Pass.Load() == 2 {
-		what = "lifecycle"
+	if !c.reading {
+		// Listing is over: the bar starts again, for the reading, so
+		// its rate and time left are the reading's.
+		c.reading = true
+		c.pbar.Clear()
+		c.pbar.Exit()
+		max := int64(-1)
+		if total > 0 {
+			max = total
+		}
+		c.pbar = newBar(c.w, max)
 	}
-	c.pbar.Describe(fmt.Sprintf("%s %d/%d files", what, p.Files.Load(), p.ListedFiles.Load()))
-	c.pbar.Set64(p.Bytes.Load())
+	done := p.Bytes.Load()
+	if total > 0 {
+		done = min(done, total)
+	}
+	c.pbar.Describe(fmt.Sprintf("reading %s/%s files", count(min(p.Files.Load(), files)), count(files)))
+	c.pbar.Set64(done)
 }
 
-// done takes the bar away.
+// done shows the last state and takes the bar away.
 func (c *console) done() {
 	if c.stop == nil {
 		return
 	}
 	close(c.stop)
 	c.wg.Wait()
-	c.update() // the last state, before it goes
+	c.update()
 	c.mu.Lock()
 	c.pbar.Clear()
+	c.pbar.Exit()
 	c.pbar = nil
 	c.mu.Unlock()
 	c.stop = nil
 }
 
+// finished shows the bar full: the scan read all it listed.
+func (c *console) finished() {
+	if c.stop == nil {
+		return
+	}
+	p := c.progress
+	c.mu.Lock()
+	if total := p.ListedBytes.Load(); total > 0 {
+		p.Bytes.Store(total)
+	}
+	p.Files.Store(p.ListedFiles.Load())
+	c.mu.Unlock()
+}
+
 // printSummary writes what the scan read and found.
 func printSummary(w io.Writer, s *scan.Summary, statePath string, workers int) {
 	secs := max(s.Elapsed.Seconds(), 1e-9)
-	fmt.Fprintf(w, "%s: %s files, %s stored, %s of text, %s events in %s: %s/s stored, %s/s of text\n", name,
-		count(int64(s.Files)), bytes(s.Stored), bytes(s.Text), count(s.Events), s.Elapsed.Round(time.Millisecond),
+	fmt.Fprintf(w, "%s: %s files, %s stored, %s of text, %s events (%s decoded) in %s: %s/s stored, %s/s of text\n", name,
+		count(int64(s.Files)), bytes(s.Stored), bytes(s.Text), count(s.Events), count(s.Records), s.Elapsed.Round(time.Millisecond),
 		bytes(int64(float64(s.Stored)/secs)), bytes(int64(float64(s.Text)/secs)))
 	if hwm := peakMemory(); hwm > 0 {
 		fmt.Fprintf(w, "%s: peak memory %s (VmHWM), %d workers\n", name, bytes(hwm), workers)
 	}
 	fmt.Fprintf(w, "%s: alerts: %d%s\n", name, s.Alerts, byRule(s.ByRule))
-	if s.Accounts > 0 || s.Watched > 0 {
-		fmt.Fprintf(w, "%s: lifecycle: %d account(s) read again (%s files, %s), %d key(s) watched at the end, %d event(s) late (%d more than --delay, at most %s)\n",
-			name, s.Accounts, count(int64(s.Reread)), bytes(s.RereadBytes), s.Watched, s.Late, s.VeryLate, s.MaxLate)
+	if s.Accounts > 0 || s.Watched > 0 || s.Late > 0 {
+		fmt.Fprintf(w, "%s: lifecycle: %d account(s) with a case, %d key(s) watched at the end, %s event(s) found for a key watched after their file was read, %d event(s) late (%d more than --delay, at most %s)\n",
+			name, s.Accounts, s.Watched, count(int64(s.Added)), s.Late, s.VeryLate, s.MaxLate)
+	}
+	if s.Spilled > 0 {
+		fmt.Fprintf(w, "%s: %s records of files outside the layout kept aside, %s of them in a temporary file in %s (deleted)\n",
+			name, count(int64(s.Kept)), bytes(s.Spilled), s.SpillDir)
 	}
 	if statePath != "" {
 		fmt.Fprintf(w, "%s: state: %d case(s) written to %s\n", name, s.StateWritten, statePath)

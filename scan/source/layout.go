@@ -172,6 +172,13 @@ func (f *Filter) Account(a string) bool {
 // Region reports whether the filter takes the region's events.
 func (f *Filter) Region(r string) bool { return f.Regions == nil || f.Regions[r] }
 
+// GlobalRegion is where CloudTrail logs the calls of the global services
+// (IAM, STS's global endpoint) and AWS Health's notices, whatever region
+// they concern: a lifecycle in any region may start there, so --region
+// never prunes its files (the scan keeps only those services' events of
+// it).
+func GlobalRegion(r string) bool { return r == "us-east-1" }
+
 // Time reports whether an event of time t is taken.
 func (f *Filter) Time(t time.Time) bool {
 	return (f.Since.IsZero() || !t.Before(f.Since)) && (f.Until.IsZero() || !t.After(f.Until))
@@ -183,7 +190,7 @@ func (f *Filter) Takes(p Place) bool {
 	if p.Account != "" && !f.Account(p.Account) {
 		return false
 	}
-	if p.Region != "" && !f.Region(p.Region) {
+	if p.Region != "" && !f.Region(p.Region) && !GlobalRegion(p.Region) {
 		return false
 	}
 	if p.Time.IsZero() {

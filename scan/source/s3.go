@@ -20,10 +20,13 @@ type S3API interface {
 // S3Lister lists s3://Bucket/Prefix. Inside a layout it lists one level
 // at a time (a delimiter "/" listing), so whole accounts, regions and
 // dates the filter does not take are never listed; below a day it lists
-// flat.
+// flat. The prefixes of a level (accounts, regions, years, months, days)
+// are listed concurrently, Concurrency requests at once: the listing of
+// a trail is thousands of requests, each a round trip.
 type S3Lister struct {
 	Bucket, Prefix string
 	Client         func(context.Context) (S3API, error)
+	Concurrency    int
 
 	once   sync.Once
 	client S3API
@@ -35,18 +38,55 @@ func (l *S3Lister) api(ctx context.Context) (S3API, error) {
 	return l.client, l.err
 }
 
+// List calls emit from one goroutine at a time, in no particular order.
 func (l *S3Lister) List(ctx context.Context, f *Filter, emit func(Object) error) error {
 	c, err := l.api(ctx)
 	if err != nil {
 		return err
 	}
-	return l.walk(ctx, c, l.Prefix, f, emit)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	slots := make(chan struct{}, max(1, l.Concurrency))
+	var emitMu sync.Mutex
+	var wg sync.WaitGroup
+	var walk func(prefix string)
+	walk = func(prefix string) {
+		defer wg.Done()
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		subs, err := l.level(ctx, c, prefix, f, func(o Object) error {
+			emitMu.Lock()
+			defer emitMu.Unlock()
+			return emit(o)
+		})
+		<-slots
+		if err != nil {
+			cancel(err)
+			return
+		}
+		for _, sub := range subs {
+			wg.Add(1)
+			go walk(sub)
+		}
+	}
+	wg.Add(1)
+	go walk(l.Prefix)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && err != context.Canceled {
+		return err
+	}
+	return ctx.Err()
 }
 
-func (l *S3Lister) walk(ctx context.Context, c S3API, prefix string, f *Filter, emit func(Object) error) error {
+// level lists one prefix: its objects go to emit, its sub-prefixes the
+// filter takes are returned.
+func (l *S3Lister) level(ctx context.Context, c S3API, prefix string, f *Filter, emit func(Object) error) ([]string, error) {
 	place := ParsePlace(prefix)
 	if !f.Takes(place) {
-		return nil
+		return nil, nil
 	}
 	// A day (or a Security Lake partition) holds files only: list flat.
 	flat := place.Layout() && !place.Time.IsZero() && place.Span <= 24*time.Hour
@@ -54,11 +94,12 @@ func (l *S3Lister) walk(ctx context.Context, c S3API, prefix string, f *Filter, 
 	if !flat {
 		in.Delimiter = aws.String("/")
 	}
+	var subs []string
 	p := s3.NewListObjectsV2Paginator(c, in)
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			return fmt.Errorf("listing s3://%s/%s: %w", l.Bucket, prefix, err)
+			return nil, fmt.Errorf("listing s3://%s/%s: %w", l.Bucket, prefix, err)
 		}
 		for _, o := range page.Contents {
 			key := aws.ToString(o.Key)
@@ -67,20 +108,16 @@ func (l *S3Lister) walk(ctx context.Context, c S3API, prefix string, f *Filter, 
 				continue
 			}
 			if err := emit(l.object(c, key, aws.ToInt64(o.Size), pl)); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		for _, cp := range page.CommonPrefixes {
-			sub := aws.ToString(cp.Prefix)
-			if !logDir(lastDir(sub)) {
-				continue
-			}
-			if err := l.walk(ctx, c, sub, f, emit); err != nil {
-				return err
+			if sub := aws.ToString(cp.Prefix); logDir(lastDir(sub)) && f.Takes(ParsePlace(sub)) {
+				subs = append(subs, sub)
 			}
 		}
 	}
-	return nil
+	return subs, nil
 }
 
 func lastDir(prefix string) string {
@@ -97,7 +134,7 @@ func lastDir(prefix string) string {
 
 func (l *S3Lister) object(c S3API, key string, size int64, pl Place) Object {
 	name := "s3://" + l.Bucket + "/" + key
-	return Object{Name: name, Size: size, Place: pl,
+	return Object{Name: name, Size: size, Place: pl, Remote: true,
 		open: func(ctx context.Context) (io.ReadCloser, error) {
 			out, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(l.Bucket), Key: aws.String(key)})
 			if err != nil {

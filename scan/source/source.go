@@ -1,6 +1,7 @@
 package source
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +21,8 @@ type Object struct {
 	// Live: read as it arrives (standard input), so framed into records
 	// from the start rather than looked at first and read again.
 	Live bool
+	// Remote: fetched over the network (S3), so worth fetching ahead.
+	Remote bool
 	Place
 	open   func(ctx context.Context) (io.ReadCloser, error)
 	openAt func(ctx context.Context) (io.ReaderAt, io.Closer, error)
@@ -53,14 +56,14 @@ type Lister interface {
 // ForPath is the Lister of a command-line path: s3://bucket/prefix, "-"
 // or a local file or directory. newS3 makes the S3 client (only when an
 // S3 path is given, so a local scan needs no AWS configuration).
-func ForPath(p string, s3 func(context.Context) (S3API, error)) (Lister, error) {
+func ForPath(p string, s3 func(context.Context) (S3API, error), concurrency int) (Lister, error) {
 	switch {
 	case strings.HasPrefix(p, "s3://"):
 		bucket, prefix, _ := strings.Cut(strings.TrimPrefix(p, "s3://"), "/")
 		if bucket == "" {
 			return nil, fmt.Errorf("%s: no bucket", p)
 		}
-		return &S3Lister{Bucket: bucket, Prefix: prefix, Client: s3}, nil
+		return &S3Lister{Bucket: bucket, Prefix: prefix, Client: s3, Concurrency: concurrency}, nil
 	case p == "-":
 		return stdinLister{}, nil
 	}
@@ -117,8 +120,7 @@ func localObject(p string, size int64) Object {
 		}}
 }
 
-// stdinLister reads standard input once; the scan keeps a copy if it
-// must read it again.
+// stdinLister reads standard input once, as it arrives.
 type stdinLister struct{}
 
 func (stdinLister) List(ctx context.Context, f *Filter, emit func(Object) error) error {
@@ -184,44 +186,12 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 
 func (c *ctxReader) Close() error { return nil }
 
-// Spool is an object read once and kept in a temporary file while it is
-// read (standard input), so a second pass can read it again.
-func Spool(o Object, dir string) (Object, func() error, error) {
-	tmp, err := os.CreateTemp(dir, "cloudtrail-quarantine-stdin-*")
-	if err != nil {
-		return o, nil, err
-	}
-	name := tmp.Name()
-	cleanup := func() error { return os.Remove(name) }
-	first := true
-	spooled := o
-	spooled.open = func(ctx context.Context) (io.ReadCloser, error) {
-		if !first {
-			return os.Open(name)
-		}
-		first = false
-		r, err := o.open(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return teeCloser{Reader: io.TeeReader(r, tmp), r: r, w: tmp}, nil
-	}
-	return spooled, cleanup, nil
-}
-
-type teeCloser struct {
-	io.Reader
-	r io.Closer
-	w *os.File
-}
-
-// Close drains what the reader left, so the copy is whole even when the
-// first read stopped early.
-func (t teeCloser) Close() error {
-	_, err := io.Copy(io.Discard, t.Reader)
-	t.r.Close()
-	if cerr := t.w.Close(); err == nil {
-		err = cerr
-	}
-	return err
+// Memory is an object held in memory, named as a path would be (its
+// place in a layout is read from the name): a test's file.
+func Memory(name string, data []byte) Object {
+	return Object{Name: name, Size: int64(len(data)), Place: ParsePlace(name),
+		open: func(context.Context) (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil },
+		openAt: func(context.Context) (io.ReaderAt, io.Closer, error) {
+			return bytes.NewReader(data), io.NopCloser(nil), nil
+		}}
 }

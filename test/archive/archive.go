@@ -63,6 +63,12 @@ func LakeFile(account, region string, t time.Time, unique string) string {
 // made from the records (every field optional; unmapped, as in Security
 // Lake, a map of strings to strings).
 func WriteParquet(path string, records []map[string]any) error {
+	return WriteParquetWith(path, records, parquet.Compression(&parquet.Gzip))
+}
+
+// WriteParquetWith is WriteParquet with the writer's options: Security
+// Lake writes ZSTD, in several row groups (parquet.MaxRowsPerRowGroup).
+func WriteParquetWith(path string, records []map[string]any, opts ...parquet.WriterOption) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
@@ -72,7 +78,7 @@ func WriteParquet(path string, records []map[string]any) error {
 	}
 	schema := parquet.NewSchema("ocsf", fields.group())
 	var b bytes.Buffer
-	w := parquet.NewGenericWriter[map[string]any](&b, schema, parquet.Compression(&parquet.Gzip))
+	w := parquet.NewGenericWriter[map[string]any](&b, append([]parquet.WriterOption{schema}, opts...)...)
 	rows := make([]map[string]any, len(records))
 	for i, r := range records {
 		rows[i] = fields.conform(r)

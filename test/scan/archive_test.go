@@ -33,15 +33,16 @@ func TestScanLayoutArchive(t *testing.T) {
 	}
 	checkExamples(t, alerts(t, res.stdout), want)
 	files, _ := filepath.Glob(filepath.Join(root, "AWSLogs", "*", "CloudTrail", "*", "*", "*", "*", "*.json.gz"))
-	if !strings.Contains(res.stderr, fmt.Sprintf(": %d files, ", len(files))) || !strings.Contains(res.stderr, fmt.Sprintf(" %s events in ", commas(events))) {
+	if !strings.Contains(res.stderr, fmt.Sprintf(": %d files, ", len(files))) || !strings.Contains(res.stderr, fmt.Sprintf(" %s events (", commas(events))) {
 		t.Errorf("summary does not count %d files of %d events:\n%s", len(files), events, res.stderr)
 	}
 	if !regexp.MustCompile(`alerts: \d+ \(aws\.iam\.quarantine_applied \d+`).MatchString(res.stderr) || !strings.Contains(res.stderr, "/s of text") {
 		t.Errorf("summary:\n%s", res.stderr)
 	}
-	// --account and --region prune the layout: only those files are read.
+	// --account and --region prune the layout: only those files are
+	// read, and us-east-1's, for the global services' events.
 	one := scanOf(t, "--account", "444455556666", "--region", "eu-west-1", root)
-	if !strings.Contains(one.stderr, ": 6 files, ") {
+	if !strings.Contains(one.stderr, ": 12 files, ") {
 		t.Errorf("pruned to one account and region:\n%s", one.stderr)
 	}
 	for _, a := range alerts(t, one.stdout) {

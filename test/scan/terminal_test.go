@@ -2,9 +2,13 @@ package scan_test
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,8 +20,10 @@ import (
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
 )
 
-// On a terminal the scan draws a progress bar on stderr (files and bytes
-// done, rate, time left) and prints alerts as a table; piped, neither.
+// On a terminal the scan draws a progress bar on stderr and prints
+// alerts as a table; piped, neither. The bar's numbers hold: while
+// listing, the files found; then the files and bytes read of the total
+// listed, never past it, and 100% of it at the end.
 func TestProgressBarOnATerminal(t *testing.T) {
 	root := t.TempDir()
 	layoutArchive(t, root)
@@ -26,7 +32,7 @@ func TestProgressBarOnATerminal(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ptmx.Close()
-	cmd := exec.Command(bin(t), "scan", root)
+	cmd := exec.Command(bin(t), "scan", "--workers", "1", root)
 	cmd.Stdout, cmd.Stderr = tty, tty
 	var screen bytes.Buffer
 	var read sync.WaitGroup
@@ -44,10 +50,27 @@ func TestProgressBarOnATerminal(t *testing.T) {
 	// could lose the tail of a long table, the summary.
 	read.Wait()
 	out := screen.String()
-	for _, want := range []string{"scanning", "files", "kB", "SEVERITY", "quarantine_applied", "alerts: "} {
+	for _, want := range []string{"listing: ", "SEVERITY", "quarantine_applied", "alerts: "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the terminal shows no %q:\n%s", want, out)
 		}
+	}
+	files, _ := filepath.Glob(filepath.Join(root, "AWSLogs", "*", "CloudTrail", "*", "*", "*", "*", "*.json.gz"))
+	var states []string
+	last := ""
+	for _, m := range barRe.FindAllStringSubmatch(out, -1) {
+		done, total, pct := atoi(m[1]), atoi(m[2]), atoi(m[3])
+		if total != len(files) || done > total || pct > 100 {
+			t.Errorf("bar %q: %d files listed", m[0], len(files))
+		}
+		if m[4] != m[5] && pct == 100 {
+			t.Errorf("bar %q: bytes and percentage disagree", m[0])
+		}
+		states = append(states, m[0])
+		last = m[0]
+	}
+	if len(states) == 0 || !strings.HasPrefix(last, fmt.Sprintf("reading %d/%d files 100%%", len(files), len(files))) {
+		t.Errorf("the bar does not end full: %q", last)
 	}
 	if !strings.Contains(out, "\r") {
 		t.Errorf("no bar redrawn in place:\n%q", out)
@@ -57,12 +80,20 @@ func TestProgressBarOnATerminal(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	piped.Stdout, piped.Stderr = &stdout, &stderr
 	piped.Run()
-	if strings.Contains(stderr.String(), "scanning") || strings.Contains(stderr.String(), "\r") {
+	if strings.Contains(stderr.String(), "reading") || strings.Contains(stderr.String(), "\r") {
 		t.Errorf("a bar on a pipe:\n%q", stderr.String())
 	}
 	if !strings.HasPrefix(stdout.String(), `{"rule":`) {
 		t.Errorf("piped output is not JSON lines: %.100q", stdout.String())
 	}
+}
+
+// reading 12/60 files  40% |█████   | (135/338 kB, 1.2 MB/s) [0s:0s]
+var barRe = regexp.MustCompile(`reading (\d+)/(\d+) files +(\d+)% \|[^|]*\| \(([\d.]+)/([\d.]+) [kMG]?B`)
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }
 
 // Ctrl-C stops the scan cleanly: what was read so far is reported, with

@@ -154,43 +154,57 @@ func num(v float64) string {
 	return b.String()
 }
 
-// scanRows are the scan command's measures (issue #10): GB/s of gzipped
-// CloudTrail, against the decompression floor on as many workers, zcat |
-// jq, and one worker against all.
+// scanRows are the scan command's measures (issue #16): the scan against
+// the decompression floor on the clean and the worst-case archive (timed
+// alternately, medians of the runs), the responder's tools, Security Lake
+// Parquet against .json.gz, S3 at 20 ms a request, one worker against all.
 func scanRows(med func(name, unit string) float64, runs map[string]map[string][]float64) {
 	var workers []string
 	for name := range runs {
-		if w, ok := strings.CutPrefix(name, "Backfill/workers="); ok {
+		if w, ok := strings.CutPrefix(name, "ScanVsFloor/clean/workers="); ok {
 			workers = append(workers, w)
 		}
 	}
 	slices.Sort(workers)
-	gbs := func(name string) float64 { return med(name, "MB/s") / 1000 }
 	for _, w := range workers {
-		first, floor := "Backfill/workers="+w, "Decompress/klauspost/workers="+w
-		if f := med(floor, "ns/op"); f > 0 {
-			r := med(first, "ns/op") / f
-			if x := med("BackfillVsFloor/workers="+w, "x-floor"); x > 0 {
-				r = x // measured alternately, in one benchmark
+		for _, a := range []string{"clean", "worst"} {
+			n := "ScanVsFloor/" + a + "/workers=" + w
+			if x := med(n, "x-floor"); x > 0 {
+				c := med(n, "x-floor-cpu")
+				fmt.Printf("| scan, %s archive, %s worker(s): MB/s of gzipped CloudTrail (floor) | %.0f (%.0f) | report |\n", a, w, med(n, "scan-MB/s"), med(n, "floor-MB/s"))
+				fmt.Printf("| scan, %s archive, %s worker(s): wall time vs decompression alone (alternating runs) | %.2fx | <= 1.25x %s |\n", a, w, x, mark(x <= 1.25))
+				fmt.Printf("| scan, %s archive, %s worker(s): CPU time vs decompression alone (alternating runs) | %.2fx | <= 1.25x %s |\n", a, w, c, mark(c <= 1.25))
 			}
-			fmt.Printf("| scan, %s worker(s), no lifecycle: GB/s of gzipped CloudTrail (text GB/s) | %.3f (%.2f) | report |\n", w, gbs(first), med(first, "text-GB/s"))
-			fmt.Printf("| scan, %s worker(s), no lifecycle: time vs decompression alone (alternating runs) | %.2fx | <= 1.25x %s |\n", w, r, mark(r <= 1.25))
 		}
-		if a := "BackfillLifecycle/workers=" + w; med(a, "ns/op") > 0 {
-			fmt.Printf("| scan, %s worker(s), every file read again for a quarantined key: GB/s (vs decompression) | %.3f (%.2fx) | report |\n", w, gbs(a), med(a, "ns/op")/med(floor, "ns/op"))
-		}
-		if s, k := med("Decompress/stdlib/workers="+w, "ns/op"), med(floor, "ns/op"); s > 0 && k > 0 {
+		if s, k := med("Decompress/stdlib/workers="+w, "ns/op"), med("Decompress/klauspost/workers="+w, "ns/op"); s > 0 && k > 0 {
 			fmt.Printf("| gzip, %s worker(s): klauspost/compress vs the standard library | %.2fx faster | report |\n", w, s/k)
 		}
-		if j := med("ZcatJq/zcat-jq/workers="+w, "ns/op"); j > 0 {
-			fmt.Printf("| %s worker(s): zcat \\| jq vs the scan | %.1fx slower | report |\n", w, j/med(first, "ns/op"))
-			fmt.Printf("| %s worker(s): zcat \\| jq vs parallel zcat > /dev/null | %.1fx | report |\n", w, j/med("ZcatJq/zcat/workers="+w, "ns/op"))
+		if x, c := med("Lake/workers="+w, "x-json"), med("Lake/workers="+w, "x-json-cpu"); x > 0 {
+			fmt.Printf("| Security Lake Parquet vs the same events as .json.gz, %s worker(s): wall (CPU) time | %.2fx (%.2fx) | <= 1.5x %s |\n", w, x, c, mark(x <= 1.5))
+		}
+		if scan := med("Responder/scan/workers="+w, "ns/op"); scan > 0 {
+			for _, tool := range []string{"zcat-jq", "rg", "zgrep", "zcat"} {
+				if t := med("Responder/"+tool+"/workers="+w, "ns/op"); t > 0 {
+					fmt.Printf("| %s worker(s): %s vs the scan | %.1fx the scan's time | report |\n", w, tool, t/scan)
+				}
+			}
 		}
 	}
 	if len(workers) > 1 {
-		one, all := "Backfill/workers="+workers[0], "Backfill/workers="+workers[len(workers)-1]
-		fmt.Printf("| scan: %s workers vs 1 | %.2fx | near %s |\n", workers[len(workers)-1], med(one, "ns/op")/med(all, "ns/op"), workers[len(workers)-1])
-		fl1, fln := "Decompress/klauspost/workers="+workers[0], "Decompress/klauspost/workers="+workers[len(workers)-1]
-		fmt.Printf("| decompression alone: %s workers vs 1 | %.2fx | report |\n", workers[len(workers)-1], med(fl1, "ns/op")/med(fln, "ns/op"))
+		one, all := "ScanVsFloor/clean/workers="+workers[0], "ScanVsFloor/clean/workers="+workers[len(workers)-1]
+		fmt.Printf("| scan, clean archive: %s workers vs 1 | %.2fx | near %s |\n", workers[len(workers)-1], med(all, "scan-MB/s")/med(one, "scan-MB/s"), workers[len(workers)-1])
+		fmt.Printf("| decompression alone: %s workers vs 1 | %.2fx | report |\n", workers[len(workers)-1], med(all, "floor-MB/s")/med(one, "floor-MB/s"))
+	}
+	var concs []int
+	for name := range runs {
+		if c, ok := strings.CutPrefix(name, "ScanS3/concurrency="); ok {
+			if n, err := strconv.Atoi(c); err == nil {
+				concs = append(concs, n)
+			}
+		}
+	}
+	slices.Sort(concs)
+	for _, c := range concs {
+		fmt.Printf("| S3 at 20 ms a request, %d requests in flight: files/s | %.0f | report |\n", c, med(fmt.Sprintf("ScanS3/concurrency=%d", c), "files/s"))
 	}
 }
