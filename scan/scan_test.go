@@ -11,6 +11,7 @@ import (
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/lifecycle"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/rules"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/scan/source"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/archive"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/ocsfmap"
@@ -30,18 +31,31 @@ func TestRunInProcess(t *testing.T) {
 		id["accessKeyId"], id["accountId"], id["arn"] = key, account, "arn:aws:iam::"+account+":user/ci-deployer"
 		e["recipientAccountId"] = account
 	}
+	// The corpus's events in a file happened when the file's other events
+	// did, as in a trail (their own times are years apart).
+	noiseAt := func(at time.Time) []any {
+		out := make([]any, len(noise))
+		for i, e := range noise {
+			m, _ := value.FromJSON(value.ToJSON(e))
+			if mm, ok := m.(map[string]any); ok {
+				mm["eventTime"] = at.Add(-time.Duration(i) * time.Second).Format(time.RFC3339)
+			}
+			out[i] = m
+		}
+		return out
+	}
 	for a, account := range []string{"111122223333", "444455556666"} {
 		key := fmt.Sprintf("AKIAEXAMPLEEXPOSED%02d", a+1)
 		q, _ := sequence.Event("rules/aws.iam.quarantine_applied/positive/put_user_legacy_inline")
 		withKey(q, account, key)
 		q["eventID"] = account + "-q"
-		archive.WriteLogFile(root, account, "us-east-1", t0.Add(20*time.Minute), "q", append([]any{q}, noise...))
+		archive.WriteLogFile(root, account, "us-east-1", t0.Add(20*time.Minute), "q", append([]any{q}, noiseAt(t0.Add(15*time.Minute))...))
 		for i := range 8 {
 			use, _ := sequence.Event("events/ec2_describe_instances_by_key")
 			withKey(use, account, key)
 			use["eventID"] = fmt.Sprintf("%s-use-%d", account, i)
 			use["eventTime"] = t0.Add(time.Duration(30+i*40) * time.Minute).Format(time.RFC3339)
-			archive.WriteLogFile(root, account, "eu-west-1", t0.Add(time.Duration(35+i*40)*time.Minute), fmt.Sprint(i), append([]any{use}, noise...))
+			archive.WriteLogFile(root, account, "eu-west-1", t0.Add(time.Duration(35+i*40)*time.Minute), fmt.Sprint(i), append([]any{use}, noiseAt(t0.Add(time.Duration(30+i*40)*time.Minute))...))
 		}
 	}
 	res, err := Run(context.Background(), Options{Paths: []string{root}, Workers: 8,
@@ -53,12 +67,12 @@ func TestRunInProcess(t *testing.T) {
 	if s.Files != 18 || s.Failed != 0 || s.Accounts != 2 || s.Late != 0 {
 		t.Fatalf("%+v", s)
 	}
-	// Eight uses 40 minutes apart, a window of an hour: 4 alerts a key
-	// (the windows opened by uses 0, 2, 4, 6).
-	if s.ByRule[rules.QuarantinedKeyUsed] != 8 || s.ByRule[rules.QuarantineApplied] < 2 {
+	// Eight uses 40 minutes apart (08:30 to 13:10), windows of an hour
+	// from the hour: 6 alerts a key (08, 09, 10, 11, 12, 13 h).
+	if s.ByRule[rules.QuarantinedKeyUsed] != 12 || s.ByRule[rules.QuarantineApplied] < 2 {
 		t.Fatalf("%v", s.ByRule)
 	}
-	if len(res.Cases) != 2 {
+	if len(res.Cases) != 4 { // each account's key, and its user
 		t.Fatalf("%d cases to keep", len(res.Cases))
 	}
 }

@@ -58,11 +58,11 @@ type Result struct {
 	Interrupted bool
 }
 
-// Failed reports whether anything could not be shipped.
 // listConcurrency is how many S3 list requests a backfill has in flight:
 // a bucket's layout is listed an account, region and day at a time.
 const listConcurrency = 16
 
+// Failed reports whether anything could not be shipped.
 func (r Result) Failed() bool {
 	return r.Interrupted || r.Counters.ObjectsFailed.Load() > 0 || r.Counters.MessagesFailed.Load() > 0
 }

@@ -163,7 +163,10 @@ func TestTooBigAlertIsCutThenSetAside(t *testing.T) {
 		huge[k] = v
 	}
 	huge["eventID"] = "huge-fields"
+	// Fields of its own past what the receiver takes, even cut to their
+	// bounds (a user agent to 4 KiB, an error message to 8 KiB).
 	huge["userAgent"] = strings.Repeat("y", 20000)
+	huge["errorMessage"] = strings.Repeat("z", 20000)
 	c := &choosy{max: 8000}
 	in, log := newInstance(t, c, "State_Dir", t.TempDir())
 	in.Flush(fbchunk.FromValues(time.Unix(0, 0), []any{small, big, huge}), "cloudtrail")
