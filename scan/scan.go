@@ -114,6 +114,7 @@ type scanner struct {
 	failed map[string]bool
 
 	accounts map[string]*account
+	archEnd  time.Time // the latest file stamp of every account's
 	streamed []*job
 	remote   bool
 }
@@ -258,6 +259,7 @@ func (s *scanner) plan(objs []source.Object) {
 		}
 	}
 	for _, a := range s.accounts {
+		s.archEnd = later(s.archEnd, a.end)
 		slices.SortFunc(a.jobs, func(x, y *job) int {
 			return cmp.Or(fileEnd(x.obj.Place).Compare(fileEnd(y.obj.Place)), strings.Compare(x.obj.Name, y.obj.Name))
 		})
@@ -432,12 +434,22 @@ func sortedAccounts(m map[string]*account) []*account {
 }
 
 // end is the time the account's archive is known to reach: --until
-// (the scan covers what came before it), else its latest file stamp.
+// (the scan covers what came before it), else the latest file stamp of
+// the archive: an account quiet at the end of it was quiet, and its
+// waits end as they would in a plugin that reads every account's trail
+// (its clock is the whole stream's).
 func (s *scanner) end(a *account) time.Time {
 	if u := s.o.Filter.Until; !u.IsZero() {
 		return u
 	}
-	return a.end
+	return later(a.end, s.archEnd)
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // take applies the filter to an event and says whose it is: the layout's

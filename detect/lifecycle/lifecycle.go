@@ -1117,6 +1117,9 @@ func (c *Case) activeAt(from, at int64) bool {
 // context is what the engine knows of a case, for an alert.
 func (e *Engine) context(c *Case) *rules.Key {
 	k := &rules.Key{ID: c.Key, User: c.User, Account: c.Account, ExposedURL: c.ExposedURL, FirstSeen: t(c.FirstSeen)}
+	if c.Key == "" && len(c.ExposedKeys) > 0 {
+		k.ID = c.ExposedKeys[0] // a user's case: its exposed key, once a signal named it
+	}
 	u := c
 	if c.Key != "" {
 		k.FirstSeen = t(e.keyStart(c))

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 )
@@ -73,6 +74,14 @@ func (s *Server) Docs() []map[string]any {
 		out[i] = s.docs[id]
 	}
 	return out
+}
+
+// IDs returns the _ids of the indexed documents, in the order they were
+// created.
+func (s *Server) IDs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.order)
 }
 
 // Counts reports create actions received and how many were conflicts.

@@ -484,7 +484,7 @@ func TestStatsAreLogged(t *testing.T) {
 		t.Fatalf("no periodic stats line:\n%s", res.Stderr)
 	}
 	if !strings.Contains(res.Stderr, "exit: flushes=3 records=3 candidates=3 events=3 alerts=3 delivered=0 queued=0 delivery_failures=0 dead_letter=0 duplicates_dropped=0 retries=3 ") ||
-		!strings.Contains(res.Stderr, "alerts_by_rule=aws.health.credentials_exposed:0,aws.iam.exposed_key_retired:0,aws.iam.exposed_not_quarantined:0,aws.iam.quarantine_applied:3,aws.iam.quarantine_attempt_failed:0,") {
+		!strings.Contains(res.Stderr, "alerts_by_rule=aws.health.credentials_exposed:0,aws.iam.exposed_key_reactivated:0,aws.iam.exposed_key_retired:0,aws.iam.exposed_not_quarantined:0,aws.iam.quarantine_applied:3,aws.iam.quarantine_attempt_failed:0,") {
 		t.Fatalf("exit counters:\n%s", res.Stderr)
 	}
 }

@@ -21,7 +21,10 @@ import (
 func playThroughThePlugin(t *testing.T, s sequence.Sequence) (map[string]int, []alert) {
 	dir := t.TempDir()
 	props := kv("State_Dir", dir, "Quarantine_Grace", s.Options.Grace.String(), "Event_Delay", s.Options.Delay.String(),
-		"Use_Alert_Window", s.Options.Window.String(), "Watch_TTL", s.Options.TTL.String())
+		"Use_Alert_Window", s.Options.Window.String())
+	if s.Options.TTL > 0 {
+		props = append(props, kv("Watch_TTL", s.Options.TTL.String())...)
+	}
 	counts := map[string]int{}
 	var all []alert
 	var flushes []harness.Flush

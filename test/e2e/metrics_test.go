@@ -249,8 +249,8 @@ func TestMetricsScrapedDuringARun(t *testing.T) {
 		{"cloudtrail_quarantine.0", "skipped_records_total", []string{"reason", "not_map"}, 2},
 		{"cloudtrail_quarantine.0", "skipped_records_total", []string{"reason", "truncated"}, 2},
 		{"cloudtrail_quarantine.0", "pending_alerts", nil, 0},
-		{"cloudtrail_quarantine.0", "watched_keys", nil, 1}, // the notice's key, of the quarantined ci-deployer
-		{"cloudtrail_quarantine.1", "watched_keys", nil, 2}, // the user of the failed attempts (key unknown), the notice's key
+		{"cloudtrail_quarantine.0", "watched_keys", nil, 2}, // the notice's key, and its user ci-deployer (quarantined), watched call by call
+		{"cloudtrail_quarantine.1", "watched_keys", nil, 4}, // the users of the failed attempts and of the notice, watched call by call, and their keys
 		{"cloudtrail_quarantine.1", "flushes_total", nil, 1},
 		{"cloudtrail_quarantine.1", "records_total", nil, 8},
 		{"cloudtrail_quarantine.1", "events_total", nil, 8},

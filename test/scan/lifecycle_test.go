@@ -18,7 +18,8 @@ import (
 // CloudTrail event in a log file of its own (stamped five minutes after
 // it), the regions taking turns so the scan must merge two streams, and
 // the AWS Health notices in a JSON lines file of their own. It returns
-// the time the sequence ends: its last event, plus a silence after it.
+// the time the sequence ends: its latest event, plus a silence after the
+// step it came in.
 func writeSequence(t *testing.T, root string, s sequence.Sequence) time.Time {
 	var end time.Time
 	var health []byte
@@ -30,7 +31,7 @@ func writeSequence(t *testing.T, root string, s sequence.Sequence) time.Time {
 		for _, e := range st.Events() {
 			if e["eventName"] == nil {
 				health = append(append(health, value.ToJSON(e)...), '\n')
-				end = sequence.EventTime(e)
+				end = later(end, sequence.EventTime(e))
 				continue
 			}
 			at := sequence.EventTime(e)
@@ -40,13 +41,21 @@ func writeSequence(t *testing.T, root string, s sequence.Sequence) time.Time {
 				t.Fatal(err)
 			}
 			n++
-			end = at
+			end = later(end, at)
 		}
 	}
 	if health != nil {
 		os.WriteFile(filepath.Join(root, "health.jsonl"), health, 0o644)
 	}
 	return end
+}
+
+// later is the later of two times.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // The lifecycle's examples laid out as archives: the scan, in event time
@@ -61,7 +70,7 @@ func TestLifecycleSequences(t *testing.T) {
 				root := t.TempDir()
 				end := writeSequence(t, root, s)
 				res := scanOf(t, "--grace", s.Options.Grace.String(), "--delay", s.Options.Delay.String(),
-					"--use-window", s.Options.Window.String(), "--until", end.Format(time.RFC3339Nano), root)
+					"--use-window", s.Options.Window.String(), "--watch-ttl", s.Options.TTL.String(), "--until", end.Format(time.RFC3339Nano), root)
 				if res.code > 1 {
 					t.Fatalf("exit %d\n%s", res.code, res.stderr)
 				}

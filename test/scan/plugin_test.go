@@ -117,7 +117,7 @@ func TestStateSeedsThePlugin(t *testing.T) {
 		fixtureEvent(t, "rules/aws.iam.quarantine_applied/positive/put_user_legacy_inline"))
 	dir := filepath.Join(t.TempDir(), "state")
 	res := scanOf(t, "--state", dir, root)
-	if res.code != 1 || !strings.Contains(res.stderr, "state: 1 case(s) written") {
+	if res.code != 1 || !strings.Contains(res.stderr, "state: 2 case(s) written") { // the key, and its user
 		t.Fatalf("exit %d\n%s", res.code, res.stderr)
 	}
 	use := fixtureEvent(t, "events/ec2_describe_instances_by_key")

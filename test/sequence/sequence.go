@@ -28,6 +28,7 @@
 package sequence
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -420,7 +421,7 @@ func Play(t testing.TB, s Sequence, finding func(detect.Finding)) map[string]int
 // engine is the engine's options for the sequence (the plugin's defaults
 // for what the sequence does not set).
 func (o Options) engine() lifecycle.Options {
-	return lifecycle.Options{WatchTTL: o.TTL, MaxKeys: 100000, UseWindow: o.Window, Grace: o.Grace, Delay: o.Delay, Persist: true}
+	return lifecycle.Options{WatchTTL: cmp.Or(o.TTL, 30*24*time.Hour), MaxKeys: 100000, UseWindow: o.Window, Grace: o.Grace, Delay: o.Delay, Persist: true}
 }
 
 // Rules are the rules whose examples are sequences: those the lifecycle
