@@ -75,6 +75,10 @@ type Options struct {
 	LingerMS    int // after the last flush, before exit
 	Workers     int // per instance; 0: flushes on the engine thread
 	StackSize   int // 0: 24 KiB
+	// KillAfter makes the harness SIGKILL itself once the KillAfter-th
+	// flush call returned, before it takes the answer (0: never): a crash
+	// between the plugin's commit and Fluent Bit's.
+	KillAfter int
 	Quiet       bool
 	Env         []string
 	Timeout     time.Duration // 0: 60s
@@ -136,7 +140,7 @@ func Args(o Options, so, dir string) ([]string, error) {
 	case o.Retries > 0:
 		args = append(args, "-r", strconv.Itoa(o.Retries))
 	}
-	for flag, v := range map[string]int{"-l": o.Loops, "-d": o.RetryWaitMS, "-p": o.PauseMS, "-W": o.LingerMS, "-w": o.Workers, "-k": o.StackSize, "-R": o.Reloads} {
+	for flag, v := range map[string]int{"-l": o.Loops, "-d": o.RetryWaitMS, "-p": o.PauseMS, "-W": o.LingerMS, "-w": o.Workers, "-k": o.StackSize, "-R": o.Reloads, "-K": o.KillAfter} {
 		if v > 0 {
 			args = append(args, flag, strconv.Itoa(v))
 		}

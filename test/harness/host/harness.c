@@ -111,6 +111,7 @@ static struct {
     size_t stack_size;
     int quiet;
     int reloads;
+    int kill_after; /* -K n: SIGKILL once the n-th flush call returned, before Fluent Bit would take its answer */
 
     register_fn cb_register;
     init_fn cb_init;
@@ -191,6 +192,7 @@ static void usage(void)
             "  -W MS           wait after the last flush, before exit, in ms (default 0)\n"
             "  -w N            worker threads per instance (default 0: engine thread)\n"
             "  -k BYTES        coroutine stack size (default 24576)\n"
+            "  -K N            SIGKILL itself once the N-th flush call returned, before taking its answer\n"
             "  -q              no per-flush lines\n");
     exit(2);
 }
@@ -361,6 +363,11 @@ static void dispatch(struct instance *in, const struct flush *stored)
     }
     for (;;) {
         rc = flush_in_coroutine(in, fl);
+        if (H.kill_after > 0 && __atomic_add_fetch(&H.kill_after, -1, __ATOMIC_SEQ_CST) == 0) {
+            /* a crash between the plugin's answer and the engine's:
+               the chunk is delivered again after a restart */
+            kill(getpid(), SIGKILL);
+        }
         if (!H.quiet) {
             fprintf(stderr, "harness: flush instance=%d tag=%s bytes=%zu attempt=%d rc=%d\n",
                     in->id, fl->tag, fl->len, attempt, rc);
@@ -533,7 +540,7 @@ int main(int argc, char **argv)
     int nsets = 0;
     H.flushes = calloc(argc, sizeof(struct flush));
 
-    while ((opt = getopt(argc, argv, "i:s:f:F:l:r:d:p:W:w:k:qR:")) != -1) {
+    while ((opt = getopt(argc, argv, "i:s:f:F:l:r:d:p:W:w:k:qR:K:")) != -1) {
         const char *rest;
         switch (opt) {
         case 'i': H.ninst = atoi(optarg); break;
@@ -546,6 +553,7 @@ int main(int argc, char **argv)
         case 'k': H.stack_size = (size_t) atol(optarg); break;
         case 'q': H.quiet = 1; break;
         case 'R': H.reloads = atoi(optarg); break;
+        case 'K': H.kill_after = atoi(optarg); break;
         case 's': {
             int n = parse_instance(optarg, &rest);
             if (n < 0 || !strchr(rest, '=')) {
