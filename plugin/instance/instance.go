@@ -7,11 +7,9 @@
 package instance
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"runtime/debug"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -210,17 +208,19 @@ func (in *Instance) Flush(data []byte, tag string) Result {
 }
 
 // take turns the lifecycle's findings of a flush (or a timer round) into
-// alerts and stores or delivers them; a wait whose alert was neither is
-// due again. What the engine found of itself (a wait that ended, a call
-// judged again once an earlier signal came) would not come back with a
-// retried chunk: with a store it goes first, stored whole with the watch
-// list's changes or not at all; the chunk's own alerts follow as they fit.
+// alerts and stores or delivers them, in the order they were found; a
+// wait whose alert was neither is due again. What the engine found of
+// itself (a wait that ended, a call judged again once an earlier signal
+// came) would not come back with a retried chunk: with a store, the
+// alerts up to the last such one are stored whole with the watch list's
+// changes or not at all; the chunk's own alerts after them as they fit.
 // The caller holds lifeMu.
 func (in *Instance) take(findings []detect.Finding) Result {
-	slices.SortStableFunc(findings, func(a, b detect.Finding) int { return cmp.Compare(ownEvent(a), ownEvent(b)) })
 	whole := 0
-	for whole < len(findings) && ownEvent(findings[whole]) == 0 {
-		whole++
+	for i, f := range findings {
+		if f.Event != nil && f.Event.Shape == lifecycle.Kept {
+			whole = i + 1
+		}
 	}
 	alerts := in.alertsOf(findings)
 	switch {
@@ -238,16 +238,6 @@ func (in *Instance) take(findings []detect.Finding) Result {
 		in.life.Unfire(findings)
 	}
 	return r
-}
-
-// ownEvent is 1 for a finding of an event the chunk holds (it comes back
-// when Fluent Bit retries the chunk), 0 for one the engine made of what it
-// kept.
-func ownEvent(f detect.Finding) int {
-	if f.Event != nil && f.Event.Shape == lifecycle.Kept {
-		return 0
-	}
-	return 1
 }
 
 // alertsOf makes the findings' alerts, and counts them by rule.

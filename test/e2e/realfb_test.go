@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -85,7 +86,11 @@ func TestShippedConfigInRealFluentBit(t *testing.T) {
 			if counted != 3 || len(lines) != 12 || lines[9].EventID != ev["eventID"] ||
 				lines[10].EventID != "5d1e2f3a-0000-4000-8000-000000000024" || lines[10].Shape != "health" ||
 				lines[11].Rule.ID != "aws.iam.exposed_not_quarantined" || lines[11].Key.ID != "AKIAEXAMPLESNSHTTP01" {
-				t.Fatalf("after the restart: the counter saw %d alerts, the file holds %d (want 3 and 12)\n%s", counted, len(lines), stderr)
+				var last []string
+				for _, a := range lines[min(9, len(lines)):] {
+					last = append(last, fmt.Sprintf("%s %s %s key=%s", a.Rule.ID, a.EventID, a.Shape, a.Key.ID))
+				}
+				t.Fatalf("after the restart: the counter saw %d alerts, the file holds %d (want 3 and 12: the quarantine, the notice, not quarantined): %q\n%s", counted, len(lines), last, stderr)
 			}
 		})
 	}
