@@ -55,8 +55,9 @@ func recordTime(body []byte, keys []string) time.Time {
 	return at
 }
 
-// eachTop calls fn with the top-level keys and values of a msgpack map
-// until fn returns false.
+// eachTop calls fn with the top-level keys of a msgpack map and what
+// follows each (its value first: fn reads only what it needs of it, so a
+// log file's Records are not walked) until fn returns false.
 func eachTop(m []byte, fn func(k, v []byte) bool) error {
 	n, b, err := msgp.ReadMapHeaderBytes(m)
 	for i := uint32(0); i < n && err == nil; i++ {
@@ -64,14 +65,10 @@ func eachTop(m []byte, fn func(k, v []byte) bool) error {
 		if k, b, err = msgp.ReadStringZC(b); err != nil {
 			return err
 		}
-		var rest []byte
-		if rest, err = msgp.Skip(b); err != nil {
-			return err
-		}
-		if !fn(k, b[:len(b)-len(rest)]) {
+		if !fn(k, b) {
 			return nil
 		}
-		b = rest
+		b, err = msgp.Skip(b)
 	}
 	return err
 }

@@ -255,7 +255,7 @@ var Options = []Option{
 		Description: "How long an exposed key (or its user, while the key is not known) stays on the watch list after it was last seen, in event time.",
 		field:       func(c *Config) any { return &c.WatchTTL }},
 	{Name: "Watch_Max_Keys", Kind: Int, Default: "100000", Min: 1, Max: 10000000,
-		Description: "Most keys on the watch list; past it the least recently seen goes, with a warning. About 650 bytes of memory each (1,000,000 fit in about 650 MB).",
+		Description: "Most cases on the watch list (keys and users); past it the least recently seen goes, cases opened only by denied calls first, with a warning. A case takes about 700 bytes, at most 48 KiB whatever the records hold: memory for the watch list is at most Watch_Max_Keys x 48 KiB (100,000: 70 MB typically, 4.8 GB at the very worst).",
 		field:       func(c *Config) any { return &c.WatchMaxKeys }},
 	{Name: "Use_Alert_Window", Kind: Duration, Default: "1h",
 		Description: "A watched key's uses alert once per service, action and outcome per window, in event time; the calls folded into an alert are counted (the next alert says how many).",
