@@ -881,11 +881,7 @@ func (e *Engine) changeStatus(c *Case, ev *cloudtrail.Event, at int64, active bo
 	if this == nil {
 		this = &Status{Ref: refOf(ev, at), Active: active}
 		this.ID = evKey
-		i, _ := slices.BinarySearchFunc(c.Status, this, func(a, b *Status) int { return cmp.Or(cmp.Compare(a.At, b.At), strings.Compare(a.ID, b.ID)) })
-		c.Status = slices.Insert(c.Status, i, this)
-		if len(c.Status) > MaxStatus {
-			c.Status = c.Status[len(c.Status)-MaxStatus:]
-		}
+		c.addStatus(this)
 	}
 	e.mark(c)
 	return e.statusAlerts(c, ev, this)
@@ -962,11 +958,7 @@ func (e *Engine) userDeleted(ev *cloudtrail.Event, user string, at int64) []dete
 	if !slices.ContainsFunc(u.Status, func(s *Status) bool { return s.ID == evKey }) {
 		s := &Status{Ref: refOf(ev, at)}
 		s.ID = evKey
-		i, _ := slices.BinarySearchFunc(u.Status, s, func(a, b *Status) int { return cmp.Or(cmp.Compare(a.At, b.At), strings.Compare(a.ID, b.ID)) })
-		u.Status = slices.Insert(u.Status, i, s)
-		if len(u.Status) > MaxStatus {
-			u.Status = u.Status[len(u.Status)-MaxStatus:]
-		}
+		u.addStatus(s)
 	}
 	e.mark(u)
 	return e.deletion(u, ev)
@@ -1097,6 +1089,16 @@ func short(s string) string {
 		return s
 	}
 	return cloudtrail.Digest([]byte(s))
+}
+
+// addStatus puts a status change at its place in event time, keeping the
+// latest MaxStatus.
+func (c *Case) addStatus(s *Status) {
+	i, _ := slices.BinarySearchFunc(c.Status, s, func(a, b *Status) int { return cmp.Or(cmp.Compare(a.At, b.At), strings.Compare(a.ID, b.ID)) })
+	c.Status = slices.Insert(c.Status, i, s)
+	if len(c.Status) > MaxStatus {
+		c.Status = c.Status[len(c.Status)-MaxStatus:]
+	}
 }
 
 // activeAt says whether a case's key was active at at, by its status

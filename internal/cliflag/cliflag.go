@@ -15,6 +15,9 @@ type List []string
 
 func (l *List) String() string { return strings.Join(*l, ",") }
 
+// Type names the flag's kind in pflag's help.
+func (l *List) Type() string { return "list" }
+
 func (l *List) Set(v string) error {
 	for _, s := range strings.Split(v, ",") {
 		if s = strings.TrimSpace(s); s != "" {

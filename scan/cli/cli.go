@@ -25,6 +25,7 @@ import (
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/alert"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/lifecycle"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/cliflag"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/scan"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/scan/source"
 )
@@ -120,29 +121,16 @@ could not be read, a bad flag, or it was stopped), whether alerts were found or 
 type settings struct {
 	format, output, since, until, shard, state, endpoint, progress string
 	runbookBase                                                    string
-	accounts, regions, eventKeys                                   list
+	accounts, regions, eventKeys                                   cliflag.List
 	workers, maxKeys, s3Concurrency                                int
 	includeEvent                                                   bool
 	grace, delay, window, ttl                                      time.Duration
 }
 
-type list []string
-
-func (l *list) String() string { return strings.Join(*l, ",") }
-func (l *list) Type() string   { return "list" }
-func (l *list) Set(v string) error {
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			*l = append(*l, s)
-		}
-	}
-	return nil
-}
-
 // flags are the scan's flags, read wherever they stand among the paths
 // (a responder types the path first half the time).
 func flags() (*pflag.FlagSet, *settings) {
-	s := &settings{eventKeys: list{"log", "message"}}
+	s := &settings{eventKeys: cliflag.List{"log", "message"}}
 	fs := pflag.NewFlagSet("scan", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.SortFlags = false
@@ -259,29 +247,17 @@ func (s *settings) options(paths []string) (scan.Options, error) {
 		return o, fmt.Errorf("--s3-concurrency %d: at least 1", s.s3Concurrency)
 	}
 	var err error
-	if o.Filter.Since, err = parseTime(s.since, false); err != nil {
+	if o.Filter.Since, err = cliflag.ParseTime(s.since, false); err != nil {
 		return o, fmt.Errorf("--since: %v", err)
 	}
-	if o.Filter.Until, err = parseTime(s.until, true); err != nil {
+	if o.Filter.Until, err = cliflag.ParseTime(s.until, true); err != nil {
 		return o, fmt.Errorf("--until: %v", err)
 	}
 	if !o.Filter.Since.IsZero() && !o.Filter.Until.IsZero() && o.Filter.Until.Before(o.Filter.Since) {
 		return o, fmt.Errorf("--until %s is before --since %s", s.until, s.since)
 	}
-	if len(s.accounts) > 0 {
-		o.Filter.Accounts = map[string]bool{}
-		for _, a := range s.accounts {
-			if !source.IsAccount(a) {
-				return o, fmt.Errorf("--account %q: an account id is 12 digits", a)
-			}
-			o.Filter.Accounts[a] = true
-		}
-	}
-	if len(s.regions) > 0 {
-		o.Filter.Regions = map[string]bool{}
-		for _, r := range s.regions {
-			o.Filter.Regions[r] = true
-		}
+	if err := cliflag.Prune(&o.Filter, s.accounts, s.regions); err != nil {
+		return o, err
 	}
 	if o.Filter.Shard, err = parseShard(s.shard, os.Getenv); err != nil {
 		return o, fmt.Errorf("--shard: %v", err)
@@ -324,24 +300,6 @@ func (s *settings) outputFormat(stdout *os.File) (string, error) {
 		return "", fmt.Errorf("--format %q: native, ecs, ocsf or table", s.format)
 	}
 	return f, nil
-}
-
-// parseTime reads RFC 3339 or a date; a date as --until means its end.
-func parseTime(v string, end bool) (time.Time, error) {
-	if v == "" {
-		return time.Time{}, nil
-	}
-	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
-		return t, nil
-	}
-	t, err := time.Parse("2006-01-02", v)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("%q is neither RFC 3339 (2025-01-31T12:00:00Z) nor a date (2025-01-31)", v)
-	}
-	if end {
-		t = t.Add(24*time.Hour - time.Nanosecond)
-	}
-	return t, nil
 }
 
 // parseShard reads K/N, or N with K from the job engine that runs the

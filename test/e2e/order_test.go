@@ -3,12 +3,9 @@ package e2e
 import (
 	"fmt"
 	"math/rand/v2"
-	"slices"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/bulkrecv"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/harness"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/lifegen"
@@ -30,8 +27,7 @@ func TestOrderThroughThePlugin(t *testing.T) {
 	kills, restarts, checked := 0, 0, 0
 	for n := range uint64(scenarios) {
 		sc := lifegen.Generate(n + 1)
-		want := map[string]bool{}
-		sequence.Play(t, sc.Sequence(opts, sc.InOrder(), nil, nil), func(f detect.Finding) { want[f.Key] = true })
+		want := sc.Reference(t, opts)
 		rng := rand.New(rand.NewPCG(seed, n))
 		chunks := sc.FluentBit(sc.Deliver(rng, opts.Delay), rng, time.Now())
 		es := bulkrecv.Start(t)
@@ -87,20 +83,8 @@ func TestOrderThroughThePlugin(t *testing.T) {
 				break
 			}
 		}
-		var diff []string
-		for k := range want {
-			if got[k] == 0 {
-				diff = append(diff, "missing "+k)
-			}
-		}
-		for k := range got {
-			if !want[k] {
-				diff = append(diff, "extra "+k)
-			}
-		}
-		if len(diff) > 0 {
-			slices.Sort(diff)
-			t.Fatalf("scenario %d (%s), seed %d: the plugin's alerts differ from event-time order:\n  %s", n+1, sc.About, seed, strings.Join(diff, "\n  "))
+		if d := lifegen.Diff(want, got); d != "" {
+			t.Fatalf("scenario %d (%s), seed %d: the plugin's alerts differ from event-time order:%s", n+1, sc.About, seed, d)
 		}
 		checked++
 	}

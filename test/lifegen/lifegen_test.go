@@ -2,10 +2,8 @@ package lifegen_test
 
 import (
 	"fmt"
-	"maps"
 	"math/rand/v2"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,28 +16,13 @@ import (
 
 var options = sequence.Options{Grace: 15 * time.Minute, Delay: 15 * time.Minute, Window: time.Hour, TTL: 30 * 24 * time.Hour}
 
-// alerts plays a delivery and returns its alerts: rule and alert key (the
-// key names what the alert is about: the event, the caller key and window
-// of a use, the key and stretch of a retirement, the exposure of a wait).
+// alerts plays a delivery and returns its alerts: their keys (a key
+// names what the alert is about: the event, the caller key and window of a
+// use, the key and stretch of a retirement, the exposure of a wait).
 func alerts(t *testing.T, s sequence.Sequence) map[string]bool {
 	out := map[string]bool{}
 	sequence.Play(t, s, func(f detect.Finding) { out[f.Key] = true })
 	return out
-}
-
-func diff(want, got map[string]bool) string {
-	var b strings.Builder
-	for _, k := range slices.Sorted(maps.Keys(want)) {
-		if !got[k] {
-			fmt.Fprintf(&b, "\n  missing %s", k)
-		}
-	}
-	for _, k := range slices.Sorted(maps.Keys(got)) {
-		if !want[k] {
-			fmt.Fprintf(&b, "\n  extra   %s", k)
-		}
-	}
-	return b.String()
 }
 
 // Order does not matter: for each generated scenario of one to three keys'
@@ -66,7 +49,7 @@ func TestOrderDoesNotMatter(t *testing.T) {
 	for seed := first; seed < first+scenarios; seed++ {
 		sc := lifegen.Generate(seed)
 		events += len(sc.Events)
-		want := alerts(t, sc.Sequence(options, sc.InOrder(), nil, nil))
+		want := sc.Reference(t, options)
 		for k := range want {
 			kinds[strings.SplitN(k, "/", 2)[0]]++
 		}
@@ -78,7 +61,7 @@ func TestOrderDoesNotMatter(t *testing.T) {
 			restart := func(int) bool { return p%2 == 1 && rng.IntN(4) == 0 }
 			got := alerts(t, sc.Sequence(options, chunks, rng, restart))
 			checked++
-			if d := diff(want, got); d != "" {
+			if d := lifegen.Diff(want, got); d != "" {
 				t.Fatalf("seed %d, permutation %d (%s): alerts differ from event-time order:%s", seed, p, sc.About, d)
 			}
 		}

@@ -1,9 +1,15 @@
 package lifegen
 
 import (
+	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
 	"time"
 
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/sequence"
 )
 
@@ -43,4 +49,30 @@ func (s Scenario) InOrder() [][]Record {
 		chunks[i] = []Record{{i}}
 	}
 	return chunks
+}
+
+// Reference is the alerts (their keys) of the scenario's events in
+// event-time order, an event a chunk, through the detector and the
+// engine as the plugin runs them: what every other delivery must give.
+func (s Scenario) Reference(t testing.TB, o sequence.Options) map[string]bool {
+	want := map[string]bool{}
+	sequence.Play(t, s.Sequence(o, s.InOrder(), nil, nil), func(f detect.Finding) { want[f.Key] = true })
+	return want
+}
+
+// Diff says how got differs from want, a line an alert key ("" when not).
+func Diff[V comparable](want map[string]bool, got map[string]V) string {
+	var zero V
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		if v, ok := got[k]; !ok || v == zero {
+			fmt.Fprintf(&b, "\n  missing %s", k)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(got)) {
+		if !want[k] && got[k] != zero {
+			fmt.Fprintf(&b, "\n  extra   %s", k)
+		}
+	}
+	return b.String()
 }

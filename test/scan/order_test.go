@@ -6,11 +6,9 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/lifecycle"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/scan"
@@ -34,8 +32,7 @@ func TestOrderThroughTheScan(t *testing.T) {
 	files := 0
 	for n := range uint64(scenarios) {
 		sc := lifegen.Generate(n + 1)
-		want := map[string]bool{}
-		sequence.Play(t, sc.Sequence(opts, sc.InOrder(), nil, nil), func(f detect.Finding) { want[f.Key] = true })
+		want := sc.Reference(t, opts)
 		objs := trail(sc, rand.New(rand.NewPCG(n, 0x7a11)))
 		files += len(objs)
 		res, err := scan.Run(context.Background(), scan.Options{Objects: objs, Workers: 2,
@@ -47,19 +44,8 @@ func TestOrderThroughTheScan(t *testing.T) {
 		for _, f := range res.Findings {
 			got[f.Key] = true
 		}
-		var diff []string
-		for _, k := range slices.Sorted(maps.Keys(want)) {
-			if !got[k] {
-				diff = append(diff, "missing "+k)
-			}
-		}
-		for _, k := range slices.Sorted(maps.Keys(got)) {
-			if !want[k] {
-				diff = append(diff, "extra   "+k)
-			}
-		}
-		if len(diff) > 0 {
-			t.Fatalf("scenario %d (%s): the scan's alerts differ from the plugin's in event-time order:\n  %s", n+1, sc.About, strings.Join(diff, "\n  "))
+		if d := lifegen.Diff(want, got); d != "" {
+			t.Fatalf("scenario %d (%s): the scan's alerts differ from the plugin's in event-time order:%s", n+1, sc.About, d)
 		}
 	}
 	fmt.Printf("lifecycle order property through the scan: %d scenarios in %d files, the plugin's alerts in event-time order\n", scenarios, files)
