@@ -260,12 +260,13 @@ func (e *Engine) Observe(o detect.Observed, wall time.Time) []detect.Finding {
 			out = append(out, f)
 		}
 	}
-	out = append(out, e.rejudge()...)
-	out = append(out, e.late...)
-	e.late = e.late[:0]
 	if ev.ErrorCode == "" && (ev.Source == "" || ev.Source == "iam.amazonaws.com") {
 		out = append(out, e.status(ev, at)...)
 	}
+	// What the event's facts changed for events seen before it.
+	out = append(out, e.rejudge()...)
+	out = append(out, e.late...)
+	e.late = e.late[:0]
 	return out
 }
 
@@ -542,9 +543,11 @@ func (e *Engine) keyStart(kc *Case) int64 {
 }
 
 // keylessAt: at falls in the time the user was watched while its
-// exposed key was not known, when every call of the user is a use.
+// exposed key was not known, when every call of the user is a use (a
+// call in the same instant as the signal that named the key is too, in
+// whichever order the two are read).
 func keylessAt(u *Case, at int64) bool {
-	return u.FirstSeen != 0 && at > u.FirstSeen && (u.KeyKnownAt == 0 || at < u.KeyKnownAt)
+	return u.FirstSeen != 0 && at > u.FirstSeen && (u.KeyKnownAt == 0 || at <= u.KeyKnownAt)
 }
 
 func (e *Engine) userOf(kc *Case) *Case {

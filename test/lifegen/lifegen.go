@@ -361,7 +361,7 @@ func (s Scenario) Repair(chunks [][]Record) (unwatched, unknown int) {
 			if first < pos {
 				first = slices.IndexFunc(seq, func(j int) bool {
 					sj := s.Events[j]
-					return (sj.Kind == Signal && hasAll(sj.Subjects, e.After) || s.links(sj, e.After)) && !sj.At.After(e.At)
+					return (sj.Kind == Signal && hasAll(sj.Subjects, e.After) || s.links(sj, e.After)) && sj.At.Before(e.At)
 				})
 				if first < pos {
 					continue
