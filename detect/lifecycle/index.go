@@ -1,7 +1,6 @@
 package lifecycle
 
 import (
-	"cmp"
 	"slices"
 )
 
@@ -146,11 +145,7 @@ func (e *Engine) insert(c *Case) {
 		for _, k := range c.Callers {
 			e.callers[k.Key] = c
 		}
-		for _, x := range c.Early {
-			if k := cmp.Or(x.Key, x.ActorKey); k != "" {
-				e.earlyOn[k] = c
-			}
-		}
+		e.indexEarly(c)
 	}
 	class := 0
 	if !c.Strong {
@@ -181,11 +176,7 @@ func (e *Engine) drop(c *Case) {
 				delete(e.callers, k.Key)
 			}
 		}
-		for _, x := range c.Early {
-			if k := cmp.Or(x.Key, x.ActorKey); e.earlyOn[k] == c {
-				delete(e.earlyOn, k)
-			}
-		}
+		e.forgetEarly(c)
 	}
 	if _, ok := e.keyless[c]; ok {
 		delete(e.keyless, c)

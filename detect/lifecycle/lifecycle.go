@@ -438,20 +438,41 @@ func (e *Engine) remember(c *Case, ev *cloudtrail.Event, at int64, status *Early
 	if status != nil {
 		x.Status, x.Active, x.Key = true, status.Active, status.Key
 	}
+	e.forgetEarly(c)
 	c.Early = slices.DeleteFunc(c.Early, func(y Early) bool { return y.At <= horizon || y.ID == x.ID })
 	i, _ := slices.BinarySearchFunc(c.Early, x, func(a, b Early) int { return cmp.Compare(a.At, b.At) })
 	c.Early = slices.Insert(c.Early, i, x)
-	if c.Key == "" {
-		// The key's case, opened or found earlier, judges them again.
-		if k := cmp.Or(x.Key, x.ActorKey); k != "" {
-			e.earlyOn[k] = c
-		}
-	}
 	if len(c.Early) > MaxEarly {
 		c.Early = c.Early[len(c.Early)-MaxEarly:] // the latest are the likeliest uses
 	}
+	e.indexEarly(c)
 	e.mark(c)
 }
+
+// indexEarly: a user's case keeps early events of access keys, which a
+// case of such a key, opened or found earlier later, judges again.
+func (e *Engine) indexEarly(u *Case) {
+	if u.Key != "" {
+		return
+	}
+	for _, x := range u.Early {
+		if k := earlyKey(x); isAccessKey(k) {
+			e.earlyOn[k] = u
+		}
+	}
+}
+
+// forgetEarly takes a user's case's early events out of the index.
+func (e *Engine) forgetEarly(u *Case) {
+	for _, x := range u.Early {
+		if k := earlyKey(x); e.earlyOn[k] == u {
+			delete(e.earlyOn, k)
+		}
+	}
+}
+
+// earlyKey is the access key an early event is about.
+func earlyKey(x Early) string { return cmp.Or(x.Key, x.ActorKey) }
 
 // rejudge judges again the early calls of the cases whose signals moved
 // earlier: those now later than their key's first signal are uses, in
@@ -471,6 +492,7 @@ func (e *Engine) rejudge() []detect.Finding {
 			events = append(events, early{x, c})
 		}
 		if len(c.Early) > 0 {
+			e.forgetEarly(c)
 			c.Early = nil
 			e.mark(c)
 		}

@@ -118,8 +118,8 @@ func (in *Instance) enqueueParts(alerts []alert.Alert, whole int) (r Result, kep
 	}
 	in.Counters.Queued.Add(int64(len(queued)))
 	in.logKeys("stored", queued)
-	if len(queued) > 0 {
-		in.nudge()
+	if len(queued) > 0 || res.Full < len(alerts) {
+		in.nudge() // a full queue makes room as the sender delivers: now, not at its next try
 	}
 	for _, i := range res.TooBig {
 		in.log.Errorf("alert %s is %d bytes stored, more than Queue_Max_Size (%d) holds: it cannot be kept until Queue_Max_Size is raised", entries[i].Key, len(entries[i].Body), in.cfg.QueueMaxSize)

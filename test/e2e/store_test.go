@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/forwardrecv"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/harness"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/loopback"
 )
 
 // storeProps configure a forward instance with a store; extra keys come
@@ -196,9 +198,9 @@ func flushesOf(t *testing.T, rule string) ([]harness.Flush, []string) {
 
 // freeAddress is a loopback address nothing listens on (yet).
 func freeAddress(t *testing.T) (string, int) {
-	r := forwardrecv.Start(t, forwardrecv.Options{})
-	addr, port := r.Addr(), r.Port()
-	r.Close()
+	addr := loopback.FreeAddr(t)
+	_, p, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(p)
 	return addr, port
 }
 
