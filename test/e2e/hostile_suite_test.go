@@ -35,9 +35,10 @@ const maxChunk = 2 << 20
 // hostile run may take than a run of the legitimate examples alone:
 // copies of the largest chunk in flight (Fluent Bit's, the decoded values,
 // the bounded event, the warning line) and what every hostile event may
-// leave behind (a lifecycle case, an alert in the store), each bounded by
-// the values' bounds. perEvent is a loose stand-in for the README's
-// per-case formula: tighten it to that.
+// leave behind: its alert in the store, and its share of the lifecycle
+// cases the examples' keys and users open (a handful, each at most
+// lifecycle.MaxCaseBytes whatever the strings: README, Scale). perEvent
+// is that, measured: the suite's events share few cases.
 func rssBudget(largestChunk, events int) int64 {
 	const perEvent = 16 << 10
 	const slack = 64 << 20 // the Go heap's growth target, bbolt's pages
