@@ -1,12 +1,19 @@
 package ship_test
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"math/rand"
+	"net"
+	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tinylib/msgp/msgp"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/loopback"
 )
@@ -105,26 +112,189 @@ func TestShipBackpressure(t *testing.T) {
 	p.wait(t, 10*time.Second)
 }
 
-// SIGKILL at seeded random points (after a random number of records
-// arrived), again and again: no event is lost, and the repeats are
-// bounded by what was in flight at each kill (--max-messages messages of
-// per events each).
+// killTap sits between ship and the forward receiver and SIGKILLs ship at
+// an exact point of the stream: at the receiver's at-th acknowledgement,
+// which ship either never reads (the records are stored, ship does not
+// know) or has just been handed. ship delivers thousands of events a
+// second; a test that watches the receiver and then kills lands hundreds
+// of events late, past the end of the queue.
+type killTap struct {
+	ln   net.Listener
+	recv string
+
+	mu sync.Mutex
+	// round counts arm's calls: a connection from an earlier round is a
+	// killed shipper's, and what the receiver still answers it is dropped.
+	round    int
+	at, acks int
+	heard    bool
+	victim   *proc
+	due      bool // the at-th acknowledgement came
+	fired    chan struct{}
+	passed   int // acknowledgements written to ship, in all
+}
+
+func startKillTap(t *testing.T, recv string) *killTap {
+	t.Helper()
+	ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "tap.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	k := &killTap{ln: ln, recv: recv}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			k.mu.Lock()
+			round := k.round
+			k.mu.Unlock()
+			go k.relay(c, round)
+		}
+	}()
+	return k
+}
+
+func (k *killTap) addr() string { return k.ln.Addr().String() }
+
+// arm starts a round: the at-th acknowledgement from now kills the
+// shipper aim names; the channel is closed once it is killed.
+func (k *killTap) arm(at int, heard bool) <-chan struct{} {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.round++
+	k.at, k.acks, k.heard, k.victim, k.due, k.fired = at, 0, heard, nil, false, make(chan struct{})
+	return k.fired
+}
+
+// aim names the round's shipper, started after arm so that all its
+// connections are the round's.
+func (k *killTap) aim(p *proc) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.victim = p
+	k.kill()
+}
+
+// kill, with k.mu held, once the acknowledgement came and the shipper is
+// known.
+func (k *killTap) kill() {
+	if k.due && k.victim != nil {
+		k.victim.signal(syscall.SIGKILL)
+		k.due = false
+		close(k.fired)
+	}
+}
+
+func (k *killTap) written() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.passed
+}
+
+// relay copies one connection: ship's side as it comes, the receiver's an
+// msgpack object at a time (the handshake's HELO and PONG are arrays,
+// acknowledgements maps).
+func (k *killTap) relay(ship net.Conn, round int) {
+	defer ship.Close()
+	recv, err := net.Dial("unix", k.recv)
+	if err != nil {
+		return
+	}
+	defer recv.Close()
+	go func() {
+		io.Copy(recv, ship)
+		recv.Close()
+	}()
+	rd := msgp.NewReader(recv)
+	var obj bytes.Buffer
+	for {
+		obj.Reset()
+		if _, err := rd.CopyNext(&obj); err != nil {
+			return
+		}
+		if msgp.NextType(obj.Bytes()) != msgp.MapType {
+			if _, err := ship.Write(obj.Bytes()); err != nil {
+				return
+			}
+		} else if !k.ack(ship, round, obj.Bytes()) {
+			return
+		}
+	}
+}
+
+// ack passes one acknowledgement on, or kills at the armed one (and drops
+// those after it: nobody reads them).
+func (k *killTap) ack(ship net.Conn, round int, ack []byte) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if round != k.round {
+		return false
+	}
+	k.acks++
+	if k.acks > k.at {
+		return false
+	}
+	if k.acks == k.at {
+		if k.heard {
+			k.write(ship, ack)
+		}
+		k.due = true
+		k.kill()
+		return false
+	}
+	return k.write(ship, ack)
+}
+
+func (k *killTap) write(ship net.Conn, ack []byte) bool {
+	if _, err := ship.Write(ack); err != nil {
+		return false
+	}
+	k.passed++
+	return true
+}
+
+// SIGKILL at seeded random points, again and again: at a seeded
+// acknowledgement of the receiver's, which ship never reads or has just
+// been handed, while its other messages are anywhere between received
+// and deleted. No event is lost; the repeats are bounded by what was in
+// flight at each kill (--max-messages messages of per events each), and
+// at least the events of each acknowledgement ship never read come
+// again (their message was not deleted). Each shipper is killed within
+// files/(kills+2) acknowledgements, so the messages never acknowledged
+// are still queued at the last kill: every kill lands mid-stream.
 func TestShipSIGKILL(t *testing.T) {
 	s := newSQSSetup(t, 2, 0)
 	const files, per, inFlight, kills = 120, 30, 4, 6
+	const ackMax = files / (kills + 2) // one acknowledgement per message: 30 of 120 never acknowledged
 	want := s.fill(t, "files", "k", files, per)
+	tap := startKillTap(t, s.recv.Addr())
 	seed := time.Now().UnixNano()
 	rng := rand.New(rand.NewSource(seed))
 	t.Logf("seed %d", seed)
+	unheard := 0
 	for k := range kills {
-		p := startShip(t, sharedKeyEnv, s.args("files", loopback.FreeAddr(t), "--max-messages", fmt.Sprint(inFlight), "--workers", "2")...)
-		at := len(s.recv.Entries()) + 1 + rng.Intn(files*per/(kills+2))
-		waitFor(t, fmt.Sprintf("kill %d: %d records", k, at), time.Minute, func() bool { return len(s.recv.Entries()) >= at })
-		p.signal(syscall.SIGKILL)
+		at, heard := 1+rng.Intn(ackMax), rng.Intn(2) == 0
+		if !heard {
+			unheard++
+		}
+		fired := tap.arm(at, heard)
+		// The last --forward wins: ship talks to the tap.
+		p := startShip(t, sharedKeyEnv, s.args("files", loopback.FreeAddr(t), "--max-messages", fmt.Sprint(inFlight), "--workers", "2",
+			"--forward", "unix://"+tap.addr())...)
+		tap.aim(p)
+		select {
+		case <-fired:
+		case <-time.After(time.Minute):
+			t.Fatalf("seed %d: kill %d: no acknowledgement %d after 1m0s (%d records)", seed, k, at, len(s.recv.Entries()))
+		}
 		p.wait(t, 10*time.Second)
 	}
-	if s.sqs.Messages(t, "files") == 0 {
-		t.Fatalf("seed %d: the queue emptied before the last kill: kills must land mid-stream", seed)
+	// A message is deleted only once ship read its acknowledgement.
+	if n, acked := s.sqs.Messages(t, "files"), tap.written(); n < files-acked {
+		t.Fatalf("seed %d: %d messages queued at the last kill, %d acknowledgements handed to ship: messages deleted unacknowledged", seed, n, acked)
 	}
 	p := startShip(t, sharedKeyEnv, s.args("files", loopback.FreeAddr(t), "--max-messages", fmt.Sprint(inFlight))...)
 	waitFor(t, "the queue empty", 2*time.Minute, func() bool { return s.sqs.Messages(t, "files") == 0 })
@@ -138,7 +308,10 @@ func TestShipSIGKILL(t *testing.T) {
 	if bound := kills * inFlight * per; repeats > bound {
 		t.Fatalf("seed %d: %d repeats after %d kills, more than the %d in flight", seed, repeats, kills, bound)
 	}
-	t.Logf("%d kills, %d events, %d repeats", kills, len(got), repeats)
+	if least := unheard * per; repeats < least {
+		t.Fatalf("seed %d: %d repeats, fewer than the %d events of the %d acknowledgements ship never read: a message deleted unacknowledged", seed, repeats, least, unheard)
+	}
+	t.Logf("%d kills (%d before ship read the acknowledgement), %d events, %d repeats", kills, unheard, len(got), repeats)
 }
 
 // Two shippers on one queue: competing consumers; every event arrives,
