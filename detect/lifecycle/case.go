@@ -65,7 +65,6 @@ type Case struct {
 	Early []Early
 
 	uk         string // userKey(Account, User), once made
-	weak       bool   // in the weak class's LRU list (the class it was counted in)
 	dropped    bool   // off the list: its scheduled waits are void
 	v1         bool   // read from the earlier engine's form: Load moves its user's facts
 	prev, next *Case
@@ -358,17 +357,9 @@ func UnmarshalCase(b []byte) (*Case, error) {
 			old.v1 = true
 			old.fired, b, err = msgp.ReadBoolBytes(b)
 		case k == "exposed_keys":
-			b, err = readArray(b, func(b []byte) ([]byte, error) {
-				s, b, err := msgp.ReadStringBytes(b)
-				c.ExposedKeys = append(c.ExposedKeys, s)
-				return b, err
-			})
+			b, err = readList(b, &c.ExposedKeys, msgp.ReadStringBytes)
 		case k == "quarantines":
-			b, err = readArray(b, func(b []byte) ([]byte, error) {
-				q, b, err := msgp.ReadInt64Bytes(b)
-				c.Quarantines = append(c.Quarantines, q)
-				return b, err
-			})
+			b, err = readList(b, &c.Quarantines, msgp.ReadInt64Bytes)
 		case k == "waits":
 			b, err = readArray(b, func(b []byte) ([]byte, error) {
 				w := &Wait{}
@@ -389,11 +380,7 @@ func UnmarshalCase(b []byte) (*Case, error) {
 				if s.Active, b, err = msgp.ReadBoolBytes(b); err != nil {
 					return b, err
 				}
-				b, err = readArray(b, func(b []byte) ([]byte, error) {
-					q, b, err := msgp.ReadStringBytes(b)
-					s.Quoted = append(s.Quoted, q)
-					return b, err
-				})
+				b, err = readList(b, &s.Quoted, msgp.ReadStringBytes)
 				c.Status = append(c.Status, s)
 				return b, err
 			})
@@ -405,11 +392,7 @@ func UnmarshalCase(b []byte) (*Case, error) {
 					return b, cmpErr(err, "a caller is not [key, times]")
 				}
 				if k.Key, b, err = msgp.ReadStringBytes(b); err == nil {
-					b, err = readArray(b, func(b []byte) ([]byte, error) {
-						at, b, err := msgp.ReadInt64Bytes(b)
-						k.Times = append(k.Times, at)
-						return b, err
-					})
+					b, err = readList(b, &k.Times, msgp.ReadInt64Bytes)
 				}
 				c.Callers = append(c.Callers, k)
 				return b, err
@@ -493,6 +476,15 @@ func readArray(b []byte, each func([]byte) ([]byte, error)) ([]byte, error) {
 		b, err = each(b)
 	}
 	return b, err
+}
+
+// readList appends each item of a msgpack array to dst.
+func readList[T any](b []byte, dst *[]T, read func([]byte) (T, []byte, error)) ([]byte, error) {
+	return readArray(b, func(b []byte) ([]byte, error) {
+		v, b, err := read(b)
+		*dst = append(*dst, v)
+		return b, err
+	})
 }
 
 func readGroups(b []byte, c *Case) ([]byte, error) {

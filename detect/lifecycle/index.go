@@ -91,12 +91,20 @@ func (e *Engine) dropHead(class int, keep *Case) bool {
 	return true
 }
 
+// class is the case's LRU list: 0 the strong, 1 the weak.
+func (c *Case) class() int {
+	if c.Strong {
+		return 0
+	}
+	return 1
+}
+
 // promote moves a weak case to the strong: something has now named it as
 // exposed.
 func (e *Engine) promote(c *Case) {
 	e.lru[1].remove(c)
 	e.nWeak--
-	c.Strong, c.weak = true, false
+	c.Strong = true
 	e.lru[0].insert(c)
 	e.mark(c)
 }
@@ -147,13 +155,10 @@ func (e *Engine) insert(c *Case) {
 		}
 		e.indexEarly(c)
 	}
-	class := 0
 	if !c.Strong {
-		class = 1
 		e.nWeak++
 	}
-	c.weak = class == 1
-	e.lru[class].insert(c)
+	e.lru[c.class()].insert(c)
 }
 
 // drop takes a case off the list for good.
@@ -182,12 +187,10 @@ func (e *Engine) drop(c *Case) {
 		delete(e.keyless, c)
 		e.watch.remove(e.watch.keyless, c.userKey(), true)
 	}
-	class := 0
-	if c.weak {
-		class = 1
+	if !c.Strong {
 		e.nWeak--
 	}
-	e.lru[class].remove(c)
+	e.lru[c.class()].remove(c)
 	c.dropped = true
 	delete(e.changed, c.ID())
 	if e.o.Persist {
@@ -255,10 +258,7 @@ func (e *Engine) expiredAt(c *Case, at int64) bool {
 func (e *Engine) touch(c *Case, at int64) {
 	if at > c.LastSeen {
 		c.LastSeen = at
-		l := &e.lru[0]
-		if c.weak {
-			l = &e.lru[1]
-		}
+		l := &e.lru[c.class()]
 		l.remove(c)
 		l.insert(c)
 	}

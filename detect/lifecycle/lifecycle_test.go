@@ -201,6 +201,16 @@ func TestCaseRoundTrip(t *testing.T) {
 	if string(back.MarshalMsg(nil)) != string(b) || back.Key != "AKIAEXAMPLEEXPOSED01" || len(back.Groups) != 1 {
 		t.Fatalf("round trip: %+v", back)
 	}
+	// So does a case with every list full (keys, quarantines, statuses
+	// with what they quoted, callers with their times, early calls).
+	full := hostileCase(0).MarshalMsg(nil)
+	back, err = lifecycle.UnmarshalCase(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(back.MarshalMsg(nil)) != string(full) {
+		t.Fatalf("a full case's round trip differs: %d bytes, then %d", len(full), len(back.MarshalMsg(nil)))
+	}
 	if _, err := lifecycle.UnmarshalCase([]byte{0x80}); err == nil {
 		t.Fatal("an empty map is no case")
 	}
@@ -222,17 +232,13 @@ func TestMillionCasesMemory(t *testing.T) {
 	o := defaults()
 	o.MaxKeys = n
 	e := lifecycle.New(o)
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	for i := range n / 2 {
-		at := t0.Add(time.Duration(i) * time.Millisecond)
-		ev := notice(fmt.Sprintf("AKIA%016d", i), fmt.Sprintf("user-%07d", i), at)
-		e.Observe(detector.Observe(ev, at), at)
-	}
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	per := float64(after.HeapAlloc-before.HeapAlloc) / float64(n)
+	per := heapPer(n, func() {
+		for i := range n / 2 {
+			at := t0.Add(time.Duration(i) * time.Millisecond)
+			ev := notice(fmt.Sprintf("AKIA%016d", i), fmt.Sprintf("user-%07d", i), at)
+			e.Observe(detector.Observe(ev, at), at)
+		}
+	})
 	t.Logf("%d cases: %.0f bytes of heap each", n, per)
 	if e.Len() != n || e.Watch().Len() != n { // the keys, and the users watched call by call
 		t.Fatalf("%d cases, %d watched", e.Len(), e.Watch().Len())
@@ -242,39 +248,41 @@ func TestMillionCasesMemory(t *testing.T) {
 	}
 }
 
-// worstCase is the documented bound of a case's heap whatever the
-// records hold (README, Scale): every string at its bound, every list of
-// the case full.
-const worstCase = lifecycle.MaxCaseBytes
-
 // Watch_Max_Keys filled with cases at every bound (every string as long
 // as an event may carry it, every list full: waits, status changes, early
 // calls, groups with their windows, exposed keys, quarantines, callers)
-// stays within worstCase bytes a case.
+// stays within lifecycle.MaxCaseBytes a case, the documented bound whatever
+// the records hold (README, Scale).
 func TestHostileCasesMemory(t *testing.T) {
 	const n = 2000
 	o := defaults()
 	o.MaxKeys = n
 	e := lifecycle.New(o)
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	cases := make([]*lifecycle.Case, n)
-	for i := range cases {
-		cases[i] = hostileCase(i)
-	}
-	e.Load(cases, t0.UnixNano(), t0)
-	cases = nil
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	per := float64(after.HeapAlloc-before.HeapAlloc) / float64(n)
-	t.Logf("%d cases at every bound: %.0f bytes of heap each (bound %d)", n, per, worstCase)
+	per := heapPer(n, func() {
+		cases := make([]*lifecycle.Case, n)
+		for i := range cases {
+			cases[i] = hostileCase(i)
+		}
+		e.Load(cases, t0.UnixNano(), t0)
+	})
+	t.Logf("%d cases at every bound: %.0f bytes of heap each (bound %d)", n, per, lifecycle.MaxCaseBytes)
 	if e.Len() != n {
 		t.Fatalf("%d cases", e.Len())
 	}
-	if per > worstCase {
-		t.Fatalf("%.0f bytes a case, more than the %d the README says", per, worstCase)
+	if per > lifecycle.MaxCaseBytes {
+		t.Fatalf("%.0f bytes a case, more than the %d the README says", per, lifecycle.MaxCaseBytes)
 	}
+}
+
+// heapPer is the heap that fill leaves live, in bytes per case of n.
+func heapPer(n int, fill func()) float64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	fill()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	return float64(after.HeapAlloc-before.HeapAlloc) / float64(n)
 }
 
 // hostileCase is a case with every field as long, and every list as full,

@@ -262,9 +262,6 @@ func (h dueHeap) Less(i, j int) bool {
 	if a.at != b.at {
 		return a.at < b.at
 	}
-	if a.w == nil || b.w == nil {
-		return strings.Compare(a.c.ID(), b.c.ID()) < 0
-	}
 	return cmp.Or(strings.Compare(a.c.ID(), b.c.ID()), strings.Compare(a.w.ID, b.w.ID)) < 0
 }
 func (h dueHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
