@@ -54,16 +54,9 @@ var ErrUnknown = errors.New("not an S3, SNS, CloudTrail or EventBridge notificat
 type message struct {
 	// S3 event notification.
 	Records []struct {
-		EventSource string `json:"eventSource"`
-		EventName   string `json:"eventName"`
-		S3          struct {
-			Bucket struct {
-				Name string `json:"name"`
-			} `json:"bucket"`
-			Object struct {
-				Key string `json:"key"`
-			} `json:"object"`
-		} `json:"s3"`
+		EventSource string    `json:"eventSource"`
+		EventName   string    `json:"eventName"`
+		S3          objectRef `json:"s3"`
 	} `json:"Records"`
 	// s3:TestEvent.
 	Event string `json:"Event"`
@@ -74,16 +67,19 @@ type message struct {
 	S3Bucket    string   `json:"s3Bucket"`
 	S3ObjectKey []string `json:"s3ObjectKey"`
 	// EventBridge.
-	DetailType string `json:"detail-type"`
-	Source     string `json:"source"`
-	Detail     struct {
-		Bucket struct {
-			Name string `json:"name"`
-		} `json:"bucket"`
-		Object struct {
-			Key string `json:"key"`
-		} `json:"object"`
-	} `json:"detail"`
+	DetailType string    `json:"detail-type"`
+	Source     string    `json:"source"`
+	Detail     objectRef `json:"detail"`
+}
+
+// objectRef names an object the way S3 and EventBridge both do.
+type objectRef struct {
+	Bucket struct {
+		Name string `json:"name"`
+	} `json:"bucket"`
+	Object struct {
+		Key string `json:"key"`
+	} `json:"object"`
 }
 
 // Parse reads one message body.
