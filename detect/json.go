@@ -21,15 +21,40 @@ import (
 // (under 64 bytes), so a text read in pieces is covered when each piece
 // is checked with the last 64 bytes of the one before.
 func HasCandidate(data []byte, w Watch) bool {
+	var f Filter
+	return f.Reset(data, w)
+}
+
+// RecordCandidate reports whether rec, one record, is a candidate with
+// w, as ObserveJSON decides.
+func RecordCandidate(rec []byte, w Watch) bool {
 	var p prefilter
-	p.reset(data, w, 0, true)
-	for i := range p.n {
-		if p.passes[i].next >= 0 {
+	p.reset(rec, w, 0, true)
+	return p.candidate(0, len(rec))
+}
+
+// Filter is the prefilter run once over a text held whole: Reset says
+// whether the text can hold a candidate at all (as HasCandidate), and
+// Candidate then which of its records, framed after, are, in order. A
+// record costs a comparison, a hit a search. Unlike ObserveJSON, which
+// looks at a record alone, it looks for a user's ARN near "IAMUser"
+// across the records' edges, as ScanEach does across a chunk's.
+type Filter struct{ p prefilter }
+
+// Reset runs the prefilter over data with w, as the list is now.
+func (f *Filter) Reset(data []byte, w Watch) bool {
+	f.p.reset(data, w, 0, true)
+	for i := range f.p.n {
+		if f.p.passes[i].next >= 0 {
 			return true
 		}
 	}
 	return false
 }
+
+// Candidate reports whether data[start:end], the next record, is a
+// candidate; records are asked about in the order of the text.
+func (f *Filter) Candidate(start, end int) bool { return f.p.candidate(start, end) }
 
 // Overlap is how many bytes of the previous piece HasCandidate needs in
 // front of the next one.
@@ -87,11 +112,15 @@ func (s *JSONStats) Add(o JSONStats) {
 // missing eventTime.
 func (d *Detector) ObserveJSON(rec []byte, element bool, w Watch, recordTime time.Time, dst []Observed, st *JSONStats) []Observed {
 	st.Records++
-	var p prefilter
-	p.reset(rec, w, 0, true)
-	if !p.candidate(0, len(rec)) {
+	if !RecordCandidate(rec, w) {
 		return dst
 	}
+	return d.DecodeJSON(rec, element, recordTime, dst, st)
+}
+
+// DecodeJSON decodes rec, a record the prefilter already let through (a
+// Filter's candidate), and appends its events, as ObserveJSON does.
+func (d *Detector) DecodeJSON(rec []byte, element bool, recordTime time.Time, dst []Observed, st *JSONStats) []Observed {
 	st.Candidates++
 	v, err := value.FromJSON(rec)
 	m, ok := v.(map[string]any)
@@ -162,6 +191,9 @@ func (w *StaticWatch) Empty() bool        { return len(w.Keys) == 0 && !w.Users 
 func (w *StaticWatch) Key(id []byte) bool { return w.odd || w.Keys[string(id)] }
 func (w *StaticWatch) KeylessUsers() bool { return w.Users }
 
+// KeylessNames cannot say: every user's call is watched.
+func (w *StaticWatch) KeylessNames() ([][]byte, bool) { return nil, false }
+
 // Version is always 0: the list is fixed before a read (Learn comes
 // between reads), so no scan has to look at it again.
 func (w *StaticWatch) Version() uint64 { return 0 }
@@ -230,20 +262,4 @@ func actorAccount(e *cloudtrail.Event) string {
 		return e.Actor.AccountID
 	}
 	return e.Account
-}
-
-// Candidates calls fn with the index of each of spans (the records of
-// data, in order) that the prefilter lets through with w, as ObserveJSON
-// would, but with one prefilter over data: a record costs a comparison,
-// a hit a search. Unlike ObserveJSON, which looks at a record alone, it
-// looks for a user's ARN near "IAMUser" across the records' edges, as
-// ScanEach does across a chunk's.
-func Candidates(data []byte, spans []Span, w Watch, fn func(i int)) {
-	var p prefilter
-	p.reset(data, w, 0, true)
-	for i, sp := range spans {
-		if p.candidate(sp.Start, sp.End) {
-			fn(i)
-		}
-	}
 }

@@ -13,6 +13,10 @@ type Watch interface {
 	KeylessUsers() bool
 	// User: that user of that account is watched without a known key.
 	User(account, name []byte) bool
+	// KeylessNames are the names of the users watched without a key, of
+	// any account; ok is false when the list cannot say (it records what
+	// it sees, or holds too many to look for one by one).
+	KeylessNames() (names [][]byte, ok bool)
 	// Version changes whenever something is put on the list.
 	Version() uint64
 }
@@ -23,7 +27,7 @@ type Watch interface {
 // quarantine denied), the RISK_ of AWS Health's exposure codes; with keys
 // on the watch list, AKIA followed by a watched key id, DeleteUser, and,
 // for users watched without a key, IAMUser (with that user's ARN nearby)
-// and AccessKey. Each pattern is found by hopping with bytes.IndexByte over
+// and AccessKey (in a record that holds such a user's name). Each pattern is found by hopping with bytes.IndexByte over
 // its rarest byte ('Q' is 0.04% of CloudTrail's bytes, 'x' 0.25%, 'K'
 // 0.16%, 'U' 0.09%), so a pass over a chunk runs at memchr speed; patterns
 // sharing a hop byte share the pass.
@@ -33,6 +37,10 @@ type pattern struct {
 	// check, when set, must also hold: the hit is then a candidate only
 	// when it names something watched.
 	check func(w Watch, data []byte, start int) bool
+	// inRecord, when set, must hold of the whole record the hit is in.
+	// Where no record is known (HasCandidate over a file) the hit counts
+	// as it is: that only ever frames more.
+	inRecord func(w Watch, rec []byte) bool
 }
 
 var (
@@ -40,7 +48,7 @@ var (
 	legacy     = pattern{text: []byte("xposedCredentialPolicy")}
 	health     = pattern{text: []byte("RISK_"), at: 3}
 	akia       = pattern{text: []byte("AKIA"), at: 1, check: watchedKey}
-	accessKey  = pattern{text: []byte("AccessKey"), at: 6}
+	accessKey  = pattern{text: []byte("AccessKey"), at: 6, inRecord: namesKeylessUser}
 	deleteUser = pattern{text: []byte("DeleteUser"), at: 6}
 	iamUser    = pattern{text: []byte("IAMUser"), at: 3, check: watchedUserNear}
 
@@ -63,7 +71,7 @@ type pass struct {
 	hop      byte
 	patterns []pattern
 	next     int // the next hit at or after from; -1: none to the end
-	from     int
+	pat      int // the pattern hit at next
 }
 
 // prefilter is the passes of one scan.
@@ -103,8 +111,13 @@ func (p *prefilter) reset(data []byte, w Watch, from int, asJSON bool) {
 		p.n++
 	}
 	for i := range p.n {
-		p.passes[i].next, p.passes[i].from = p.passes[i].search(data, w, from), from
+		p.passes[i].seek(data, w, from)
 	}
+}
+
+// seek finds the pass's next hit at or after from.
+func (ps *pass) seek(data []byte, w Watch, from int) {
+	ps.next, ps.pat = ps.search(data, w, from)
 }
 
 // watchChanged reports whether something was put on the watch list since
@@ -122,39 +135,56 @@ var (
 // candidate reports whether data[start:end], one record, holds a hit.
 func (p *prefilter) candidate(start, end int) bool {
 	hit := false
+	inRecord := 0 // the record's verdict for inRecord patterns: 0 unknown, 1 holds, -1 not
 	for i := range p.n {
 		ps := &p.passes[i]
 		if ps.next >= 0 && ps.next < start {
 			// Past a record the reader skipped, or the last candidate.
-			ps.next, ps.from = ps.search(p.data, p.watch, start), start
+			ps.seek(p.data, p.watch, start)
 		}
-		if ps.next >= 0 && ps.next < end {
-			hit = true
+		for ps.next >= 0 && ps.next < end {
+			check := ps.patterns[ps.pat].inRecord
+			if check == nil {
+				hit = true
+				break
+			}
+			if inRecord == 0 {
+				inRecord = -1
+				if check(p.watch, p.data[start:end]) {
+					inRecord = 1
+				}
+			}
+			if inRecord > 0 {
+				hit = true
+				break
+			}
+			// Not this record's: another pattern of the pass may be.
+			ps.next, ps.pat = ps.search(p.data, p.watch, ps.next+1)
 		}
 	}
 	if hit {
 		// Whatever is found next belongs to a later record.
 		for i := range p.n {
 			if ps := &p.passes[i]; ps.next >= 0 && ps.next < end {
-				ps.next, ps.from = ps.search(p.data, p.watch, end), end
+				ps.seek(p.data, p.watch, end)
 			}
 		}
 	}
 	return hit
 }
 
-// search finds the first hit starting at or after from.
-func (ps *pass) search(data []byte, w Watch, from int) int {
+// search finds the first hit starting at or after from, and its pattern.
+func (ps *pass) search(data []byte, w Watch, from int) (int, int) {
 	for i := from; ; i++ {
 		j := bytes.IndexByte(data[i:], ps.hop)
 		if j < 0 {
-			return -1
+			return -1, 0
 		}
 		i += j
-		for _, pt := range ps.patterns {
+		for k, pt := range ps.patterns {
 			start := i - pt.at
 			if start >= from && bytes.HasPrefix(data[start:], pt.text) && (pt.check == nil || pt.check(w, data, start)) {
-				return start
+				return start, k
 			}
 		}
 	}
@@ -163,6 +193,27 @@ func (ps *pass) search(data []byte, w Watch, from int) int {
 // watchedKey: the 20-byte access key id starting at start is watched.
 func watchedKey(w Watch, data []byte, start int) bool {
 	return start+20 <= len(data) && w.Key(data[start:start+20])
+}
+
+// MaxKeylessNames bounds the names a record is searched for, one by one;
+// past it every AccessKey call is a candidate.
+const MaxKeylessNames = 64
+
+// namesKeylessUser: the record holds the name of a user watched without
+// a key (an access key call names its user, or its caller does), in
+// whatever form, as a plain substring: the escape pass covers a name
+// spelled with escapes. A list that cannot say takes every record.
+func namesKeylessUser(w Watch, rec []byte) bool {
+	names, ok := w.KeylessNames()
+	if !ok || len(names) > MaxKeylessNames {
+		return true
+	}
+	for _, n := range names {
+		if bytes.Contains(rec, n) {
+			return true
+		}
+	}
+	return false
 }
 
 // userWindow is how far from "IAMUser" the caller's ARN is looked for; in

@@ -3,6 +3,7 @@ package detect_test
 import (
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
@@ -21,6 +22,13 @@ func (w watch) Empty() bool        { return len(w.keys)+len(w.users) == 0 }
 func (w watch) Key(id []byte) bool { return w.keys[string(id)] }
 func (w watch) KeylessUsers() bool { return len(w.users) > 0 }
 func (w watch) Version() uint64    { return uint64(len(w.keys) + len(w.users)) }
+func (w watch) KeylessNames() ([][]byte, bool) {
+	var names [][]byte
+	for u := range w.users {
+		names = append(names, []byte(u[strings.IndexByte(u, '/')+1:]))
+	}
+	return names, true
+}
 func (w watch) User(account, name []byte) bool {
 	var buf [256]byte
 	k := append(append(append(buf[:0], account...), '/'), name...)

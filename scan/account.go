@@ -186,7 +186,7 @@ func (m *merger) give(mark time.Time) {
 }
 
 func (m *merger) observe(o tagged) {
-	if o.rec != nil && !detect.HasCandidate(o.rec, m.w) {
+	if o.rec != nil && !detect.RecordCandidate(o.rec, m.w) {
 		// Read ahead with a watch list that held more than it holds at
 		// this event's place in the stream: not a candidate here.
 		return

@@ -174,6 +174,9 @@ func (r *reader) refilterNames(d *decoded, w detect.Watch, names [][]byte, g gro
 		return 0
 	}
 	slices.Sort(hits)
+	if d.spans == nil {
+		d.spans, d.guessed = logRecords(d.text, d.events)
+	}
 	spans, _ := d.records()
 	if d.seen == nil {
 		d.seen = map[int]bool{}
@@ -196,13 +199,14 @@ func (r *reader) refilterNames(d *decoded, w detect.Watch, names [][]byte, g gro
 		if d.guessed && !whole(d.text, spans[k]) {
 			// The guess was wrong: frame the text properly, and start over.
 			d.spans, d.guessed = nil, false
+			d.records()
 			return r.refilterNames(d, w, names, g)
 		}
 		recs = append(recs, spans[k])
 	}
 	for _, sp := range slices.Compact(recs) {
 		if !d.seen[sp.Start] {
-			d.observe(r.det, sp, w)
+			d.observe(r.det, sp, w, false)
 		}
 	}
 	return len(d.obs) - before

@@ -39,7 +39,11 @@ type recorder struct {
 
 func (r *recorder) Empty() bool        { return false }
 func (r *recorder) KeylessUsers() bool { return r.keyless }
-func (r *recorder) Version() uint64    { return 0 }
+
+// KeylessNames cannot say: the recorder notes what a record names, so a
+// record is kept for any name a list may watch later.
+func (r *recorder) KeylessNames() ([][]byte, bool) { return nil, false }
+func (r *recorder) Version() uint64                { return 0 }
 func (r *recorder) Key(id []byte) bool {
 	r.keys = append(r.keys, id)
 	return false
@@ -71,14 +75,34 @@ const (
 // names. The rules' own patterns are among a keyless list's, so a record
 // classified none or named is no candidate for the rules alone either.
 func classify(text []byte, rec *recorder) class {
+	if !anyList(text, rec) {
+		return rec.class()
+	}
+	return byKind(text)
+}
+
+// anyList reports whether some watch list could make a record a
+// candidate (the rules alone among them); rec is left holding the keys
+// and users it names.
+func anyList(text []byte, rec *recorder) bool {
 	rec.reset()
 	rec.keyless = true
-	if !detect.HasCandidate(text, rec) {
-		if len(rec.keys)+len(rec.users) > 0 {
-			return named
-		}
-		return none
+	return detect.HasCandidate(text, rec)
+}
+
+// class is a record's that no watch list makes a candidate whatever it
+// holds: named when it names keys or users.
+func (r *recorder) class() class {
+	if len(r.keys)+len(r.users) > 0 {
+		return named
 	}
+	return none
+}
+
+// byKind is the class of a record that some list makes a candidate
+// whatever it holds: any that is not empty, or only one with users
+// watched without a key.
+func byKind(text []byte) class {
 	var plain recorder
 	if detect.HasCandidate(text, &plain) {
 		return nonEmpty
@@ -327,14 +351,23 @@ func (r *reader) readStreamed(ctx context.Context, obj source.Object, file int, 
 			text := buf[sp.Start:sp.End]
 			c, n := d.st.Candidates, len(d.obs)
 			pos := position(d.file, d.st.Records, 0)
-			d.obs = r.det.ObserveJSON(text, sp.Element, nil, obj.Place.Time, d.obs, &d.st)
-			for i := range len(d.obs) - n {
-				d.pos = append(d.pos, pos+uint64(min(i, 255)))
+			cls := none
+			// Most records are no candidate for any list, so for the
+			// rules alone neither: one look at them tells.
+			if anyList(text, &rec) {
+				d.obs = r.det.ObserveJSON(text, sp.Element, nil, obj.Place.Time, d.obs, &d.st)
+				for i := range len(d.obs) - n {
+					d.pos = append(d.pos, pos+uint64(min(i, 255)))
+				}
+				if d.st.Candidates > c {
+					continue
+				}
+				cls = byKind(text)
+			} else {
+				d.st.Records++
+				cls = rec.class()
 			}
-			if d.st.Candidates > c {
-				continue
-			}
-			if cls := classify(text, &rec); cls != none {
+			if cls != none {
 				account := obj.Place.Account
 				if account == "" {
 					account = accountOf(text)

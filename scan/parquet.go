@@ -145,6 +145,8 @@ func (everything) Key([]byte) bool       { return true }
 func (everything) User(_, _ []byte) bool { return true }
 func (everything) Version() uint64       { return 0 }
 
+func (everything) KeylessNames() ([][]byte, bool) { return nil, false }
+
 // tailRoom is how many bytes after a page's values the prefilter's
 // checks may read: its last values are looked at again with that room.
 const tailRoom = 64
@@ -176,7 +178,6 @@ type texts struct {
 	mark  []bool
 	size  int64   // of all rows' texts
 	rows  []int32 // the pages' rows, carved out
-	spans []detect.Span
 	room  []byte
 	lens  []int
 	out   [][]byte
@@ -408,13 +409,13 @@ func (t *texts) hits(data []byte, offs []uint32, fn func(i int)) {
 	}
 	data = data[:offs[n]]
 	// Most pages hold nothing: one pass over them tells.
-	if detect.HasCandidate(data, everything{}) {
-		sp := t.spans[:0]
+	var f detect.Filter
+	if f.Reset(data, everything{}) {
 		for i := range n {
-			sp = append(sp, detect.Span{Start: int(offs[i]), End: int(offs[i+1])})
+			if f.Candidate(int(offs[i]), int(offs[i+1])) {
+				fn(i)
+			}
 		}
-		t.spans = sp
-		detect.Candidates(data, sp, everything{}, fn)
 	}
 	for i := n - 1; i >= 0 && int(offs[i+1])+tailRoom > len(data); i-- {
 		t.room = append(append(t.room[:0], data[offs[i]:offs[i+1]]...), room...)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -50,11 +51,16 @@ type decoded struct {
 	// guessed: spans are logRecords' guess, each to be checked before use
 	guessed bool
 	ver     uint64 // the watch list's version the prefilter last ran with
-	stored  int64  // bytes read as stored
-	size    int64  // bytes of text (or of Parquet rows' strings)
-	events  int
-	st      detect.JSONStats
-	err     error
+	// looked: the whole text was looked at as it was read, with an empty
+	// watch list of version lookedAt; plain: the rules' own patterns were
+	// found in it then
+	looked, plain bool
+	lookedAt      uint64
+	stored        int64 // bytes read as stored
+	size          int64 // bytes of text (or of Parquet rows' strings)
+	events        int
+	st            detect.JSONStats
+	err           error
 }
 
 // reader reads files; it is shared by the workers.
@@ -83,6 +89,7 @@ func newReader(det *detect.Detector, progress *atomic.Int64) *reader {
 type opened struct {
 	text    io.Reader
 	gzipped bool
+	size    int64 // of the text, as stored or as gzip's trailer says, or -1
 	close   func()
 }
 
@@ -101,8 +108,9 @@ func (r *reader) open(ctx context.Context, obj source.Object, fetched []byte, st
 	counted := &countingReader{r: rc, n: stored, progress: r.storedBytes}
 	br := r.bufs.Get().(*bufio.Reader)
 	br.Reset(counted)
-	o := opened{text: br, close: func() { rc.Close(); br.Reset(nil); r.bufs.Put(br) }}
+	o := opened{text: br, size: obj.Size, close: func() { rc.Close(); br.Reset(nil); r.bufs.Put(br) }}
 	if magic, _ := br.Peek(2); bytes.Equal(magic, []byte{0x1f, 0x8b}) {
+		o.size = gzipSize(rc, fetched, obj.Size)
 		zr, _ := r.gzips.Get().(*gzip.Reader)
 		if zr == nil {
 			zr = new(gzip.Reader)
@@ -119,43 +127,82 @@ func (r *reader) open(ctx context.Context, obj source.Object, fetched []byte, st
 }
 
 // readAll reads a layout file's text whole. A file cut short or corrupt
-// gives the text decoded before the damage, and the error.
-func (r *reader) readAll(ctx context.Context, obj source.Object, fetched []byte, d *decoded) error {
+// gives the text decoded before the damage, and the error. As the text
+// comes out of the decompressor, while it is still in the cache, its
+// events are counted and, while w is empty, the rules' own patterns
+// looked for (d.events, d.plain): passes over a text read back from
+// memory cost more than over one just written. (With a list, most files
+// hold a hit, and the prefilter runs over the text whole anyway.)
+func (r *reader) readAll(ctx context.Context, obj source.Object, fetched []byte, d *decoded, w detect.Watch) error {
 	o, err := r.open(ctx, obj, fetched, &d.stored)
 	if err != nil {
 		return err
 	}
 	defer o.close()
-	text := r.textBuf(obj.Size)
+	text := r.textBuf(obj.Size, o.size)
+	var a asRead
+	if w == nil || w.Empty() {
+		a.patterns, d.lookedAt = true, watchVersion(w)
+	}
+	look := func() { a.see(text) }
+	defer func() { d.text, d.events, d.looked, d.plain = text, a.events, a.patterns, a.plain }()
 	for {
 		if len(text) == cap(text) {
 			text = append(text, 0)[:len(text)]
 		}
 		n, err := o.text.Read(text[len(text):cap(text)])
 		text = text[:len(text)+n]
+		if len(text)-a.looked >= lookPiece || err != nil {
+			look()
+		}
 		if err == io.EOF {
-			break
+			return nil
 		}
 		if err != nil {
-			d.text = text
 			if o.gzipped && !errors.Is(err, context.Canceled) {
 				return gzipError(err)
 			}
 			return err
 		}
 		if ctx.Err() != nil {
-			d.text = text
+			look()
 			return ctx.Err()
 		}
 	}
-	d.text = text
-	return nil
 }
 
-// textBuf is a buffer for a file's text: a released one, else one of
-// the size the file's stored size suggests.
-func (r *reader) textBuf(stored int64) []byte {
+// lookPiece is how much text readAll reads before it looks at it: well
+// within a core's cache.
+const lookPiece = 64 << 10
+
+// asRead looks at a text as it grows, at each piece added with as much of
+// the text before it as a pattern needs: it counts the events, and, if
+// asked to, looks for the rules' own patterns; FuzzAsReadAgrees holds it
+// to looking at the whole text at once.
+type asRead struct {
+	looked   int // text[:looked] was looked at
+	events   int
+	patterns bool
+	plain    bool // a pattern was found
+}
+
+func (a *asRead) see(text []byte) {
+	a.events += detect.CountEvents(text[max(0, a.looked-detect.CountOverlap):])
+	if a.patterns && !a.plain {
+		a.plain = detect.HasCandidate(text[max(0, a.looked-detect.Overlap):], nil)
+	}
+	a.looked = len(text)
+}
+
+// textBuf is a buffer for a file's text: a released one, else a new one
+// of the size gzip's trailer says (text, the size it gives, or -1), with
+// room for the next file's to be a little larger, or, unknown, of the
+// size the file's stored size suggests.
+func (r *reader) textBuf(stored, text int64) []byte {
 	want := int(min(max(stored*12, 64<<10), 256<<20))
+	if text >= stored/2 && text < 256<<20 {
+		want = int(text) + 1
+	}
 	select {
 	case b := <-r.texts:
 		if cap(b) >= want {
@@ -163,8 +210,27 @@ func (r *reader) textBuf(stored int64) []byte {
 		}
 	default:
 	}
-	// Too small a buffer would be grown by copying it, again and again.
-	return make([]byte, 0, want)
+	// Too small a buffer would be grown by copying it, again and again;
+	// one much too large is memory cleared for nothing.
+	return make([]byte, 0, want+want/8)
+}
+
+// gzipSize is what a gzip stream's trailer says its text's size is (of
+// its last member, modulo 4 GiB: a guess, never trusted beyond sizing a
+// buffer), or -1.
+func gzipSize(rc io.Reader, fetched []byte, size int64) int64 {
+	var t [4]byte
+	switch ra, ok := rc.(io.ReaderAt); {
+	case fetched != nil && len(fetched) >= 18:
+		copy(t[:], fetched[len(fetched)-4:])
+	case ok && size >= 18:
+		if _, err := ra.ReadAt(t[:], size-4); err != nil {
+			return -1
+		}
+	default:
+		return -1
+	}
+	return int64(binary.LittleEndian.Uint32(t[:]))
 }
 
 // release gives a held text back for the next file.
@@ -189,9 +255,8 @@ func (r *reader) readHeld(ctx context.Context, obj source.Object, file int, fetc
 			d.err = fmt.Errorf("internal error (please report it): %v", p)
 		}
 	}()
-	d.err = r.readAll(ctx, obj, fetched, d)
+	d.err = r.readAll(ctx, obj, fetched, d, w)
 	d.size = int64(len(d.text))
-	d.events = detect.CountEvents(d.text)
 	if errors.Is(d.err, context.Canceled) {
 		return d
 	}
@@ -213,14 +278,18 @@ func (r *reader) readHeld(ctx context.Context, obj source.Object, file int, fetc
 func (r *reader) refilter(d *decoded, w detect.Watch) (int, error) {
 	ver := w.Version()
 	defer func() { d.ver = ver }()
-	if !detect.HasCandidate(d.text, w) {
+	if d.quiet(w) {
+		return 0, nil
+	}
+	var f detect.Filter
+	if !f.Reset(d.text, w) {
 		return 0, nil
 	}
 	if d.seen == nil {
 		d.seen = map[int]bool{}
 	}
 	before := len(d.obs)
-	if spans, ok := logRecords(d.text); ok && r.candidates(d, spans, w) {
+	if spans, ok := logRecords(d.text, d.events); ok && r.candidates(d, spans, &f) {
 		return len(d.obs) - before, nil
 	}
 	var s detect.Splitter
@@ -236,7 +305,7 @@ func (r *reader) refilter(d *decoded, w detect.Watch) (int, error) {
 			d.st.Records++
 			continue
 		}
-		d.observe(r.det, sp, w)
+		d.observe(r.det, sp, w, false)
 	}
 }
 
@@ -249,15 +318,17 @@ func (r *reader) refilter(d *decoded, w detect.Watch) (int, error) {
 // order, a nested object that starts so) is framed the slow way.
 var recordStart = []byte(`{"eventVersion":`)
 
-// logRecords guesses the records of a log file's text; ok is false when
-// the text is not one as AWS writes them.
-func logRecords(text []byte) (spans []detect.Span, ok bool) {
+// logRecords guesses the records of a log file's text (about n of them,
+// as CountEvents counted); ok is false when the text is not one as AWS
+// writes them.
+func logRecords(text []byte, n int) (spans []detect.Span, ok bool) {
 	body := bytes.TrimSpace(text)
 	off := len(text) - len(bytes.TrimLeft(text, " \t\r\n"))
 	if !bytes.HasPrefix(body, []byte(`{"Records":[`)) || !bytes.HasSuffix(body, []byte("]}")) {
 		return nil, false
 	}
 	end := off + len(body) - 2 // the array's ]
+	spans = make([]detect.Span, 0, n)
 	for i := off + len(`{"Records":[`); i < end; {
 		if !bytes.HasPrefix(text[i:], recordStart) {
 			return nil, false
@@ -278,15 +349,15 @@ func logRecords(text []byte) (spans []detect.Span, ok bool) {
 }
 
 // candidates decodes the records of a log file's guessed spans the
-// prefilter lets through, checking each is one whole object; false (and
-// nothing decoded) when one is not.
-func (r *reader) candidates(d *decoded, spans []detect.Span, w detect.Watch) bool {
+// prefilter (f, reset over the text) lets through, checking each is one
+// whole object; false (and nothing decoded) when one is not.
+func (r *reader) candidates(d *decoded, spans []detect.Span, f *detect.Filter) bool {
 	var hits []detect.Span
-	detect.Candidates(d.text, spans, w, func(i int) {
-		if !d.seen[spans[i].Start] {
-			hits = append(hits, spans[i])
+	for _, sp := range spans {
+		if f.Candidate(sp.Start, sp.End) && !d.seen[sp.Start] {
+			hits = append(hits, sp)
 		}
-	})
+	}
 	for _, sp := range hits {
 		if !whole(d.text, sp) {
 			return false
@@ -294,7 +365,7 @@ func (r *reader) candidates(d *decoded, spans []detect.Span, w detect.Watch) boo
 	}
 	d.spans, d.guessed = spans, true
 	for _, sp := range hits {
-		d.observe(r.det, sp, w)
+		d.observe(r.det, sp, nil, true)
 	}
 	return true
 }
@@ -307,11 +378,16 @@ func whole(text []byte, sp detect.Span) bool {
 }
 
 // observe decodes one record of a held text if the prefilter lets it
-// through with w.
-func (d *decoded) observe(det *detect.Detector, sp detect.Span, w detect.Watch) {
+// through with w, or, known, because it did already.
+func (d *decoded) observe(det *detect.Detector, sp detect.Span, w detect.Watch, known bool) {
 	c, n := d.st.Candidates, len(d.obs)
 	rec := d.text[sp.Start:sp.End]
-	d.obs = det.ObserveJSON(rec, sp.Element, w, d.obj.Place.Time, d.obs, &d.st)
+	if known {
+		d.st.Records++
+		d.obs = det.DecodeJSON(rec, sp.Element, d.obj.Place.Time, d.obs, &d.st)
+	} else {
+		d.obs = det.ObserveJSON(rec, sp.Element, w, d.obj.Place.Time, d.obs, &d.st)
+	}
 	if d.st.Candidates == c {
 		return
 	}
@@ -324,6 +400,19 @@ func (d *decoded) observe(det *detect.Detector, sp detect.Span, w detect.Watch) 
 		d.raw = append(d.raw, keep)
 		d.pos = append(d.pos, position(d.file, sp.Start, i))
 	}
+}
+
+// quiet: no record of the text is a candidate with w, as readAll saw
+// with w as it still is.
+func (d *decoded) quiet(w detect.Watch) bool {
+	return d.looked && !d.plain && d.lookedAt == watchVersion(w) && (w == nil || w.Empty())
+}
+
+func watchVersion(w detect.Watch) uint64 {
+	if w == nil {
+		return 0
+	}
+	return w.Version()
 }
 
 // notJSON looks at the ends of a text the prefilter ruled out whole, so

@@ -1,6 +1,8 @@
 package scan
 
 import (
+	"context"
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -8,6 +10,8 @@ import (
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/scan/source"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/archive"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/sequence"
 )
@@ -18,6 +22,52 @@ import (
 // key order, and for an event holding a nested object that starts as an
 // event does (the guess is then found wrong, and the text framed).
 func TestGuessedRecordsDecodeAsFramed(t *testing.T) {
+	for name, text := range guessTexts(t) {
+		_, guessed := logRecords([]byte(text), 0)
+		if got, want, ok := guessedAndFramed([]byte(text)); !ok || got != want || want == "" {
+			t.Errorf("%s (guessed %v): %s, framed %s", name, guessed, got, want)
+		}
+	}
+}
+
+// FuzzGuessedRecordsDecodeAsFramed is the differential check of the two
+// ways a held text is framed: for any valid JSON text, the records the
+// guess finds decode to the events framing it properly gives. (In text
+// that is not JSON, a string left open can hold what the guess takes for
+// an event; AWS writes no such file, and whoever can write one into an
+// archive can write any event there.)
+func FuzzGuessedRecordsDecodeAsFramed(f *testing.F) {
+	for _, text := range guessTexts(f) {
+		f.Add([]byte(text))
+	}
+	f.Fuzz(func(t *testing.T, text []byte) {
+		if !json.Valid(text) {
+			return
+		}
+		if got, want, ok := guessedAndFramed(text); ok && got != want {
+			t.Fatalf("guessed %s, framed %s", got, want)
+		}
+	})
+}
+
+// guessedAndFramed are the events of text read as the scan reads a held
+// file, and as ScanJSON frames it; ok is false when it is not JSON.
+func guessedAndFramed(text []byte) (got, want string, ok bool) {
+	det := detect.New(detect.Options{})
+	framed, _, err := det.ScanJSON(text, nil, time.Time{}, nil)
+	if err != nil {
+		return "", "", false
+	}
+	d := &decoded{text: text}
+	if _, err := newReader(det, nil).refilter(d, noWatch{}); err != nil {
+		return "", "", false
+	}
+	return ids(d.obs), ids(framed), true
+}
+
+// guessTexts are log files as AWS writes them, in another key order, and
+// with an event holding a nested object that starts as an event does.
+func guessTexts(t testing.TB) map[string]string {
 	q, _ := sequence.Event("rules/aws.iam.quarantine_applied/positive/put_user_legacy_inline")
 	noise := corpus.Panther(t)[:30]
 	ordered := func(events []any) string {
@@ -56,26 +106,10 @@ func TestGuessedRecordsDecodeAsFramed(t *testing.T) {
 	}
 	nested["eventID"] = "nested"
 	nested["requestParameters"] = map[string]any{"echo": map[string]any{"eventVersion": "1.08", "policyName": "AWSCompromisedKeyQuarantineV2"}}
-	texts := map[string]string{
+	return map[string]string{
 		"aws":       ordered(append(append(slices.Clone(events[:10]), any(q)), events[10:]...)),
 		"nested":    ordered(append(append(slices.Clone(events[:10]), any(nested), any(q)), events[10:]...)),
 		"key order": string(value.ToJSON(map[string]any{"Records": append(slices.Clone(events), any(q))})),
-	}
-	det := detect.New(detect.Options{})
-	r := newReader(det, nil)
-	for name, text := range texts {
-		want, _, err := det.ScanJSON([]byte(text), nil, time.Time{}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		d := &decoded{text: []byte(text)}
-		if _, err := r.refilter(d, noWatch{}); err != nil {
-			t.Fatal(err)
-		}
-		_, guessed := logRecords([]byte(text))
-		if ids(d.obs) != ids(want) || len(want) == 0 {
-			t.Errorf("%s (guessed %v): %s, framed %s", name, guessed, ids(d.obs), ids(want))
-		}
 	}
 }
 
@@ -89,8 +123,51 @@ func ids(obs []detect.Observed) string {
 
 type noWatch struct{}
 
-func (noWatch) Empty() bool              { return true }
-func (noWatch) Key([]byte) bool          { return false }
-func (noWatch) KeylessUsers() bool       { return false }
-func (noWatch) User([]byte, []byte) bool { return false }
-func (noWatch) Version() uint64          { return 0 }
+func (noWatch) Empty() bool                    { return true }
+func (noWatch) Key([]byte) bool                { return false }
+func (noWatch) KeylessUsers() bool             { return false }
+func (noWatch) User([]byte, []byte) bool       { return false }
+func (noWatch) Version() uint64                { return 0 }
+func (noWatch) KeylessNames() ([][]byte, bool) { return nil, true }
+
+// FuzzAsReadAgrees is the differential check of looking at a text as it
+// is read, piece by piece: it counts the events and finds the rules'
+// patterns as looking at the whole text does, wherever the pieces end.
+func FuzzAsReadAgrees(f *testing.F) {
+	for _, text := range guessTexts(f) {
+		for _, step := range []uint16{1, 7, 13, 64, 1000} {
+			f.Add([]byte(text), step)
+		}
+	}
+	f.Add([]byte(`{"a":"\u0051uarantine"}`), uint16(3))
+	f.Fuzz(func(t *testing.T, text []byte, step uint16) {
+		a := asRead{patterns: true}
+		for i := max(1, int(step)); ; i += max(1, int(step)) {
+			a.see(text[:min(i, len(text))])
+			if i >= len(text) {
+				break
+			}
+		}
+		if events, plain := detect.CountEvents(text), detect.HasCandidate(text, nil); a.events != events || a.plain != plain {
+			t.Fatalf("as read: %d events, patterns %v; whole: %d, %v", a.events, a.plain, events, plain)
+		}
+	})
+}
+
+// A file of the layout is looked at as it is read: one with a pattern is
+// read for it, one without is known to hold no candidate with nothing
+// watched, without another pass, and its events are counted.
+func TestLookedAsRead(t *testing.T) {
+	det := detect.New(detect.Options{})
+	r := newReader(det, nil)
+	for name, text := range guessTexts(t) {
+		for _, text := range []string{text, strings.ReplaceAll(strings.ReplaceAll(text, "xposedCredentialPolicy", "x"), "Quarantine", "Q")} {
+			obj := source.Memory("AWSLogs/111122223333/CloudTrail/us-east-1/2026/11/20/111122223333_CloudTrail_us-east-1_20261120T1005Z_x.json.gz", archive.Gzip([]byte(text)))
+			d := r.readHeld(context.Background(), obj, 0, nil, noWatch{})
+			plain := detect.HasCandidate([]byte(text), nil)
+			if d.err != nil || d.plain != plain || d.quiet(noWatch{}) == plain || plain != (len(d.obs) > 0) || d.events != detect.CountEvents([]byte(text)) {
+				t.Fatalf("%s: plain %v (%v), %d found, %d events, %v", name, d.plain, plain, len(d.obs), d.events, d.err)
+			}
+		}
+	}
+}

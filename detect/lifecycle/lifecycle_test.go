@@ -377,3 +377,37 @@ func TestWeakCasesNeverEvictStrong(t *testing.T) {
 	}
 	t.Logf("100,000 forged denied calls: %v; the flood alert: %s", counts, flood[0].Rule.Title(flood[0].Event, flood[0].Match))
 }
+
+// The names of the users watched without a key are what the prefilter
+// looks for in an AccessKey call: each name once whatever its accounts,
+// gone with its last case, and none past detect.MaxKeylessNames (the
+// prefilter then takes every such call).
+func TestKeylessNames(t *testing.T) {
+	o := defaults()
+	o.WatchTTL = time.Hour
+	e := lifecycle.New(o)
+	at := t0.UnixNano()
+	e.Load([]*lifecycle.Case{{User: "ci-deployer", Account: "111122223333", FirstSeen: at},
+		{User: "ci-deployer", Account: "444455556666", FirstSeen: at}, {User: "build", Account: "111122223333", FirstSeen: at}}, at, t0)
+	names, ok := e.Watch().KeylessNames()
+	got := []string{}
+	for _, n := range names {
+		got = append(got, string(n))
+	}
+	if slices.Sort(got); !ok || !slices.Equal(got, []string{"build", "ci-deployer"}) {
+		t.Fatalf("names %q (%v)", got, ok)
+	}
+	e.Due(t0.Add(2 * time.Hour))
+	if names, ok := e.Watch().KeylessNames(); !ok || len(names) != 0 || e.Len() != 0 {
+		t.Fatalf("after Watch_TTL: %q (%v), %d cases", names, ok, e.Len())
+	}
+	var many []*lifecycle.Case
+	for i := range detect.MaxKeylessNames + 1 {
+		many = append(many, &lifecycle.Case{User: fmt.Sprintf("user%d", i), Account: "111122223333", FirstSeen: at})
+	}
+	e = lifecycle.New(o)
+	e.Load(many, at, t0)
+	if _, ok := e.Watch().KeylessNames(); ok {
+		t.Fatalf("%d names listed", len(many))
+	}
+}

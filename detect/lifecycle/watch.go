@@ -1,8 +1,11 @@
 package lifecycle
 
 import (
+	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
 )
 
 // Watch is the watch list as the prefilter reads it while the engine
@@ -13,12 +16,20 @@ type Watch struct {
 	mu      sync.RWMutex
 	keys    map[string]int // key id -> cases (a retired case stays a while)
 	keyless map[string]int // userKey -> cases watched without a key
-	n       atomic.Int64   // entries in both
-	nUsers  atomic.Int64   // entries in keyless
-	version atomic.Uint64  // bumped by every add
+	// names are the keyless users' names, whatever their account, as the
+	// prefilter looks for them in a record: while there are few enough to
+	// look for one by one, also a list, replaced (never changed in place)
+	// when a name comes or goes.
+	names   map[string]int
+	list    [][]byte
+	n       atomic.Int64  // entries in both
+	nUsers  atomic.Int64  // entries in keyless
+	version atomic.Uint64 // bumped by every add
 }
 
-func newWatch() *Watch { return &Watch{keys: map[string]int{}, keyless: map[string]int{}} }
+func newWatch() *Watch {
+	return &Watch{keys: map[string]int{}, keyless: map[string]int{}, names: map[string]int{}}
+}
 
 // Empty reports whether nothing is watched.
 func (w *Watch) Empty() bool { return w.n.Load() == 0 }
@@ -44,6 +55,13 @@ func (w *Watch) User(account, name []byte) bool {
 	return ok
 }
 
+// KeylessNames are the names of the users watched without a key.
+func (w *Watch) KeylessNames() ([][]byte, bool) {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.list, len(w.names) <= detect.MaxKeylessNames
+}
+
 // Version changes whenever an entry is added.
 func (w *Watch) Version() uint64 { return w.version.Load() }
 
@@ -57,6 +75,7 @@ func (w *Watch) add(set map[string]int, k string, users bool) {
 		w.n.Add(1)
 		if users {
 			w.nUsers.Add(1)
+			w.name(k, 1)
 		}
 		w.version.Add(1)
 	}
@@ -74,8 +93,32 @@ func (w *Watch) remove(set map[string]int, k string, users bool) {
 		w.n.Add(-1)
 		if users {
 			w.nUsers.Add(-1)
+			w.name(k, -1)
 		}
 	}
+}
+
+// name counts a keyless user's name in or out (k is its userKey), and
+// makes the list again when a name comes or goes.
+func (w *Watch) name(k string, by int) {
+	_, n, _ := strings.Cut(k, "\x00")
+	w.names[n] += by
+	switch w.names[n] {
+	case 0:
+		delete(w.names, n)
+	case by:
+	default:
+		return
+	}
+	if len(w.names) > detect.MaxKeylessNames {
+		w.list = nil
+		return
+	}
+	list := make([][]byte, 0, len(w.names))
+	for n := range w.names {
+		list = append(list, []byte(n))
+	}
+	w.list = list
 }
 
 // userKey joins an account and a user name.

@@ -37,9 +37,58 @@ func Gzip(data []byte) []byte {
 	return b.Bytes()
 }
 
-// Records is the JSON of a log file holding events.
+// Records is the JSON of a log file holding events, each event's keys in
+// the order CloudTrail writes them (eventVersion first: the scan frames
+// AWS's files by it), any others after them in sorted order.
 func Records(events []any) []byte {
-	return value.ToJSON(map[string]any{"Records": events})
+	b := []byte(`{"Records":[`)
+	for i, e := range events {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		m, ok := e.(map[string]any)
+		if !ok {
+			b = value.AppendJSONValue(b, e)
+			continue
+		}
+		b = append(b, '{')
+		n := 0
+		for _, k := range keyOrder(m) {
+			if n > 0 {
+				b = append(b, ',')
+			}
+			n++
+			b = value.AppendJSONString(b, k)
+			b = value.AppendJSONValue(append(b, ':'), m[k])
+		}
+		b = append(b, '}')
+	}
+	return append(b, "]}"...)
+}
+
+// cloudTrailOrder is the order of a CloudTrail event's top-level keys in
+// the log files AWS delivers.
+var cloudTrailOrder = []string{"eventVersion", "userIdentity", "eventTime", "eventSource", "eventName", "awsRegion",
+	"sourceIPAddress", "userAgent", "errorCode", "errorMessage", "requestParameters", "responseElements",
+	"additionalEventData", "requestID", "eventID", "readOnly", "resources", "eventType", "apiVersion",
+	"managementEvent", "recipientAccountId", "serviceEventDetails", "sharedEventID", "vpcEndpointId",
+	"eventCategory", "tlsDetails", "sessionCredentialFromConsole"}
+
+func keyOrder(m map[string]any) []string {
+	var keys []string
+	for _, k := range cloudTrailOrder {
+		if _, ok := m[k]; ok {
+			keys = append(keys, k)
+		}
+	}
+	known := len(keys)
+	for k := range m {
+		if !slices.Contains(cloudTrailOrder, k) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys[known:])
+	return keys
 }
 
 // WriteLogFile writes events as a gzipped log file at root/LogFile(...)
