@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -89,7 +88,7 @@ func newReader(det *detect.Detector, progress *atomic.Int64) *reader {
 type opened struct {
 	text    io.Reader
 	gzipped bool
-	size    int64 // of the text, as stored or as gzip's trailer says, or -1
+	size    int64 // of the text when it is stored as it is, else -1
 	close   func()
 }
 
@@ -110,7 +109,7 @@ func (r *reader) open(ctx context.Context, obj source.Object, fetched []byte, st
 	br.Reset(counted)
 	o := opened{text: br, size: obj.Size, close: func() { rc.Close(); br.Reset(nil); r.bufs.Put(br) }}
 	if magic, _ := br.Peek(2); bytes.Equal(magic, []byte{0x1f, 0x8b}) {
-		o.size = gzipSize(rc, fetched, obj.Size)
+		o.size = -1
 		zr, _ := r.gzips.Get().(*gzip.Reader)
 		if zr == nil {
 			zr = new(gzip.Reader)
@@ -195,12 +194,11 @@ func (a *asRead) see(text []byte) {
 }
 
 // textBuf is a buffer for a file's text: a released one, else a new one
-// of the size gzip's trailer says (text, the size it gives, or -1), with
-// room for the next file's to be a little larger, or, unknown, of the
-// size the file's stored size suggests.
+// of the text's size when it is known (text, else -1), or of the size
+// the file's stored size suggests.
 func (r *reader) textBuf(stored, text int64) []byte {
 	want := int(min(max(stored*12, 64<<10), 256<<20))
-	if text >= stored/2 && text < 256<<20 {
+	if text >= 0 && text < 256<<20 {
 		want = int(text) + 1
 	}
 	select {
@@ -210,27 +208,8 @@ func (r *reader) textBuf(stored, text int64) []byte {
 		}
 	default:
 	}
-	// Too small a buffer would be grown by copying it, again and again;
-	// one much too large is memory cleared for nothing.
-	return make([]byte, 0, want+want/8)
-}
-
-// gzipSize is what a gzip stream's trailer says its text's size is (of
-// its last member, modulo 4 GiB: a guess, never trusted beyond sizing a
-// buffer), or -1.
-func gzipSize(rc io.Reader, fetched []byte, size int64) int64 {
-	var t [4]byte
-	switch ra, ok := rc.(io.ReaderAt); {
-	case fetched != nil && len(fetched) >= 18:
-		copy(t[:], fetched[len(fetched)-4:])
-	case ok && size >= 18:
-		if _, err := ra.ReadAt(t[:], size-4); err != nil {
-			return -1
-		}
-	default:
-		return -1
-	}
-	return int64(binary.LittleEndian.Uint32(t[:]))
+	// Too small a buffer would be grown by copying it, again and again.
+	return make([]byte, 0, want)
 }
 
 // release gives a held text back for the next file.
