@@ -138,28 +138,29 @@ func eachField(b []byte, fn func(key string, val []byte)) error {
 func (r *Resolver) viewEvent(ev []byte, shape Shape, emit func(*Event)) (int, error) {
 	e := &Event{Shape: shape}
 	var id, params []byte
+	var seen, seenID firsts
 	err := eachField(ev, func(k string, v []byte) {
 		switch k {
 		case "eventName":
-			set(&e.Name, v)
+			seen.set(0, &e.Name, v)
 		case "eventSource":
-			set(&e.Source, v)
+			seen.set(1, &e.Source, v)
 		case "errorCode":
-			set(&e.ErrorCode, v)
+			seen.set(2, &e.ErrorCode, v)
 		case "errorMessage":
-			set(&e.ErrorMessage, v)
+			seen.set(3, &e.ErrorMessage, v)
 		case "eventID":
-			set(&e.ID, v)
+			seen.set(4, &e.ID, v)
 		case "eventTime":
-			set(&e.Time, v)
+			seen.set(5, &e.Time, v)
 		case "awsRegion":
-			set(&e.Region, v)
+			seen.set(6, &e.Region, v)
 		case "recipientAccountId":
-			set(&e.Account, v)
+			seen.set(7, &e.Account, v)
 		case "sourceIPAddress":
-			set(&e.SourceIP, v)
+			seen.set(8, &e.SourceIP, v)
 		case "userAgent":
-			set(&e.UserAgent, v)
+			seen.set(9, &e.UserAgent, v)
 		case "userIdentity":
 			if id == nil {
 				id = v
@@ -177,15 +178,15 @@ func (r *Resolver) viewEvent(ev []byte, shape Shape, emit func(*Event)) (int, er
 		err = eachField(id, func(k string, v []byte) {
 			switch k {
 			case "type":
-				set(&e.Actor.Type, v)
+				seenID.set(0, &e.Actor.Type, v)
 			case "arn":
-				set(&e.Actor.ARN, v)
+				seenID.set(1, &e.Actor.ARN, v)
 			case "userName":
-				set(&e.Actor.UserName, v)
+				seenID.set(2, &e.Actor.UserName, v)
 			case "accessKeyId":
-				set(&e.Actor.AccessKeyID, v)
+				seenID.set(3, &e.Actor.AccessKeyID, v)
 			case "accountId":
-				set(&e.Actor.AccountID, v)
+				seenID.set(4, &e.Actor.AccountID, v)
 			}
 		})
 		if err != nil && msgp.NextType(id) == msgp.MapType {
@@ -209,9 +210,14 @@ func (r *Resolver) viewEvent(ev []byte, shape Shape, emit func(*Event)) (int, er
 	return 1, nil
 }
 
-// set stores the text of v in dst unless an earlier duplicate key did.
-func set(dst *string, v []byte) {
-	if *dst == "" {
+// firsts keeps the first of duplicate keys, as the map path does: the
+// field numbered i is set by its first key only, even when that key's
+// value is null or empty.
+type firsts uint32
+
+func (f *firsts) set(i uint, dst *string, v []byte) {
+	if *f&(1<<i) == 0 {
+		*f |= 1 << i
 		*dst = value.TextMsgpack(v)
 	}
 }
