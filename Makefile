@@ -102,7 +102,6 @@ fuzz:
 	$(GO) test ./detect/ -run '^$$' -fuzz '^FuzzSplitterPieces$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./alert/ -run '^$$' -fuzz '^FuzzEncode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./scan/ -run '^$$' -fuzz '^FuzzGuessedRecordsDecodeAsFramed$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./scan/ -run '^$$' -fuzz '^FuzzAsReadAgrees$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/value/ -run '^$$' -fuzz '^FuzzTranscodeAgrees$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./alert/ -run '^$$' -fuzz '^FuzzOCSF$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./detect/cloudtrail/ -run '^$$' -fuzz '^FuzzParseFlattened$$' -fuzztime $(FUZZTIME)

@@ -50,16 +50,11 @@ type decoded struct {
 	// guessed: spans are logRecords' guess, each to be checked before use
 	guessed bool
 	ver     uint64 // the watch list's version the prefilter last ran with
-	// looked: the whole text was looked at as it was read, with an empty
-	// watch list of version lookedAt; plain: the rules' own patterns were
-	// found in it then
-	looked, plain bool
-	lookedAt      uint64
-	stored        int64 // bytes read as stored
-	size          int64 // bytes of text (or of Parquet rows' strings)
-	events        int
-	st            detect.JSONStats
-	err           error
+	stored  int64  // bytes read as stored
+	size    int64  // bytes of text (or of Parquet rows' strings)
+	events  int
+	st      detect.JSONStats
+	err     error
 }
 
 // reader reads files; it is shared by the workers.
@@ -126,34 +121,21 @@ func (r *reader) open(ctx context.Context, obj source.Object, fetched []byte, st
 }
 
 // readAll reads a layout file's text whole. A file cut short or corrupt
-// gives the text decoded before the damage, and the error. As the text
-// comes out of the decompressor, while it is still in the cache, its
-// events are counted and, while w is empty, the rules' own patterns
-// looked for (d.events, d.plain): passes over a text read back from
-// memory cost more than over one just written. (With a list, most files
-// hold a hit, and the prefilter runs over the text whole anyway.)
-func (r *reader) readAll(ctx context.Context, obj source.Object, fetched []byte, d *decoded, w detect.Watch) error {
+// gives the text decoded before the damage, and the error.
+func (r *reader) readAll(ctx context.Context, obj source.Object, fetched []byte, d *decoded) error {
 	o, err := r.open(ctx, obj, fetched, &d.stored)
 	if err != nil {
 		return err
 	}
 	defer o.close()
 	text := r.textBuf(obj.Size, o.size)
-	var a asRead
-	if w == nil || w.Empty() {
-		a.patterns, d.lookedAt = true, watchVersion(w)
-	}
-	look := func() { a.see(text) }
-	defer func() { d.text, d.events, d.looked, d.plain = text, a.events, a.patterns, a.plain }()
+	defer func() { d.text = text }()
 	for {
 		if len(text) == cap(text) {
 			text = append(text, 0)[:len(text)]
 		}
 		n, err := o.text.Read(text[len(text):cap(text)])
 		text = text[:len(text)+n]
-		if len(text)-a.looked >= lookPiece || err != nil {
-			look()
-		}
 		if err == io.EOF {
 			return nil
 		}
@@ -164,33 +146,9 @@ func (r *reader) readAll(ctx context.Context, obj source.Object, fetched []byte,
 			return err
 		}
 		if ctx.Err() != nil {
-			look()
 			return ctx.Err()
 		}
 	}
-}
-
-// lookPiece is how much text readAll reads before it looks at it: well
-// within a core's cache.
-const lookPiece = 64 << 10
-
-// asRead looks at a text as it grows, at each piece added with as much of
-// the text before it as a pattern needs: it counts the events, and, if
-// asked to, looks for the rules' own patterns; FuzzAsReadAgrees holds it
-// to looking at the whole text at once.
-type asRead struct {
-	looked   int // text[:looked] was looked at
-	events   int
-	patterns bool
-	plain    bool // a pattern was found
-}
-
-func (a *asRead) see(text []byte) {
-	a.events += detect.CountEvents(text[max(0, a.looked-detect.CountOverlap):])
-	if a.patterns && !a.plain {
-		a.plain = detect.HasCandidate(text[max(0, a.looked-detect.Overlap):], nil)
-	}
-	a.looked = len(text)
 }
 
 // textBuf is a buffer for a file's text: a released one, else a new one
@@ -234,8 +192,9 @@ func (r *reader) readHeld(ctx context.Context, obj source.Object, file int, fetc
 			d.err = fmt.Errorf("internal error (please report it): %v", p)
 		}
 	}()
-	d.err = r.readAll(ctx, obj, fetched, d, w)
+	d.err = r.readAll(ctx, obj, fetched, d)
 	d.size = int64(len(d.text))
+	d.events = detect.CountEvents(d.text)
 	if errors.Is(d.err, context.Canceled) {
 		return d
 	}
@@ -257,9 +216,6 @@ func (r *reader) readHeld(ctx context.Context, obj source.Object, file int, fetc
 func (r *reader) refilter(d *decoded, w detect.Watch) (int, error) {
 	ver := w.Version()
 	defer func() { d.ver = ver }()
-	if d.quiet(w) {
-		return 0, nil
-	}
 	var f detect.Filter
 	if !f.Reset(d.text, w) {
 		return 0, nil
@@ -379,19 +335,6 @@ func (d *decoded) observe(det *detect.Detector, sp detect.Span, w detect.Watch, 
 		d.raw = append(d.raw, keep)
 		d.pos = append(d.pos, position(d.file, sp.Start, i))
 	}
-}
-
-// quiet: no record of the text is a candidate with w, as readAll saw
-// with w as it still is.
-func (d *decoded) quiet(w detect.Watch) bool {
-	return d.looked && !d.plain && d.lookedAt == watchVersion(w) && (w == nil || w.Empty())
-}
-
-func watchVersion(w detect.Watch) uint64 {
-	if w == nil {
-		return 0
-	}
-	return w.Version()
 }
 
 // notJSON looks at the ends of a text the prefilter ruled out whole, so

@@ -1,7 +1,6 @@
 package scan
 
 import (
-	"context"
 	"encoding/json"
 	"slices"
 	"strings"
@@ -10,8 +9,6 @@ import (
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/scan/source"
-	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/archive"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/sequence"
 )
@@ -129,45 +126,3 @@ func (noWatch) KeylessUsers() bool             { return false }
 func (noWatch) User([]byte, []byte) bool       { return false }
 func (noWatch) Version() uint64                { return 0 }
 func (noWatch) KeylessNames() ([][]byte, bool) { return nil, true }
-
-// FuzzAsReadAgrees is the differential check of looking at a text as it
-// is read, piece by piece: it counts the events and finds the rules'
-// patterns as looking at the whole text does, wherever the pieces end.
-func FuzzAsReadAgrees(f *testing.F) {
-	for _, text := range guessTexts(f) {
-		for _, step := range []uint16{1, 7, 13, 64, 1000} {
-			f.Add([]byte(text), step)
-		}
-	}
-	f.Add([]byte(`{"a":"\u0051uarantine"}`), uint16(3))
-	f.Fuzz(func(t *testing.T, text []byte, step uint16) {
-		a := asRead{patterns: true}
-		for i := max(1, int(step)); ; i += max(1, int(step)) {
-			a.see(text[:min(i, len(text))])
-			if i >= len(text) {
-				break
-			}
-		}
-		if events, plain := detect.CountEvents(text), detect.HasCandidate(text, nil); a.events != events || a.plain != plain {
-			t.Fatalf("as read: %d events, patterns %v; whole: %d, %v", a.events, a.plain, events, plain)
-		}
-	})
-}
-
-// A file of the layout is looked at as it is read: one with a pattern is
-// read for it, one without is known to hold no candidate with nothing
-// watched, without another pass, and its events are counted.
-func TestLookedAsRead(t *testing.T) {
-	det := detect.New(detect.Options{})
-	r := newReader(det, nil)
-	for name, text := range guessTexts(t) {
-		for _, text := range []string{text, strings.ReplaceAll(strings.ReplaceAll(text, "xposedCredentialPolicy", "x"), "Quarantine", "Q")} {
-			obj := source.Memory("AWSLogs/111122223333/CloudTrail/us-east-1/2026/11/20/111122223333_CloudTrail_us-east-1_20261120T1005Z_x.json.gz", archive.Gzip([]byte(text)))
-			d := r.readHeld(context.Background(), obj, 0, nil, noWatch{})
-			plain := detect.HasCandidate([]byte(text), nil)
-			if d.err != nil || d.plain != plain || d.quiet(noWatch{}) == plain || plain != (len(d.obs) > 0) || d.events != detect.CountEvents([]byte(text)) {
-				t.Fatalf("%s: plain %v (%v), %d found, %d events, %v", name, d.plain, plain, len(d.obs), d.events, d.err)
-			}
-		}
-	}
-}
