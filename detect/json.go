@@ -5,6 +5,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tinylib/msgp/msgp"
+
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/cloudtrail"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
 )
@@ -122,9 +124,11 @@ func (d *Detector) ObserveJSON(rec []byte, element bool, w Watch, recordTime tim
 // Filter's candidate), and appends its events, as ObserveJSON does.
 func (d *Detector) DecodeJSON(rec []byte, element bool, recordTime time.Time, dst []Observed, st *JSONStats) []Observed {
 	st.Candidates++
-	v, err := value.FromJSON(rec)
-	m, ok := v.(map[string]any)
-	if err != nil || !ok {
+	// As msgpack, the plugin's own view reads the event in place, without
+	// a map of it; the event keeps the msgpack (value.Raw).
+	var tc value.Transcoder
+	body, err := tc.Append(make([]byte, 0, len(rec)), rec)
+	if err != nil || msgp.NextType(body) != msgp.MapType {
 		st.Undecodable++
 		return dst
 	}
@@ -134,9 +138,12 @@ func (d *Detector) DecodeJSON(rec []byte, element bool, recordTime time.Time, ds
 		dst = append(dst, d.Observe(e, recordTime))
 	}
 	if element {
-		d.resolver.ResolveRecord(m, emit)
+		_, err = d.resolver.ResolveRecordMsgpack(body, emit)
 	} else {
-		d.resolver.Resolve(m, emit)
+		_, _, err = d.resolver.ResolveMsgpack(body, emit)
+	}
+	if err != nil {
+		st.Undecodable++
 	}
 	return dst
 }

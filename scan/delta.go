@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
 )
 
 // When the watch list grows, the held files are looked at again for what
@@ -46,7 +47,11 @@ const arnNear = 160
 // namesOf is what an event names that a watch list can hold.
 func namesOf(o detect.Observed) ([][]byte, bool) {
 	e := o.Event
-	raw, ok := e.Raw.(map[string]any)
+	v := e.Raw
+	if b, isRaw := v.(value.Raw); isRaw {
+		v, _ = value.FromMsgpack(b)
+	}
+	raw, ok := v.(map[string]any)
 	if !ok {
 		return nil, false
 	}

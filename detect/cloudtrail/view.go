@@ -93,6 +93,24 @@ func (r *Resolver) allEvents(arr []byte) bool {
 	return err == nil
 }
 
+// ResolveRecordMsgpack reads one element of a CloudTrail log file's
+// Records, given as msgpack, as ResolveRecord reads it decoded: an event
+// straight from the bytes, anything else decoded.
+func (r *Resolver) ResolveRecordMsgpack(rec []byte, emit func(*Event)) (int, error) {
+	if hasEventName(rec) {
+		return r.viewEvent(rec, ShapeLogFile, bounded(emit))
+	}
+	v, err := value.FromMsgpackSkipping(rec, Unread)
+	if err != nil {
+		return 0, err
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return 0, nil
+	}
+	return r.element(m, emit, true), nil
+}
+
 // hasEventName reports whether m is a map whose first eventName is not
 // null: what the map path takes for an event.
 func hasEventName(m []byte) bool {
