@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -165,4 +166,31 @@ func chunkJSONString(events []any) []byte {
 		b = fbchunk.AppendV2(b, t0, nil, map[string]any{"log": string(js)})
 	}
 	return b
+}
+
+// The archives are made once for the process and outlive any one
+// benchmark, so their directories are removed when the process ends: a
+// make bench leaves nothing in $TMPDIR (it used to leave every archive).
+var tempDirs struct {
+	sync.Mutex
+	paths []string
+}
+
+func tempDir(b testing.TB, prefix string) string {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tempDirs.Lock()
+	tempDirs.paths = append(tempDirs.paths, dir)
+	tempDirs.Unlock()
+	return dir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	for _, dir := range tempDirs.paths {
+		os.RemoveAll(dir)
+	}
+	os.Exit(code)
 }

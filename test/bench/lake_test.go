@@ -32,13 +32,7 @@ var (
 func lakeArchives(b *testing.B) {
 	lakeOnce.Do(func() {
 		d := mustLoad(b)
-		var err error
-		if lakeDir, err = os.MkdirTemp("", "ctq-bench-lake-"); err != nil {
-			b.Fatal(err)
-		}
-		if jsonDir, err = os.MkdirTemp("", "ctq-bench-lakejson-"); err != nil {
-			b.Fatal(err)
-		}
+		lakeDir, jsonDir = tempDir(b, "ctq-bench-lake-"), tempDir(b, "ctq-bench-lakejson-")
 		perFile := lakeEvents / 8
 		for f := range 8 {
 			account := benchAccounts[f%4]

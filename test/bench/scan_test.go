@@ -84,14 +84,7 @@ func benchArchives(b *testing.B) {
 				events = append(events, m)
 			}
 		}
-		dir, err := os.MkdirTemp("", "ctq-bench-archive-")
-		if err != nil {
-			b.Fatal(err)
-		}
-		extra, err := os.MkdirTemp("", "ctq-bench-worst-")
-		if err != nil {
-			b.Fatal(err)
-		}
+		dir, extra := tempDir(b, "ctq-bench-archive-"), tempDir(b, "ctq-bench-worst-")
 		clean.paths = []string{dir}
 		streams := len(benchAccounts) * len(benchRegions)
 		nfiles := archiveText / fileText
