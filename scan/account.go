@@ -223,7 +223,11 @@ func (m *merger) observe(o tagged) {
 }
 
 // again runs the prefilter over a held file for what the list gained
-// since the file was last looked at; it returns the events it added.
+// since the file was last looked at; it returns the events it added. A
+// file read while the list was empty goes through the prefilter whole
+// again: over it the sweeps for the names and for the new kinds'
+// patterns cost as much, and what they find goes to the prefilter anyway
+// (on 2 workers, files read ahead are most often of that sort).
 func (m *merger) again(d *decoded) int {
 	m.out.reread++
 	c := d.st.Candidates
@@ -234,7 +238,7 @@ func (m *merger) again(d *decoded) int {
 		if g.ver <= d.ver {
 			continue
 		}
-		if g.full {
+		if g.full || g.nonEmpty {
 			n, _ := m.s.rd.refilter(d, m.w)
 			return n
 		}
