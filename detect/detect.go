@@ -214,28 +214,5 @@ func EventKey(e *cloudtrail.Event) string {
 	// The digest of the event as sorted JSON, every part of it decoded:
 	// the same whichever way the event was read (a part left undecoded
 	// would keep its keys in their order).
-	return cloudtrail.Digest(value.ToJSON(decoded(e.Raw)))
-}
-
-// decoded is v with every part left undecoded (value.Raw) decoded; v is
-// not changed.
-func decoded(v any) any {
-	switch x := v.(type) {
-	case value.Raw:
-		d, _ := value.FromMsgpack(x)
-		return d
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			out[k] = decoded(e)
-		}
-		return out
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = decoded(e)
-		}
-		return out
-	}
-	return v
+	return cloudtrail.Digest(value.ToJSON(value.Decoded(e.Raw)))
 }

@@ -47,11 +47,9 @@ const arnNear = 160
 // namesOf is what an event names that a watch list can hold.
 func namesOf(o detect.Observed) ([][]byte, bool) {
 	e := o.Event
-	v := e.Raw
-	if b, isRaw := v.(value.Raw); isRaw {
-		v, _ = value.FromMsgpack(b)
-	}
-	raw, ok := v.(map[string]any)
+	// Whole: a name may lie in a part the reader left undecoded (a
+	// CreateAccessKey's responseElements).
+	raw, ok := value.Decoded(e.Raw).(map[string]any)
 	if !ok {
 		return nil, false
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/cloudtrail"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/sequence"
@@ -126,3 +127,21 @@ func (noWatch) KeylessUsers() bool             { return false }
 func (noWatch) User([]byte, []byte) bool       { return false }
 func (noWatch) Version() uint64                { return 0 }
 func (noWatch) KeylessNames() ([][]byte, bool) { return nil, true }
+
+// What an event names that a watch list can hold is read from all of it,
+// also from a part its reader left undecoded: a CreateAccessKey read as
+// a map of an odd shape keeps its responseElements as msgpack.
+func TestNamesOfReadsUndecodedParts(t *testing.T) {
+	resp := value.AppendMsgpack(nil, map[string]any{"accessKey": map[string]any{
+		"userName": "build-bot", "accessKeyId": "AKIAEXAMPLENEWKEY001"}})
+	o := detect.Observed{Event: &cloudtrail.Event{Name: "CreateAccessKey",
+		Raw: map[string]any{"eventName": "CreateAccessKey", "responseElements": value.Raw(resp)}}}
+	names, ok := namesOf(o)
+	got := map[string]bool{}
+	for _, n := range names {
+		got[string(n)] = true
+	}
+	if !ok || !got["build-bot"] || !got["AKIAEXAMPLENEWKEY001"] {
+		t.Fatalf("names %q (%v)", names, ok)
+	}
+}

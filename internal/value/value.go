@@ -45,6 +45,29 @@ type Raw []byte
 // MarshalJSON transcodes the msgpack to JSON (see AppendJSON).
 func (r Raw) MarshalJSON() ([]byte, error) { return AppendJSON(nil, r) }
 
+// Decoded is v with every part left undecoded (Raw), at any depth,
+// decoded: what reading it whole would have given. v is not changed.
+func Decoded(v any) any {
+	switch x := v.(type) {
+	case Raw:
+		d, _ := FromMsgpack(x)
+		return d
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = Decoded(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = Decoded(e)
+		}
+		return out
+	}
+	return v
+}
+
 type decoder struct{ opaque map[string]bool }
 
 func (d decoder) fromMsgpack(b []byte, depth int) (any, []byte, error) {
