@@ -321,8 +321,7 @@ func outcome(fs []detect.Finding) []string {
 }
 
 func lifecycleOf(obs []detect.Observed, seed []*lifecycle.Case) []string {
-	e := lifecycle.New(lifecycle.Options{WatchTTL: 1 << 62, MaxKeys: 1 << 20, UseWindow: time.Hour, Grace: 15 * time.Minute, Delay: 15 * time.Minute})
-	e.Load(seed, 0, time.Time{})
+	e := seeded(seed)
 	var fs []detect.Finding
 	for _, o := range obs {
 		fs = append(fs, e.Observe(o, time.Time{})...)
@@ -330,12 +329,18 @@ func lifecycleOf(obs []detect.Observed, seed []*lifecycle.Case) []string {
 	return outcome(fs)
 }
 
+// seeded is a lifecycle engine that never forgets, with seed's cases.
+func seeded(seed []*lifecycle.Case) *lifecycle.Engine {
+	e := lifecycle.New(lifecycle.Options{WatchTTL: 1 << 62, MaxKeys: 1 << 20, UseWindow: time.Hour, Grace: 15 * time.Minute, Delay: 15 * time.Minute})
+	e.Load(seed, 0, time.Time{})
+	return e
+}
+
 // ownList reads text record by record with the engine's own watch list
 // as it grows, as the plugin does, and feeds the engine what it lets
 // through.
 func ownList(d *detect.Detector, text []byte, seed []*lifecycle.Case) []string {
-	e := lifecycle.New(lifecycle.Options{WatchTTL: 1 << 62, MaxKeys: 1 << 20, UseWindow: time.Hour, Grace: 15 * time.Minute, Delay: 15 * time.Minute})
-	e.Load(seed, 0, time.Time{})
+	e := seeded(seed)
 	var fs []detect.Finding
 	var s detect.Splitter
 	var st detect.JSONStats

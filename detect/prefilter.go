@@ -27,10 +27,11 @@ type Watch interface {
 // quarantine denied), the RISK_ of AWS Health's exposure codes; with keys
 // on the watch list, AKIA followed by a watched key id, DeleteUser, and,
 // for users watched without a key, IAMUser (with that user's ARN nearby)
-// and AccessKey (in a record that holds such a user's name). Each pattern is found by hopping with bytes.IndexByte over
-// its rarest byte ('Q' is 0.04% of CloudTrail's bytes, 'x' 0.25%, 'K'
-// 0.16%, 'U' 0.09%), so a pass over a chunk runs at memchr speed; patterns
-// sharing a hop byte share the pass.
+// and AccessKey (in a record that holds such a user's name). Each pattern
+// is found by hopping with bytes.IndexByte over its rarest byte ('Q' is
+// 0.04% of CloudTrail's bytes, 'x' 0.25%, 'K' 0.16%, 'U' 0.09%), so a pass
+// over a chunk runs at memchr speed; patterns sharing a hop byte share
+// the pass.
 type pattern struct {
 	text []byte
 	at   int // offset of the hop byte in text
@@ -70,7 +71,7 @@ var Needles = [][]byte{quarantine.text, legacy.text, health.text}
 type pass struct {
 	hop      byte
 	patterns []pattern
-	next     int // the next hit at or after from; -1: none to the end
+	next     int // the next hit; -1: none to the end
 	pat      int // the pattern hit at next
 }
 
@@ -159,7 +160,7 @@ func (p *prefilter) candidate(start, end int) bool {
 				break
 			}
 			// Not this record's: another pattern of the pass may be.
-			ps.next, ps.pat = ps.search(p.data, p.watch, ps.next+1)
+			ps.seek(p.data, p.watch, ps.next+1)
 		}
 	}
 	if hit {
