@@ -72,19 +72,37 @@ var eventVersion = []byte(`"eventVersion"`)
 // the one before in front of it.
 func CountEvents(data []byte) int {
 	n := 0
+	for i := nextEventVersion(data, 0); i >= 0; i = nextEventVersion(data, i+1) {
+		n++
+	}
+	return n
+}
+
+// EventStarts appends to dst where each "eventVersion" key of data
+// starts, the events CountEvents counts: a log file's records are framed
+// from them (an event as AWS writes it starts with that key).
+func EventStarts(data []byte, dst []int) []int {
+	for i := nextEventVersion(data, 0); i >= 0; i = nextEventVersion(data, i+1) {
+		dst = append(dst, i)
+	}
+	return dst
+}
+
+// nextEventVersion is where the first "eventVersion" at or after from
+// starts, or -1.
+func nextEventVersion(data []byte, from int) int {
 	const at = 6 // `"event` comes before the V
-	for i := at; i < len(data); {
+	for i := from + at; i < len(data); i++ {
 		j := bytes.IndexByte(data[i:], 'V')
 		if j < 0 {
-			break
+			return -1
 		}
 		i += j
 		if bytes.HasPrefix(data[i-at:], eventVersion) {
-			n++
+			return i - at
 		}
-		i++
 	}
-	return n
+	return -1
 }
 
 // CountOverlap is the bytes of the previous piece CountEvents needs.

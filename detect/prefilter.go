@@ -1,6 +1,10 @@
 package detect
 
-import "bytes"
+import (
+	"bytes"
+
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/pairs"
+)
 
 // Watch is what the prefilter asks of the lifecycle's watch list. An empty
 // one (or nil) costs nothing beyond the rules' own needles.
@@ -35,6 +39,13 @@ type Watch interface {
 type pattern struct {
 	text []byte
 	at   int // offset of the hop byte in text
+	// pairAt and gap place the pair of bytes the fused pass looks for
+	// (text[pairAt], text[pairAt+gap]); unset, the hop byte and the next.
+	// The pair is the pattern's rarest in CloudTrail: the "Us" of IAMUser
+	// is also every GetUser's and ListUsers', and AccessKey has no pair of
+	// neighbours that accessKeyId, in nearly every event, does not share
+	// (its A and K, six bytes apart, are the one pair farther apart).
+	pairAt, gap int
 	// check, when set, must also hold: the hit is then a candidate only
 	// when it names something watched.
 	check func(w Watch, data []byte, start int) bool
@@ -49,27 +60,72 @@ var (
 	legacy     = pattern{text: []byte("xposedCredentialPolicy")}
 	health     = pattern{text: []byte("RISK_"), at: 3}
 	akia       = pattern{text: []byte("AKIA"), at: 1, check: watchedKey}
-	accessKey  = pattern{text: []byte("AccessKey"), at: 6, inRecord: namesKeylessUser}
-	deleteUser = pattern{text: []byte("DeleteUser"), at: 6}
-	iamUser    = pattern{text: []byte("IAMUser"), at: 3, check: watchedUserNear}
+	accessKey  = pattern{text: []byte("AccessKey"), at: 6, gap: 6, inRecord: namesKeylessUser}
+	deleteUser = pattern{text: []byte("DeleteUser"), at: 6, pairAt: 5, gap: 1}
+	iamUser    = pattern{text: []byte("IAMUser"), at: 3, pairAt: 2, gap: 1, check: watchedUserNear}
 
 	// The passes' patterns for each state of the watch list, built once so
 	// a scan allocates nothing.
-	kStatic  = []pattern{health}
-	kKeys    = []pattern{health, akia}
-	kKeyless = []pattern{health, akia, accessKey}
-	uKeys    = []pattern{deleteUser}
-	uKeyless = []pattern{deleteUser, iamUser}
+	kPatterns = [...][]pattern{static: {health}, keys: {health, akia}, keyless: {health, akia, accessKey}}
+	uPatterns = [...][]pattern{static: nil, keys: {deleteUser}, keyless: {deleteUser, iamUser}}
 )
+
+// The states of the watch list the passes differ by.
+const (
+	static  = iota // nothing watched
+	keys           // keys watched
+	keyless        // users watched without a key too
+)
+
+// fused: one sweep finds the hits of every pass (pairs.Fast; tests turn
+// it off to hold the two against each other): a hit is where one of the
+// patterns' pairs of bytes stands.
+var fused = pairs.Fast
+
+// fusedPasses are the fused pass's patterns and pairs for each state of
+// the watch list, without and with the escape patterns of JSON text.
+var fusedPasses = func() (out [3][2]struct {
+	patterns []pattern
+	pairs    pairs.Set
+}) {
+	for state := range out {
+		for j := range out[state] {
+			f := &out[state][j]
+			f.patterns = append(append(append(append([]pattern{}, quarantineOnly...), legacyOnly...), kPatterns[state]...), uPatterns[state]...)
+			if j == 1 {
+				f.patterns = append(f.patterns, escapeOnly...)
+			}
+			for k := range f.patterns {
+				pt := &f.patterns[k]
+				if pt.gap == 0 {
+					pt.pairAt, pt.gap = pt.at, 1
+				}
+				if pt.pairAt+pt.gap >= len(pt.text) || !f.pairs.Add(pt.text[pt.pairAt], pt.text[pt.pairAt+pt.gap], pt.gap) {
+					panic("detect: a pattern's pair is not in its text, or too many pairs")
+				}
+			}
+		}
+	}
+	return out
+}()
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
 
 // Needles are the patterns that make a record a candidate for the rules
 // that decide from the event alone; a test proves every positive example
 // of those rules holds one.
 var Needles = [][]byte{quarantine.text, legacy.text, health.text}
 
-// pass finds the next hit of its patterns, hopping over one byte.
+// pass finds the next hit of its patterns, hopping over one byte, or,
+// fused, over the pairs of bytes at its patterns' hops in one sweep.
 type pass struct {
 	hop      byte
+	pairs    *pairs.Set // fused: every pattern's pair
 	patterns []pattern
 	next     int // the next hit; -1: none to the end
 	pat      int // the pattern hit at next
@@ -89,18 +145,26 @@ type prefilter struct {
 // could spell a pattern a candidate.
 func (p *prefilter) reset(data []byte, w Watch, from int, asJSON bool) {
 	p.data, p.watch = data, w
-	p.passes[0] = pass{hop: 'Q', patterns: quarantineOnly}
-	p.passes[1] = pass{hop: 'x', patterns: legacyOnly}
-	k, u := kStatic, []pattern(nil)
+	state := static
 	if w != nil {
 		p.version = w.Version()
 	}
 	if w != nil && !w.Empty() {
-		k, u = kKeys, uKeys
+		state = keys
 		if w.KeylessUsers() {
-			k, u = kKeyless, uKeyless
+			state = keyless
 		}
 	}
+	if fused {
+		f := &fusedPasses[state][b2i(asJSON)]
+		p.passes[0] = pass{pairs: &f.pairs, patterns: f.patterns}
+		p.n = 1
+		p.passes[0].seek(data, w, from)
+		return
+	}
+	k, u := kPatterns[state], uPatterns[state]
+	p.passes[0] = pass{hop: 'Q', patterns: quarantineOnly}
+	p.passes[1] = pass{hop: 'x', patterns: legacyOnly}
 	p.passes[2] = pass{hop: 'K', patterns: k}
 	p.n = 3
 	if u != nil {
@@ -130,7 +194,9 @@ func (p *prefilter) watchChanged() bool {
 var (
 	quarantineOnly = []pattern{quarantine}
 	legacyOnly     = []pattern{legacy}
-	escapeOnly     = []pattern{{text: []byte{'\\'}, check: hidesText}}
+	// The escapes that can hide a pattern's byte: \u (hidesText tells
+	// which code points) and \/.
+	escapeOnly = []pattern{{text: []byte(`\u`), check: hidesText}, {text: []byte(`\/`)}}
 )
 
 // candidate reports whether data[start:end], one record, holds a hit.
@@ -177,14 +243,23 @@ func (p *prefilter) candidate(start, end int) bool {
 // search finds the first hit starting at or after from, and its pattern.
 func (ps *pass) search(data []byte, w Watch, from int) (int, int) {
 	for i := from; ; i++ {
-		j := bytes.IndexByte(data[i:], ps.hop)
+		var j int
+		if ps.pairs != nil {
+			j = pairs.Index(data[i:], ps.pairs)
+		} else {
+			j = bytes.IndexByte(data[i:], ps.hop)
+		}
 		if j < 0 {
 			return -1, 0
 		}
 		i += j
 		for k, pt := range ps.patterns {
-			start := i - pt.at
-			if start >= from && bytes.HasPrefix(data[start:], pt.text) && (pt.check == nil || pt.check(w, data, start)) {
+			at := pt.at
+			if ps.pairs != nil {
+				at = pt.pairAt
+			}
+			start := i - at
+			if start >= from && data[i] == pt.text[at] && bytes.HasPrefix(data[start:], pt.text) && (pt.check == nil || pt.check(w, data, start)) {
 				return start, k
 			}
 		}
@@ -228,23 +303,35 @@ func watchedUserNear(w Watch, data []byte, start int) bool {
 	lo, hi := max(0, start-userWindow), min(len(data), start+userWindow)
 	window := data[lo:hi]
 	found := false
-	for i := bytes.Index(window, userMarker); i >= 0; {
+	for i := indexUserMarker(window, 0); i >= 0; i = indexUserMarker(window, i+1) {
 		if account, name, ok := userARNAt(window, i); ok {
 			found = true
 			if w.User(account, name) {
 				return true
 			}
 		}
-		next := bytes.Index(window[i+1:], userMarker)
-		if next < 0 {
-			break
-		}
-		i += 1 + next
 	}
 	return !found
 }
 
 var userMarker = []byte(":user/")
+
+// indexUserMarker finds ":user/" in b from from on, hopping over its
+// slash: a colon is in every JSON member, a slash in few.
+func indexUserMarker(b []byte, from int) int {
+	const slash = len(":user")
+	for i := from + slash; i < len(b); i++ {
+		j := bytes.IndexByte(b[i:], '/')
+		if j < 0 {
+			return -1
+		}
+		i += j
+		if bytes.HasPrefix(b[i-slash:], userMarker) {
+			return i - slash
+		}
+	}
+	return -1
+}
 
 // userARNAt reads the account and user name of the IAM user ARN whose
 // ":user/" is at i in b (arn:<partition>:iam::<account>:user/[path/]name).

@@ -35,7 +35,7 @@ func (w watch) User(account, name []byte) bool {
 	return w.users[string(k)] // no allocation, as the real watch list
 }
 
-func use(t *testing.T) map[string]any {
+func use(t testing.TB) map[string]any {
 	e, err := value.FromJSON(mustRead(t, "events/ec2_describe_instances_by_key"))
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +43,7 @@ func use(t *testing.T) map[string]any {
 	return e.(map[string]any)
 }
 
-func mustRead(t *testing.T, name string) []byte {
+func mustRead(t testing.TB, name string) []byte {
 	t.Helper()
 	return value.ToJSON(corpus.JSONFile(t, corpusPath(name)))
 }

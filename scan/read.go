@@ -47,6 +47,8 @@ type decoded struct {
 	file  int           // the object's place in the scan's sorted list
 	seen  map[int]bool  // starts of the records of text decoded so far
 	spans []detect.Span // the records of text, once framed
+	// starts are where the text's "eventVersion" keys are, while held
+	starts []int
 	// guessed: spans are logRecords' guess, each to be checked before use
 	guessed bool
 	ver     uint64 // the watch list's version the prefilter last ran with
@@ -179,7 +181,7 @@ func (r *reader) release(d *decoded) int {
 		default:
 		}
 	}
-	d.text, d.seen, d.spans, d.guessed = nil, nil, nil, false
+	d.text, d.seen, d.spans, d.guessed, d.starts = nil, nil, nil, false, nil
 	return n
 }
 
@@ -194,7 +196,8 @@ func (r *reader) readHeld(ctx context.Context, obj source.Object, file int, fetc
 	}()
 	d.err = r.readAll(ctx, obj, fetched, d)
 	d.size = int64(len(d.text))
-	d.events = detect.CountEvents(d.text)
+	d.starts = detect.EventStarts(d.text, nil)
+	d.events = len(d.starts)
 	if errors.Is(d.err, context.Canceled) {
 		return d
 	}
@@ -224,7 +227,7 @@ func (r *reader) refilter(d *decoded, w detect.Watch) (int, error) {
 		d.seen = map[int]bool{}
 	}
 	before := len(d.obs)
-	if spans, ok := logRecords(d.text, d.events); ok && r.candidates(d, spans, &f) {
+	if spans, ok := logRecords(d.text, d.starts); ok && r.candidates(d, spans, &f) {
 		return len(d.obs) - before, nil
 	}
 	var s detect.Splitter
@@ -247,31 +250,38 @@ func (r *reader) refilter(d *decoded, w detect.Watch) (int, error) {
 // A log file as AWS writes it, {"Records":[{"eventVersion":...},...]},
 // is framed without the Splitter's pass over every byte: each event
 // starts with {"eventVersion": (the key AWS writes first), so the
-// records are the stretches between those, found with bytes.Index. Only
-// the records the prefilter lets through are framed properly, to check
-// the guess; a text where a stretch is not one whole object (another key
-// order, a nested object that starts so) is framed the slow way.
+// records are the stretches between those, found where the count of
+// events found their keys. Only the records the prefilter lets through
+// are framed properly, to check the guess; a text where a stretch is not
+// one whole object (another key order, a nested object that starts so)
+// is framed the slow way.
 var recordStart = []byte(`{"eventVersion":`)
 
-// logRecords guesses the records of a log file's text (about n of them,
-// as CountEvents counted); ok is false when the text is not one as AWS
-// writes them.
-func logRecords(text []byte, n int) (spans []detect.Span, ok bool) {
+// logRecords guesses the records of a log file's text from where its
+// "eventVersion" keys start (EventStarts); ok is false when the text is
+// not one as AWS writes them.
+func logRecords(text []byte, keys []int) (spans []detect.Span, ok bool) {
 	body := bytes.TrimSpace(text)
 	off := len(text) - len(bytes.TrimLeft(text, " \t\r\n"))
 	if !bytes.HasPrefix(body, []byte(`{"Records":[`)) || !bytes.HasSuffix(body, []byte("]}")) {
 		return nil, false
 	}
 	end := off + len(body) - 2 // the array's ]
-	spans = make([]detect.Span, 0, n)
+	spans = make([]detect.Span, 0, len(keys))
+	k := 0
 	for i := off + len(`{"Records":[`); i < end; {
 		if !bytes.HasPrefix(text[i:], recordStart) {
 			return nil, false
 		}
-		j := bytes.Index(text[i+len(recordStart):end], recordStart)
+		// The next record start: a key that opens an object, wholly
+		// after this one's {"eventVersion": and before the array's end.
 		next := end
-		if j >= 0 {
-			next = i + len(recordStart) + j
+		for ; k < len(keys); k++ {
+			at := keys[k] - 1
+			if at >= i+len(recordStart) && at+len(recordStart) <= end && bytes.HasPrefix(text[at:], recordStart) {
+				next = at
+				break
+			}
 		}
 		stop := next
 		for stop > i && (text[stop-1] == ',' || text[stop-1] == ' ' || text[stop-1] == '\n' || text[stop-1] == '\r' || text[stop-1] == '\t') {

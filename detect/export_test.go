@@ -1,0 +1,9 @@
+package detect
+
+// UseFused turns the fused pass on or off (where pairs.Fast allows it)
+// until the returned func restores it.
+func UseFused(on bool) (restore func()) {
+	old := fused
+	fused = on
+	return func() { fused = old }
+}

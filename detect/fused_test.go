@@ -1,0 +1,104 @@
+package detect_test
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/pairs"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/fbchunk"
+)
+
+// The fused pass (one vectorised sweep for every pattern's pair of
+// bytes) and the hopping passes (bytes.IndexByte over each pattern's
+// rarest byte) must let the same records through, for JSON text and for
+// chunks, with each state of the watch list.
+
+// fusedWatches are the watch list's states: nothing, a key, and users
+// watched without a key (one of them the user of the seeds' calls).
+var fusedWatches = []detect.Watch{
+	nil,
+	watch{keys: map[string]bool{"AKIAIOSFODNN7EXAMPLE": true}},
+	watch{keys: map[string]bool{"AKIAIOSFODNN7EXAMPLE": true}, users: map[string]bool{"123456789012/alice": true, "111122223333/someone": true}},
+}
+
+// verdicts are which records of text the prefilter lets through (by the
+// Splitter's framing, as far as it frames), and which chunk records.
+func verdicts(text []byte, w detect.Watch) (out []bool) {
+	var f detect.Filter
+	out = append(out, f.Reset(text, w), detect.RecordCandidate(text, w))
+	var s detect.Splitter
+	for {
+		sp, ok, err := s.Next(text, true)
+		if err != nil || !ok {
+			break
+		}
+		out = append(out, f.Candidate(sp.Start, sp.End))
+	}
+	return out
+}
+
+func chunkCandidates(d *detect.Detector, chunk []byte, w detect.Watch) int {
+	_, st := d.Scan(chunk, w, nil)
+	return st.Candidates
+}
+
+func checkFusedAgrees(t *testing.T, d *detect.Detector, text, chunk []byte) {
+	t.Helper()
+	for i, w := range fusedWatches {
+		restore := detect.UseFused(false)
+		hopJSON, hopChunk := verdicts(text, w), chunkCandidates(d, chunk, w)
+		restore()
+		restore = detect.UseFused(true)
+		fusedJSON, fusedChunk := verdicts(text, w), chunkCandidates(d, chunk, w)
+		restore()
+		if !slices.Equal(hopJSON, fusedJSON) || hopChunk != fusedChunk {
+			t.Fatalf("watch %d: hopping %v (chunk %d), fused %v (chunk %d), text %q", i, hopJSON, hopChunk, fusedJSON, fusedChunk, text)
+		}
+	}
+}
+
+// The test means nothing where the fused pass cannot run: the Makefile
+// builds with GOEXPERIMENT=simd, and internal/pairs fails a build
+// without it on a CPU that could.
+func requireFused(t testing.TB) {
+	if !pairs.Fast {
+		t.Log("no vectorised sweep in this build: the fused pass is the hopping one")
+	}
+}
+
+func TestFusedPassAgreesOnCorpus(t *testing.T) {
+	requireFused(t)
+	d := detect.New(detect.Options{EventKeys: []string{"log"}})
+	var all []any
+	for _, ex := range corpus.Examples(t) {
+		all = append(all, ex.Event)
+		checkFusedAgrees(t, d, value.ToJSON(ex.Event), fbchunk.AppendV2(nil, t0, nil, ex.Event))
+	}
+	for _, e := range corpus.Panther(t) {
+		all = append(all, e)
+	}
+	logFile := map[string]any{"Records": all}
+	checkFusedAgrees(t, d, value.ToJSON(logFile), fbchunk.AppendV2(nil, t0, nil, logFile))
+}
+
+// FuzzFusedPassAgrees: any text, both ways, the same records through.
+func FuzzFusedPassAgrees(f *testing.F) {
+	requireFused(f)
+	ev := use(f)
+	for _, s := range []string{
+		`{"eventName":"CreateAccessKey","userIdentity":{"type":"IAMUser","arn":"arn:aws:iam::123456789012:user/alice"}}`,
+		`{"a":"\u0051uarantine"}{"b":"AccessKey alice"}{"c":"\/DeleteUser"}`,
+		`{"x":"AWSExposedCredentialPolicy_DO_NOT_REMOVE","y":"AWS_RISK_CREDENTIALS_EXPOSED"}`,
+		`{"type":"IAMUser","arn":"arn:aws:iam::111122223333:user/path/someone"} {"k":"AKIAIOSFODNN7EXAMPLE"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Add(value.ToJSON(map[string]any{"Records": []any{ev, ev}}))
+	d := detect.New(detect.Options{EventKeys: []string{"log"}})
+	f.Fuzz(func(t *testing.T, text []byte) {
+		checkFusedAgrees(t, d, text, fbchunk.AppendV2(nil, t0, nil, map[string]any{"log": string(text)}))
+	})
+}

@@ -1,0 +1,66 @@
+//go:build goexperiment.simd && amd64
+
+package pairs
+
+import (
+	"math/bits"
+	"simd/archsimd"
+)
+
+var fast = archsimd.X86.AVX2()
+
+// indexFast looks at 32 bytes at a time, the neighbouring pairs as
+// Teddy does: a shuffle of each byte's low nibble and one of its high
+// nibble into tables with a bit per pair give the pairs whose first byte
+// it is (both nibbles must agree, so exactly); the same for the byte
+// after it and the pairs' second bytes; a bit left in both is a pair. So
+// a sweep costs the same for one pair as for eight. The far pair is
+// compared byte for byte.
+func indexFast(data []byte, s *Set) int {
+	if s.Len() == 0 {
+		return -1
+	}
+	// The blocks end where the farthest second byte can still be read.
+	end := len(data) - MaxGap - 32
+	i := 0
+	if end >= 0 {
+		i = sweep(data, end, s)
+	}
+	// i is the pair the vectors found, or where the tail they do not
+	// cover (under 48 bytes) starts.
+	if j := indexLoop(data[i:], s); j >= 0 {
+		return i + j
+	}
+	return -1
+}
+
+func load(data []byte, i int) archsimd.Uint8x32 {
+	return archsimd.LoadUint8x32((*[32]byte)(data[i : i+32]))
+}
+
+// sweep returns the position of the first pair in the blocks up to end,
+// or where those blocks end.
+func sweep(data []byte, end int, s *Set) int {
+	nibble := archsimd.BroadcastUint8x32(15)
+	firstLo, firstHi := archsimd.LoadUint8x32(&s.firstLo), archsimd.LoadUint8x32(&s.firstHi)
+	secondLo, secondHi := archsimd.LoadUint8x32(&s.secondLo), archsimd.LoadUint8x32(&s.secondHi)
+	far, gap := s.farGap != 0, max(s.farGap, 1)
+	farFirst, farSecond := archsimd.BroadcastUint8x32(s.farFirst), archsimd.BroadcastUint8x32(s.farSecond)
+	zero := archsimd.Uint8x32{}
+	i := 0
+	for ; i <= end; i += 32 {
+		v, w := load(data, i), load(data, i+1)
+		a := firstLo.PermuteOrZeroGrouped(v.And(nibble).AsInt8x32()).
+			And(firstHi.PermuteOrZeroGrouped(v.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(nibble).AsInt8x32()))
+		b := secondLo.PermuteOrZeroGrouped(w.And(nibble).AsInt8x32()).
+			And(secondHi.PermuteOrZeroGrouped(w.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(nibble).AsInt8x32()))
+		m := a.And(b).NotEqual(zero)
+		if far {
+			m = m.Or(v.Equal(farFirst).And(load(data, i+gap).Equal(farSecond)))
+		}
+		if found := m.ToBits(); found != 0 {
+			return i + bits.TrailingZeros32(found)
+		}
+	}
+	return i
+}
