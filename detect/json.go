@@ -1,7 +1,6 @@
 package detect
 
 import (
-	"bytes"
 	"strings"
 	"time"
 
@@ -89,20 +88,9 @@ func EventStarts(data []byte, dst []int) []int {
 }
 
 // nextEventVersion is where the first "eventVersion" at or after from
-// starts, or -1.
+// starts, or -1; the V is rare in CloudTrail.
 func nextEventVersion(data []byte, from int) int {
-	const at = 6 // `"event` comes before the V
-	for i := from + at; i < len(data); i++ {
-		j := bytes.IndexByte(data[i:], 'V')
-		if j < 0 {
-			return -1
-		}
-		i += j
-		if bytes.HasPrefix(data[i-at:], eventVersion) {
-			return i - at
-		}
-	}
-	return -1
+	return indexHop(data, from, eventVersion, len(`"event`))
 }
 
 // CountOverlap is the bytes of the previous piece CountEvents needs.

@@ -31,11 +31,12 @@ type Watch interface {
 // quarantine denied), the RISK_ of AWS Health's exposure codes; with keys
 // on the watch list, AKIA followed by a watched key id, DeleteUser, and,
 // for users watched without a key, IAMUser (with that user's ARN nearby)
-// and AccessKey (in a record that holds such a user's name). Each pattern
-// is found by hopping with bytes.IndexByte over its rarest byte ('Q' is
-// 0.04% of CloudTrail's bytes, 'x' 0.25%, 'K' 0.16%, 'U' 0.09%), so a pass
-// over a chunk runs at memchr speed; patterns sharing a hop byte share
-// the pass.
+// and AccessKey (in a record that holds such a user's name). Where the
+// build has the vectorised sweep (internal/pairs), one pass finds them
+// all, by a pair of bytes of each; else each pattern is found by hopping
+// with bytes.IndexByte over its rarest byte ('Q' is 0.04% of CloudTrail's
+// bytes, 'x' 0.25%, 'K' 0.16%, 'U' 0.09%), patterns sharing a hop byte
+// sharing the pass. The two find the same records (FuzzFusedPassAgrees).
 type pattern struct {
 	text []byte
 	at   int // offset of the hop byte in text
@@ -122,7 +123,7 @@ func b2i(b bool) int {
 var Needles = [][]byte{quarantine.text, legacy.text, health.text}
 
 // pass finds the next hit of its patterns, hopping over one byte, or,
-// fused, over the pairs of bytes at its patterns' hops in one sweep.
+// fused, sweeping for their pairs of bytes.
 type pass struct {
 	hop      byte
 	pairs    *pairs.Set // fused: every pattern's pair
@@ -303,7 +304,8 @@ func watchedUserNear(w Watch, data []byte, start int) bool {
 	lo, hi := max(0, start-userWindow), min(len(data), start+userWindow)
 	window := data[lo:hi]
 	found := false
-	for i := indexUserMarker(window, 0); i >= 0; i = indexUserMarker(window, i+1) {
+	// Hopping over the slash: a colon is in every JSON member, a slash in few.
+	for i := indexHop(window, 0, userMarker, len(":user")); i >= 0; i = indexHop(window, i+1, userMarker, len(":user")) {
 		if account, name, ok := userARNAt(window, i); ok {
 			found = true
 			if w.User(account, name) {
@@ -316,18 +318,17 @@ func watchedUserNear(w Watch, data []byte, start int) bool {
 
 var userMarker = []byte(":user/")
 
-// indexUserMarker finds ":user/" in b from from on, hopping over its
-// slash: a colon is in every JSON member, a slash in few.
-func indexUserMarker(b []byte, from int) int {
-	const slash = len(":user")
-	for i := from + slash; i < len(b); i++ {
-		j := bytes.IndexByte(b[i:], '/')
+// indexHop finds text in b from from on by hopping with bytes.IndexByte
+// over its byte at at, the rarest of it where text is looked for.
+func indexHop(b []byte, from int, text []byte, at int) int {
+	for i := from + at; i < len(b); i++ {
+		j := bytes.IndexByte(b[i:], text[at])
 		if j < 0 {
 			return -1
 		}
 		i += j
-		if bytes.HasPrefix(b[i-slash:], userMarker) {
-			return i - slash
+		if bytes.HasPrefix(b[i-at:], text) {
+			return i - at
 		}
 	}
 	return -1
