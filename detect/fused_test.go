@@ -3,6 +3,7 @@ package detect_test
 import (
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/pairs"
@@ -101,4 +102,45 @@ func FuzzFusedPassAgrees(f *testing.F) {
 	f.Fuzz(func(t *testing.T, text []byte) {
 		checkFusedAgrees(t, d, text, fbchunk.AppendV2(nil, t0, nil, map[string]any{"log": string(text)}))
 	})
+}
+
+// BenchmarkPrefilterSweep is the prefilter over a text of the corpus's
+// events (a log file of them, repeated to 8 MiB), fused and hopping
+// alternately, with each state of the watch list, every record asked
+// about as a scan asks: x-hop is hopping's time over the sweep's.
+func BenchmarkPrefilterSweep(b *testing.B) {
+	var text []byte
+	for len(text) < 8<<20 {
+		text = append(text, value.ToJSON(map[string]any{"Records": corpus.Panther(b)})...)
+	}
+	var spans []detect.Span
+	var s detect.Splitter
+	for {
+		sp, ok, err := s.Next(text, true)
+		if err != nil || !ok {
+			break
+		}
+		spans = append(spans, sp)
+	}
+	for i, name := range []string{"empty", "keys", "keyless"} {
+		w := fusedWatches[i]
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(text)))
+			var took [2]time.Duration // fused, hopping
+			for b.Loop() {
+				for k, on := range []bool{true, false} {
+					restore := detect.UseFused(on)
+					start := time.Now()
+					var f detect.Filter
+					f.Reset(text, w)
+					for _, sp := range spans {
+						f.Candidate(sp.Start, sp.End)
+					}
+					took[k] += time.Since(start)
+					restore()
+				}
+			}
+			b.ReportMetric(float64(took[1])/float64(took[0]), "x-hop")
+		})
+	}
 }
