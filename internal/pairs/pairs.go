@@ -3,8 +3,8 @@
 // each other, or one pair a few bytes apart. One sweep looks for all of
 // them at once, where hopping with bytes.IndexByte over each pattern's
 // byte takes a sweep per byte and stops at every one of them ('x' is a
-// quarter of a percent of CloudTrail's bytes, 'x' then 'p' a hundredth
-// of that).
+// fifth of a percent of CloudTrail's bytes, 'x' then 'p' a twentieth of
+// that).
 //
 // The sweep is vectorised when the build has Go's SIMD experiment
 // (GOEXPERIMENT=simd, as the Makefile builds) on an amd64 CPU with AVX2;
