@@ -61,17 +61,17 @@ func checkFusedAgrees(t *testing.T, d *detect.Detector, text, chunk []byte) {
 	}
 }
 
-// The test means nothing where the fused pass cannot run: the Makefile
-// builds with GOEXPERIMENT=simd, and internal/pairs fails a build
-// without it on a CPU that could.
-func requireFused(t testing.TB) {
+// Where the fused pass cannot run the two ways are one, and the tests say
+// so: the Makefile builds with GOEXPERIMENT=simd, and internal/pairs fails
+// a test binary without it on a CPU that could run it.
+func sayIfNotFused(t testing.TB) {
 	if !pairs.Fast {
 		t.Log("no vectorised sweep in this build: the fused pass is the hopping one")
 	}
 }
 
 func TestFusedPassAgreesOnCorpus(t *testing.T) {
-	requireFused(t)
+	sayIfNotFused(t)
 	d := detect.New(detect.Options{EventKeys: []string{"log"}})
 	var all []any
 	for _, ex := range corpus.Examples(t) {
@@ -87,7 +87,7 @@ func TestFusedPassAgreesOnCorpus(t *testing.T) {
 
 // FuzzFusedPassAgrees: any text, both ways, the same records through.
 func FuzzFusedPassAgrees(f *testing.F) {
-	requireFused(f)
+	sayIfNotFused(f)
 	ev := use(f)
 	for _, s := range []string{
 		`{"eventName":"CreateAccessKey","userIdentity":{"type":"IAMUser","arn":"arn:aws:iam::123456789012:user/alice"}}`,
