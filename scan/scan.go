@@ -67,7 +67,7 @@ const aheadBytes = 512 << 20
 // goroutine, and when a watch list grows it runs the prefilter again over
 // the files of that account read ahead: with 8 files a worker the workers
 // waited for it (the worst-case archive on 2 workers took 1.43x the
-// floor, with 32 1.26-1.31x; BenchmarkScanVsFloor). aheadBytes still
+// floor, with 32 1.25-1.33x; BenchmarkScanVsFloor). aheadBytes still
 // bounds the text they hold.
 const lookaheadPerWorker = 32
 
