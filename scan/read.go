@@ -237,7 +237,13 @@ func (r *reader) refilter(d *decoded, w detect.Watch) (int, error) {
 		d.seen = map[int]bool{}
 	}
 	before := len(d.obs)
-	if spans, ok := logRecords(d.text, d.starts); ok && r.candidates(d, spans, &f) {
+	// A guess made when the text was read, or when the list grew before,
+	// stands: the text has not changed.
+	spans, ok := d.spans, d.guessed
+	if !ok {
+		spans, ok = logRecords(d.text, d.starts)
+	}
+	if ok && r.candidates(d, spans, &f) {
 		return len(d.obs) - before, nil
 	}
 	var s detect.Splitter
