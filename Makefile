@@ -106,6 +106,8 @@ fuzz:
 	$(GO) test ./detect/ -run '^$$' -fuzz '^FuzzFastAndMapPathsAgree$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./detect/ -run '^$$' -fuzz '^FuzzJSONPathsAgree$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./detect/ -run '^$$' -fuzz '^FuzzSplitterPieces$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./detect/ -run '^$$' -fuzz '^FuzzSplitterBlocksAgree$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/jsonblock/ -run '^$$' -fuzz '^FuzzSkipAgreesWithLoop$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./detect/ -run '^$$' -fuzz '^FuzzFusedPassAgrees$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/pairs/ -run '^$$' -fuzz '^FuzzSweepAgreesWithLoop$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./alert/ -run '^$$' -fuzz '^FuzzEncode$$' -fuzztime $(FUZZTIME)

@@ -7,3 +7,11 @@ func UseFused(on bool) (restore func()) {
 	fused = on
 	return func() { fused = old }
 }
+
+// UseBlocks turns the Splitter's framing from blocks' bits on or off
+// until the returned func restores it.
+func UseBlocks(on bool) (restore func()) {
+	old := blocks
+	blocks = on
+	return func() { blocks = old }
+}

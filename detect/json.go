@@ -78,10 +78,13 @@ func CountEvents(data []byte) int {
 }
 
 // EventStarts appends to dst where each "eventVersion" key of data
-// starts, the events CountEvents counts: a log file's records are framed
-// from them (an event as AWS writes it starts with that key).
-func EventStarts(data []byte, dst []int) []int {
-	for i := nextEventVersion(data, 0); i >= 0; i = nextEventVersion(data, i+1) {
+// starting at or after from starts, the events CountEvents counts: a log
+// file's records are framed from them (an event as AWS writes it starts
+// with that key). A text read piece by piece is looked at as it grows,
+// each time from where a key could start that did not fit before
+// (NextFrom).
+func EventStarts(data []byte, from int, dst []int) []int {
+	for i := nextEventVersion(data, from); i >= 0; i = nextEventVersion(data, i+1) {
 		dst = append(dst, i)
 	}
 	return dst
@@ -92,6 +95,10 @@ func EventStarts(data []byte, dst []int) []int {
 func nextEventVersion(data []byte, from int) int {
 	return indexHop(data, from, eventVersion, len(`"event`))
 }
+
+// NextFrom is where EventStarts looks from once data has grown past n
+// bytes: a key starting before it fitted whole in those n bytes.
+func NextFrom(n int) int { return max(0, n-CountOverlap) }
 
 // CountOverlap is the bytes of the previous piece CountEvents needs.
 const CountOverlap = len(`"eventVersion"`) - 1

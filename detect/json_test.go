@@ -160,6 +160,41 @@ func FuzzSplitterPieces(f *testing.F) {
 	})
 }
 
+// FuzzSplitterBlocksAgree: framing from blocks' bits and framing a byte
+// at a time give the same records and the same error, whole and in
+// pieces of any size (a block is 32 bytes: pieces here go past it).
+func FuzzSplitterBlocksAgree(f *testing.F) {
+	f.Add(value.ToJSON(map[string]any{"Records": corpus.Panther(f)[:3]}), []byte{200, 31, 64})
+	for _, s := range []string{
+		`{"Records":[{"a":"b\\"},{"c":[1,2],"d":"{[\"}]"}]}`,
+		"{\"a\":{\"b\":[{\"c\":\"}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}\\\"\"}]}}\n{\"b\":\"\\\"\"}\n",
+		`[{"x":1},2,"0123456789012345678901234567890123456789",{"y":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}]`,
+	} {
+		f.Add([]byte(s), []byte{40, 3, 70})
+	}
+	f.Fuzz(func(t *testing.T, text, cuts []byte) {
+		var sizes []int
+		for _, c := range cuts {
+			sizes = append(sizes, int(c)+1)
+		}
+		type result struct {
+			whole, pieces []string
+			errW, errP    string
+		}
+		var got [2]result
+		for k, on := range []bool{true, false} {
+			restore := detect.UseBlocks(on)
+			w, errW := split(t, text)
+			p, errP := splitPieces(text, sizes)
+			restore()
+			got[k] = result{w, p, fmt.Sprint(errW), fmt.Sprint(errP)}
+		}
+		if !reflect.DeepEqual(got[0], got[1]) {
+			t.Fatalf("from blocks %q\na byte at a time %q", got[0], got[1])
+		}
+	})
+}
+
 func TestCountEvents(t *testing.T) {
 	events := corpus.Panther(t)
 	text := value.ToJSON(map[string]any{"Records": events})
@@ -181,6 +216,25 @@ func TestCountEvents(t *testing.T) {
 	}
 	if total != n {
 		t.Fatalf("in pieces: %d, want %d", total, n)
+	}
+}
+
+// EventStarts over a text as it grows, piece by piece, finds each key
+// once, as over the whole text: a key cut by the end of a piece is found
+// when the next piece completes it.
+func TestEventStartsAsTheTextGrows(t *testing.T) {
+	text := value.ToJSON(map[string]any{"Records": corpus.Panther(t)})
+	whole := detect.EventStarts(text, 0, nil)
+	for _, piece := range []int{1, 7, 13, 14, 15, 1000, 32 << 10} {
+		var got []int
+		for n := 0; n < len(text); {
+			from := detect.NextFrom(n)
+			n = min(n+piece, len(text))
+			got = detect.EventStarts(text[:n], from, got)
+		}
+		if !slices.Equal(got, whole) || len(whole) < 300 {
+			t.Fatalf("pieces of %d: %d starts, whole text %d", piece, len(got), len(whole))
+		}
 	}
 }
 
@@ -463,4 +517,45 @@ func FuzzJSONPathsAgree(f *testing.F) {
 			t.Fatalf("lifecycle findings with the engine's list differ:\nfast %q\nall  %q", a, b)
 		}
 	})
+}
+
+// BenchmarkSplitterBlocks frames the corpus's events as JSON lines (an
+// export) and as a log file, from blocks' bits and a byte at a time
+// alternately; x-bytes is how many times longer a byte at a time takes.
+func BenchmarkSplitterBlocks(b *testing.B) {
+	events := corpus.Panther(b)
+	lines := []byte{}
+	for len(lines) < 8<<20 {
+		for _, e := range events {
+			lines = append(append(lines, value.ToJSON(e)...), '\n')
+		}
+	}
+	logFile := value.ToJSON(map[string]any{"Records": events})
+	for len(logFile) < 8<<20 {
+		logFile = append(logFile, value.ToJSON(map[string]any{"Records": events})...)
+	}
+	for _, c := range []struct {
+		name string
+		text []byte
+	}{{"lines", lines}, {"logfile", logFile}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(c.text)))
+			var took [2]time.Duration // from blocks, a byte at a time
+			for b.Loop() {
+				for k, on := range []bool{true, false} {
+					restore := detect.UseBlocks(on)
+					start := time.Now()
+					var s detect.Splitter
+					for {
+						if _, ok, err := s.Next(c.text, true); err != nil || !ok {
+							break
+						}
+					}
+					took[k] += time.Since(start)
+					restore()
+				}
+			}
+			b.ReportMetric(float64(took[1])/float64(took[0]), "x-bytes")
+		})
+	}
 }

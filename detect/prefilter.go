@@ -130,6 +130,11 @@ type pass struct {
 	patterns []pattern
 	next     int // the next hit; -1: none to the end
 	pat      int // the pattern hit at next
+	// Fused, the walk over the pairs, and the place of the last pair
+	// looked at (-1: none yet): a later search may start before it, as a
+	// pattern starts before its pair.
+	hits pairs.Hits
+	last int
 }
 
 // prefilter is the passes of one scan.
@@ -158,9 +163,11 @@ func (p *prefilter) reset(data []byte, w Watch, from int, asJSON bool) {
 	}
 	if fused {
 		f := &fusedPasses[state][b2i(asJSON)]
-		p.passes[0] = pass{pairs: &f.pairs, patterns: f.patterns}
+		ps := &p.passes[0]
+		*ps = pass{pairs: &f.pairs, patterns: f.patterns, last: -1}
+		ps.hits.Reset(data, &f.pairs, from)
 		p.n = 1
-		p.passes[0].seek(data, w, from)
+		ps.seek(data, w, from)
 		return
 	}
 	k, u := kPatterns[state], uPatterns[state]
@@ -242,29 +249,46 @@ func (p *prefilter) candidate(start, end int) bool {
 }
 
 // search finds the first hit starting at or after from, and its pattern.
+// A pass's searches go forward: each from is at or after the one before.
 func (ps *pass) search(data []byte, w Watch, from int) (int, int) {
+	if ps.pairs != nil {
+		return ps.walk(data, w, from)
+	}
 	for i := from; ; i++ {
-		var j int
-		if ps.pairs != nil {
-			j = pairs.Index(data[i:], ps.pairs)
-		} else {
-			j = bytes.IndexByte(data[i:], ps.hop)
-		}
+		j := bytes.IndexByte(data[i:], ps.hop)
 		if j < 0 {
 			return -1, 0
 		}
 		i += j
 		for k, pt := range ps.patterns {
-			at := pt.at
-			if ps.pairs != nil {
-				at = pt.pairAt
-			}
-			start := i - at
-			if start >= from && data[i] == pt.text[at] && bytes.HasPrefix(data[start:], pt.text) && (pt.check == nil || pt.check(w, data, start)) {
+			start := i - pt.at
+			if start >= from && data[i] == pt.text[pt.at] && bytes.HasPrefix(data[start:], pt.text) && (pt.check == nil || pt.check(w, data, start)) {
 				return start, k
 			}
 		}
 	}
+}
+
+// walk is search for the fused pass. A pair before ps.last was looked at
+// by a search from an earlier from and stood in no pattern starting
+// after it, so none starting after this from either; the pair at
+// ps.last may stand in another pattern, and is looked at again.
+func (ps *pass) walk(data []byte, w Watch, from int) (int, int) {
+	i := ps.last
+	if from > i {
+		ps.hits.Seek(from)
+		i = ps.hits.Next()
+	}
+	for ; i >= 0; i = ps.hits.Next() {
+		ps.last = i
+		for k, pt := range ps.patterns {
+			start := i - pt.pairAt
+			if start >= from && data[i] == pt.text[pt.pairAt] && bytes.HasPrefix(data[start:], pt.text) && (pt.check == nil || pt.check(w, data, start)) {
+				return start, k
+			}
+		}
+	}
+	return -1, 0
 }
 
 // watchedKey: the 20-byte access key id starting at start is watched.

@@ -123,8 +123,9 @@ func (r *reader) open(ctx context.Context, obj source.Object, fetched []byte, st
 	return o, nil
 }
 
-// readAll reads a layout file's text whole. A file cut short or corrupt
-// gives the text decoded before the damage, and the error.
+// readAll reads a layout file's text whole, and where its events start.
+// A file cut short or corrupt gives the text decoded before the damage,
+// and the error.
 func (r *reader) readAll(ctx context.Context, obj source.Object, fetched []byte, d *decoded) error {
 	o, err := r.open(ctx, obj, fetched, &d.stored)
 	if err != nil {
@@ -133,12 +134,17 @@ func (r *reader) readAll(ctx context.Context, obj source.Object, fetched []byte,
 	defer o.close()
 	text := r.textBuf(obj.Size, o.size)
 	defer func() { d.text = text }()
+	// The events are counted as the text comes, while it is in the
+	// cache. CloudTrail's events are a kilobyte or more each.
+	d.starts = make([]int, 0, cap(text)>>10+16)
 	for {
 		if len(text) == cap(text) {
 			text = append(text, 0)[:len(text)]
 		}
 		n, err := o.text.Read(text[len(text):cap(text)])
+		from := detect.NextFrom(len(text))
 		text = text[:len(text)+n]
+		d.starts = detect.EventStarts(text, from, d.starts)
 		if err == io.EOF {
 			return nil
 		}
@@ -205,8 +211,6 @@ func (r *reader) readHeld(ctx context.Context, obj source.Object, file int, fetc
 	}()
 	d.err = r.readAll(ctx, obj, fetched, d)
 	d.size = int64(len(d.text))
-	// CloudTrail's events are a kilobyte or more each.
-	d.starts = detect.EventStarts(d.text, make([]int, 0, len(d.text)>>10+16))
 	d.events = len(d.starts)
 	if errors.Is(d.err, context.Canceled) {
 		return d

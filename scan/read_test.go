@@ -21,7 +21,7 @@ import (
 // event does (the guess is then found wrong, and the text framed).
 func TestGuessedRecordsDecodeAsFramed(t *testing.T) {
 	for name, text := range guessTexts(t) {
-		_, guessed := logRecords([]byte(text), detect.EventStarts([]byte(text), nil))
+		_, guessed := logRecords([]byte(text), detect.EventStarts([]byte(text), 0, nil))
 		if got, want, ok := guessedAndFramed([]byte(text)); !ok || got != want || want == "" {
 			t.Errorf("%s (guessed %v): %s, framed %s", name, guessed, got, want)
 		}
@@ -56,7 +56,7 @@ func guessedAndFramed(text []byte) (got, want string, ok bool) {
 	if err != nil {
 		return "", "", false
 	}
-	d := &decoded{text: text, starts: detect.EventStarts(text, nil)}
+	d := &decoded{text: text, starts: detect.EventStarts(text, 0, nil)}
 	if _, err := newReader(det, nil).refilter(d, noWatch{}); err != nil {
 		return "", "", false
 	}

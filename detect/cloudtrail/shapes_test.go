@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tinylib/msgp/msgp"
+
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/cloudtrail"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
@@ -209,5 +211,46 @@ func TestAuthorizationID(t *testing.T) {
 		if got := e.AuthorizationID(); got != want {
 			t.Errorf("%q: %q, want %q", msg[min(len(msg), len(prefix)):], got, want)
 		}
+	}
+}
+
+// A record whose first eventName is missing or null is no event to the
+// map path, whatever follows; read in place it is looked at in the same
+// walk that reads the event, and must come out the same: as a log
+// file's record, and as an EventBridge detail.
+func TestNullOrMissingEventName(t *testing.T) {
+	r := cloudtrail.Resolver{EventKeys: []string{"log"}}
+	for _, rec := range []map[string]any{
+		{"eventName": nil, "eventID": "a", "eventSource": "iam.amazonaws.com"},
+		{"eventID": "b", "eventSource": "iam.amazonaws.com"},
+		{"eventName": "GetUser", "eventID": "c"},
+		{"eventName": "", "eventID": "d"},
+	} {
+		var fast, slow []*cloudtrail.Event
+		if _, err := r.ResolveRecordMsgpack(value.AppendMsgpack(nil, rec), func(e *cloudtrail.Event) { fast = append(fast, e) }); err != nil {
+			t.Fatal(err)
+		}
+		r.ResolveRecord(rec, func(e *cloudtrail.Event) { slow = append(slow, e) })
+		if len(fast) != len(slow) || len(fast) == 1 && fast[0].ID != slow[0].ID {
+			t.Errorf("record %v: %d events in place, %d decoded", rec, len(fast), len(slow))
+		}
+		want := 0
+		if rec["eventName"] != nil {
+			want = 1
+		}
+		if got := eventsOf(t, map[string]any{"source": "aws.iam", "detail-type": "AWS API Call via CloudTrail", "detail": rec}); len(got) != want {
+			t.Errorf("detail %v: %d events, want %d", rec, len(got), want)
+		}
+	}
+	// Duplicate keys: the first decides, as in the map path.
+	dup := msgp.AppendMapHeader(nil, 3)
+	dup = msgp.AppendString(dup, "eventName")
+	dup = msgp.AppendNil(dup)
+	dup = msgp.AppendString(dup, "eventName")
+	dup = msgp.AppendString(dup, "GetUser")
+	dup = msgp.AppendString(dup, "eventID")
+	dup = msgp.AppendString(dup, "e")
+	if n, err := r.ResolveRecordMsgpack(dup, func(*cloudtrail.Event) {}); n != 0 || err != nil {
+		t.Errorf("a null first eventName then a name: %d events, %v", n, err)
 	}
 }

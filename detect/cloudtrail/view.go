@@ -67,9 +67,10 @@ func (r *Resolver) ResolveMsgpack(body []byte, emit func(*Event)) (found, skippe
 	case top.eventName != nil:
 		found, err = r.viewEvent(body, ShapeEvent, emit)
 		return found, 0, err
-	case top.detail != nil && !top.health && hasEventName(top.detail):
-		found, err = r.viewEvent(top.detail, ShapeEventBridge, emit)
-		return found, 0, err
+	case top.detail != nil && !top.health:
+		if found, ok, err := r.viewNamed(top.detail, ShapeEventBridge, emit); ok {
+			return found, 0, err
+		}
 	}
 	v, err := value.FromMsgpackSkipping(body, Unread)
 	if err != nil {
@@ -97,8 +98,8 @@ func (r *Resolver) allEvents(arr []byte) bool {
 // Records, given as msgpack, as ResolveRecord reads it decoded: an event
 // straight from the bytes, anything else decoded.
 func (r *Resolver) ResolveRecordMsgpack(rec []byte, emit func(*Event)) (int, error) {
-	if hasEventName(rec) {
-		return r.viewEvent(rec, ShapeLogFile, bounded(emit))
+	if n, ok, err := r.viewNamed(rec, ShapeLogFile, bounded(emit)); ok {
+		return n, err
 	}
 	v, err := value.FromMsgpackSkipping(rec, Unread)
 	if err != nil {
@@ -154,12 +155,28 @@ func eachField(b []byte, fn func(key string, val []byte)) error {
 
 // viewEvent builds an Event from a msgpack CloudTrail event.
 func (r *Resolver) viewEvent(ev []byte, shape Shape, emit func(*Event)) (int, error) {
+	n, _, err := r.view(ev, shape, emit, false)
+	return n, err
+}
+
+// viewNamed is viewEvent for a map that may be no event: ok is false, and
+// nothing is emitted, when its first eventName is missing or null (or the
+// map cannot be walked): what hasEventName tells, found in the same walk.
+func (r *Resolver) viewNamed(ev []byte, shape Shape, emit func(*Event)) (n int, ok bool, err error) {
+	return r.view(ev, shape, emit, true)
+}
+
+func (r *Resolver) view(ev []byte, shape Shape, emit func(*Event), needName bool) (int, bool, error) {
 	e := &Event{Shape: shape}
 	var id, params []byte
 	var seen, seenID firsts
+	named := false
 	err := eachField(ev, func(k string, v []byte) {
 		switch k {
 		case "eventName":
+			if seen&1 == 0 {
+				named = msgp.NextType(v) != msgp.NilType
+			}
 			seen.set(0, &e.Name, v)
 		case "eventSource":
 			seen.set(1, &e.Source, v)
@@ -189,8 +206,11 @@ func (r *Resolver) viewEvent(ev []byte, shape Shape, emit func(*Event)) (int, er
 			}
 		}
 	})
+	if needName && (err != nil || !named) {
+		return 0, false, nil
+	}
 	if err != nil {
-		return 0, err
+		return 0, true, err
 	}
 	if id != nil {
 		err = eachField(id, func(k string, v []byte) {
@@ -208,7 +228,7 @@ func (r *Resolver) viewEvent(ev []byte, shape Shape, emit func(*Event)) (int, er
 			}
 		})
 		if err != nil && msgp.NextType(id) == msgp.MapType {
-			return 0, err
+			return 0, true, err
 		}
 	}
 	if e.Account == "" {
@@ -217,7 +237,7 @@ func (r *Resolver) viewEvent(ev []byte, shape Shape, emit func(*Event)) (int, er
 	if params != nil {
 		p, err := value.FromMsgpack(params)
 		if err != nil {
-			return 0, err
+			return 0, true, err
 		}
 		e.Params = toParams(p)
 	}
@@ -225,7 +245,7 @@ func (r *Resolver) viewEvent(ev []byte, shape Shape, emit func(*Event)) (int, er
 	// event (alerts are encoded before the flush returns).
 	e.Raw = value.Raw(ev)
 	emit(e)
-	return 1, nil
+	return 1, true, nil
 }
 
 // firsts keeps the first of duplicate keys, as the map path does: the

@@ -2,52 +2,30 @@
 
 package pairs
 
-import (
-	"math/bits"
-	"simd/archsimd"
-)
+import "simd/archsimd"
 
 var fast = archsimd.X86.AVX2()
-
-// indexFast looks at 32 bytes at a time, the neighbouring pairs as
-// Teddy does: a shuffle of each byte's low nibble and one of its high
-// nibble into tables with a bit per pair give the pairs whose first byte
-// it is (both nibbles must agree, so exactly); the same for the byte
-// after it and the pairs' second bytes; a bit left in both is a pair. So
-// a sweep costs the same for one pair as for eight. The far pair is
-// compared byte for byte.
-func indexFast(data []byte, s *Set) int {
-	if s.Len() == 0 {
-		return -1
-	}
-	// The blocks end where the farthest second byte can still be read.
-	end := len(data) - MaxGap - 32
-	i := 0
-	if end >= 0 {
-		i = sweep(data, end, s)
-	}
-	// i is the pair the vectors found, or where the tail they do not
-	// cover (under 48 bytes) starts.
-	if j := indexLoop(data[i:], s); j >= 0 {
-		return i + j
-	}
-	return -1
-}
 
 func load(data []byte, i int) archsimd.Uint8x32 {
 	return archsimd.LoadUint8x32((*[32]byte)(data[i : i+32]))
 }
 
-// sweep returns the position of the first pair in the blocks up to end,
-// or where those blocks end.
-func sweep(data []byte, end int, s *Set) int {
+// sweep looks at 32 bytes at a time from i, the neighbouring pairs as
+// Teddy does: a shuffle of each byte's low nibble and one of its high
+// nibble into tables with a bit per pair give the pairs whose first byte
+// it is (both nibbles must agree, so exactly); the same for the byte
+// after it and the pairs' second bytes; a bit left in both is a pair. So
+// a sweep costs the same for one pair as for eight. The far pair is
+// compared byte for byte. It returns the first block up to end holding a
+// pair, its pairs as bits, and where the next block starts; or, with no
+// pair, where the blocks up to end stop.
+func sweep(data []byte, i, end int, s *Set) (base int, mask uint32, next int) {
 	nibble := archsimd.BroadcastUint8x32(15)
 	firstLo, firstHi := archsimd.LoadUint8x32(&s.firstLo), archsimd.LoadUint8x32(&s.firstHi)
 	secondLo, secondHi := archsimd.LoadUint8x32(&s.secondLo), archsimd.LoadUint8x32(&s.secondHi)
 	far, gap := s.farGap != 0, max(s.farGap, 1)
 	farFirst, farSecond := archsimd.BroadcastUint8x32(s.farFirst), archsimd.BroadcastUint8x32(s.farSecond)
 	zero := archsimd.Uint8x32{}
-	i := 0
 	for ; i <= end; i += 32 {
 		v, w := load(data, i), load(data, i+1)
 		a := firstLo.PermuteOrZeroGrouped(v.And(nibble).AsInt8x32()).
@@ -59,8 +37,8 @@ func sweep(data []byte, end int, s *Set) int {
 			m = m.Or(v.Equal(farFirst).And(load(data, i+gap).Equal(farSecond)))
 		}
 		if found := m.ToBits(); found != 0 {
-			return i + bits.TrailingZeros32(found)
+			return i, found, i + 32
 		}
 	}
-	return i
+	return i, 0, i
 }
