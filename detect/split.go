@@ -241,9 +241,9 @@ type skipper struct {
 	scalar bool
 }
 
-// blocks: the skipper frames 32 bytes at a time from their bits where
-// the build classifies them vectorised (jsonblock.Fast; tests turn it on
-// and off to hold the two ways against each other).
+// blocks: the skipper skips a block (jsonblock.Size bytes) at a time from
+// its bits where the build classifies them vectorised (jsonblock.Fast;
+// tests turn it on and off to hold the two ways against each other).
 var blocks = jsonblock.Fast
 
 // run skips from data[i:] and returns where it stopped and whether the
