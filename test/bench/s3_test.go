@@ -73,7 +73,7 @@ func BenchmarkScanS3(b *testing.B) {
 		b.Run(fmt.Sprintf("concurrency=%d", conc), func(b *testing.B) {
 			for b.Loop() {
 				res, err := scan.Run(context.Background(), scan.Options{Paths: []string{"s3://trail/AWSLogs/"}, Workers: w, S3Concurrency: conc,
-					S3: func(ctx context.Context) (source.S3API, error) { return cli.NewS3(ctx, srv.URL, conc) },
+					S3:        func(ctx context.Context) (source.S3API, error) { return cli.NewS3(ctx, srv.URL, conc) },
 					Lifecycle: lifecycle.Options{WatchTTL: time.Hour, MaxKeys: 1000, UseWindow: time.Hour, Grace: time.Minute, Delay: time.Minute}})
 				if err != nil || res.Summary.Failed > 0 || res.Summary.Files != files {
 					b.Fatalf("%v %+v", err, res.Summary)

@@ -79,9 +79,9 @@ type Options struct {
 	// flush call returned, before it takes the answer (0: never): a crash
 	// between the plugin's commit and Fluent Bit's.
 	KillAfter int
-	Quiet       bool
-	Env         []string
-	Timeout     time.Duration // 0: 60s
+	Quiet     bool
+	Env       []string
+	Timeout   time.Duration // 0: 60s
 	// Stdout, when set, receives the plugin's stdout instead of
 	// Result.Stdout (benchmarks that print megabytes of alerts); Stderr
 	// likewise (a pipe whose reader goes away). An *os.File is handed to
