@@ -131,6 +131,7 @@ func walk(data []byte, s *Set, off int, seeks []byte) []int {
 func FuzzSweepAgreesWithLoop(f *testing.F) {
 	f.Add([]byte("Qu\x00xp\x00K_\x00AK\x05"), bytes.Repeat([]byte("aaQuaxpK_\\uAccessKey"), 10), []byte{})
 	f.Add([]byte("ab\x00"), []byte("a"), []byte{1})
+	f.Add([]byte("eV\x04"), bytes.Repeat([]byte(`"eventVersion":"1.08",`), 8), []byte{5})
 	f.Add([]byte("ab\x00cd\x01ef\x02gh\x03ij\x04kl\x05mn\x06op\x0e"), bytes.Repeat([]byte("pa"), 70), []byte{0, 3, 33})
 	f.Fuzz(func(t *testing.T, set, data, seeks []byte) {
 		var s Set
