@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"hash/maphash"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,9 +14,14 @@ import (
 // own so a lookup costs a read lock and a map probe, and nothing when the
 // list is empty. It implements detect.Watch.
 type Watch struct {
-	mu      sync.RWMutex
-	keys    map[string]int // key id -> cases (a retired case stays a while)
-	keyless map[string]int // userKey -> cases watched without a key
+	// While a key is watched the prefilter asks about every access key id
+	// of every record, from every worker at once: a lookup whose hint bit
+	// is clear is answered without the lock (whose word the workers would
+	// otherwise pass between their cores).
+	keyHints, userHints hints
+	mu                  sync.RWMutex
+	keys                map[string]int // key id -> cases (a retired case stays a while)
+	keyless             map[string]int // userKey -> cases watched without a key
 	// names are the keyless users' names, whatever their account, as the
 	// prefilter looks for them in a record: while there are few enough to
 	// look for one by one, also a list, replaced (never changed in place)
@@ -28,7 +34,32 @@ type Watch struct {
 }
 
 func newWatch() *Watch {
-	return &Watch{keys: map[string]int{}, keyless: map[string]int{}, names: map[string]int{}}
+	w := &Watch{keys: map[string]int{}, keyless: map[string]int{}, names: map[string]int{}}
+	w.keyHints.seed = maphash.MakeSeed()
+	w.userHints.seed = w.keyHints.seed
+	return w
+}
+
+// hinted: lookups stop at a clear hint bit (a benchmark turns it off to
+// measure the lock alone in the same run).
+var hinted = true
+
+// hints are a bit for each hash of what was ever put on a set (a bit is
+// never cleared: a removed entry only costs a lookup under the lock, as
+// every lookup did before). A clear bit means not on the set.
+type hints struct {
+	seed maphash.Seed
+	bits [256]atomic.Uint64
+}
+
+func (h *hints) set(k string) {
+	x := maphash.String(h.seed, k)
+	h.bits[x>>6&255].Or(1 << (x & 63))
+}
+
+func (h *hints) may(k []byte) bool {
+	x := maphash.Bytes(h.seed, k)
+	return h.bits[x>>6&255].Load()&(1<<(x&63)) != 0
 }
 
 // Empty reports whether nothing is watched.
@@ -39,6 +70,9 @@ func (w *Watch) KeylessUsers() bool { return w.nUsers.Load() > 0 }
 
 // Key reports whether the access key id is watched.
 func (w *Watch) Key(id []byte) bool {
+	if hinted && !w.keyHints.may(id) {
+		return false
+	}
 	w.mu.RLock()
 	_, ok := w.keys[string(id)]
 	w.mu.RUnlock()
@@ -49,6 +83,9 @@ func (w *Watch) Key(id []byte) bool {
 func (w *Watch) User(account, name []byte) bool {
 	var buf [128]byte
 	k := append(append(append(buf[:0], account...), 0), name...)
+	if hinted && !w.userHints.may(k) {
+		return false
+	}
 	w.mu.RLock()
 	_, ok := w.keyless[string(k)]
 	w.mu.RUnlock()
@@ -72,6 +109,13 @@ func (w *Watch) add(set map[string]int, k string, users bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if set[k] == 0 {
+		// The bit before the entry: a lookup that finds the bit clear
+		// ran before the add, as it would have under the lock.
+		if users {
+			w.userHints.set(k)
+		} else {
+			w.keyHints.set(k)
+		}
 		w.n.Add(1)
 		if users {
 			w.nUsers.Add(1)
