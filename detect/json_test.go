@@ -162,7 +162,7 @@ func FuzzSplitterPieces(f *testing.F) {
 
 // FuzzSplitterBlocksAgree: framing from blocks' bits and framing a byte
 // at a time give the same records and the same error, whole and in
-// pieces of any size (a block is 32 bytes: pieces here go past it).
+// pieces of any size (a block is 64 bytes: pieces here go past it).
 func FuzzSplitterBlocksAgree(f *testing.F) {
 	f.Add(value.ToJSON(map[string]any{"Records": corpus.Panther(f)[:3]}), []byte{200, 31, 64})
 	for _, s := range []string{
