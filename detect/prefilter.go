@@ -260,13 +260,27 @@ func (ps *pass) search(data []byte, w Watch, from int) (int, int) {
 			return -1, 0
 		}
 		i += j
-		for k, pt := range ps.patterns {
-			start := i - pt.at
-			if start >= from && data[i] == pt.text[pt.at] && bytes.HasPrefix(data[start:], pt.text) && (pt.check == nil || pt.check(w, data, start)) {
-				return start, k
-			}
+		if start, k := ps.match(data, w, i, from); k >= 0 {
+			return start, k
 		}
 	}
+}
+
+// match is the first of the pass's patterns that the byte found at i
+// (the hop byte, or fused the first of a pair) stands in, starting at or
+// after from: its start and its index, or k -1.
+func (ps *pass) match(data []byte, w Watch, i, from int) (start, k int) {
+	for k, pt := range ps.patterns {
+		at := pt.at
+		if ps.pairs != nil {
+			at = pt.pairAt
+		}
+		start := i - at
+		if start >= from && data[i] == pt.text[at] && bytes.HasPrefix(data[start:], pt.text) && (pt.check == nil || pt.check(w, data, start)) {
+			return start, k
+		}
+	}
+	return 0, -1
 }
 
 // walk is search for the fused pass. A pair before ps.last was looked at
@@ -281,11 +295,8 @@ func (ps *pass) walk(data []byte, w Watch, from int) (int, int) {
 	}
 	for ; i >= 0; i = ps.hits.Next() {
 		ps.last = i
-		for k, pt := range ps.patterns {
-			start := i - pt.pairAt
-			if start >= from && data[i] == pt.text[pt.pairAt] && bytes.HasPrefix(data[start:], pt.text) && (pt.check == nil || pt.check(w, data, start)) {
-				return start, k
-			}
+		if start, k := ps.match(data, w, i, from); k >= 0 {
+			return start, k
 		}
 	}
 	return -1, 0
