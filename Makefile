@@ -90,7 +90,7 @@ bench: $(SO) $(HARNESS) $(CLI)
 	$(GO) test ./test/bench/ -run '^$$' -bench 'PluginAllQuarantine|PluginDurable' -benchtime 1x -count 5 | tee -a build/bench.txt
 	$(GO) test ./test/bench/ -run '^$$' -bench 'PluginMemory10M' -benchtime 1x | tee -a build/bench.txt
 	./build/bench-tools.sh
-	$(GO) test ./test/bench/ -run '^$$' -bench 'ScanVsFloor|Decompress|Lake' -benchtime 3x -count 5 -timeout 30m | tee -a build/bench.txt
+	CGO_ENABLED=1 $(GO) test -tags libdeflate ./test/bench/ -run '^$$' -bench 'ScanVsFloor|Decompress|Lake' -benchtime 3x -count 5 -timeout 30m | tee -a build/bench.txt
 	$(GO) test ./test/bench/ -run '^$$' -bench 'Responder|ScanS3' -benchtime 1x -count 3 -timeout 30m | tee -a build/bench.txt
 	# ship (issue #18) beside Fluent Bit's tail on the same files; that row
 	# needs fluent-bit on the PATH, and says it was not measured without.

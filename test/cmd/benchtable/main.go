@@ -179,6 +179,9 @@ func scanRows(med func(name, unit string) float64, runs map[string]map[string][]
 		if s, k := med("Decompress/stdlib/workers="+w, "ns/op"), med("Decompress/klauspost/workers="+w, "ns/op"); s > 0 && k > 0 {
 			fmt.Printf("| gzip, %s worker(s): klauspost/compress vs the standard library | %.2fx faster | report |\n", w, s/k)
 		}
+		if k, l := med("Decompress/klauspost/workers="+w, "ns/op"), med("Decompress/libdeflate/workers="+w, "ns/op"); k > 0 && l > 0 {
+			fmt.Printf("| gzip, %s worker(s): libdeflate (C, through cgo; the scan does not use it) vs klauspost/compress | %.2fx faster | report |\n", w, k/l)
+		}
 		if x, c := med("Lake/workers="+w, "x-json"), med("Lake/workers="+w, "x-json-cpu"); x > 0 {
 			fmt.Printf("| Security Lake Parquet vs the same events as .json.gz, %s worker(s): wall (CPU) time | %.2fx (%.2fx) | <= 1.5x %s |\n", w, x, c, mark(x <= 1.5))
 		}
