@@ -24,10 +24,7 @@ type wholeFile struct {
 var wholeFiles = sync.Pool{New: func() any { return &wholeFile{d: libdeflate.New()} }}
 
 func init() {
-	inflaters = append(inflaters, struct {
-		name string
-		open func(io.Reader) (io.Reader, error)
-	}{"libdeflate", func(r io.Reader) (io.Reader, error) {
+	inflaters = append(inflaters, inflater{"libdeflate", func(r io.Reader) (io.Reader, error) {
 		f := wholeFiles.Get().(*wholeFile)
 		buf := bytes.NewBuffer(f.in[:0])
 		if _, err := buf.ReadFrom(r); err != nil {

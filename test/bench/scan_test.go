@@ -268,12 +268,14 @@ func cpuTime() time.Duration {
 // inflaters are the gzip decoders BenchmarkDecompress compares: the two
 // pure-Go ones, and libdeflate through cgo when built with -tags
 // libdeflate (make bench does; libdeflate_test.go).
-var inflaters = []struct {
-	name string
-	open func(io.Reader) (io.Reader, error)
-}{
+var inflaters = []inflater{
 	{"stdlib", func(r io.Reader) (io.Reader, error) { return stdgzip.NewReader(r) }},
 	{"klauspost", func(r io.Reader) (io.Reader, error) { return kgzip.NewReader(r) }},
+}
+
+type inflater struct {
+	name string
+	open func(io.Reader) (io.Reader, error)
 }
 
 // BenchmarkDecompress is the floor alone, with each gzip library.
