@@ -548,22 +548,14 @@ func BenchmarkSplitterBlocks(b *testing.B) {
 	}{{"lines", lines}, {"logfile", logFile}} {
 		b.Run(c.name, func(b *testing.B) {
 			b.SetBytes(int64(len(c.text)))
-			var took [2]time.Duration // from blocks, a byte at a time
-			for b.Loop() {
-				for k, on := range []bool{true, false} {
-					restore := detect.UseBlocks(on)
-					start := time.Now()
-					var s detect.Splitter
-					for {
-						if _, ok, err := s.Next(c.text, true); err != nil || !ok {
-							break
-						}
+			b.ReportMetric(alternately(b, detect.UseBlocks, func() {
+				var s detect.Splitter
+				for {
+					if _, ok, err := s.Next(c.text, true); err != nil || !ok {
+						break
 					}
-					took[k] += time.Since(start)
-					restore()
 				}
-			}
-			b.ReportMetric(float64(took[1])/float64(took[0]), "x-bytes")
+			}), "x-bytes")
 		})
 	}
 }
