@@ -19,6 +19,15 @@ type wholeFile struct {
 	d       *libdeflate.Decompressor
 	in, out []byte
 	text    []byte
+	back    bool // given back to the pool
+}
+
+// giveBack returns f to the pool once, however its text was read.
+func (f *wholeFile) giveBack() {
+	if !f.back {
+		f.back = true
+		wholeFiles.Put(f)
+	}
 }
 
 var wholeFiles = sync.Pool{New: func() any { return &wholeFile{d: libdeflate.New()} }}
@@ -26,15 +35,16 @@ var wholeFiles = sync.Pool{New: func() any { return &wholeFile{d: libdeflate.New
 func init() {
 	inflaters = append(inflaters, inflater{"libdeflate", func(r io.Reader) (io.Reader, error) {
 		f := wholeFiles.Get().(*wholeFile)
+		f.back = false
 		buf := bytes.NewBuffer(f.in[:0])
 		if _, err := buf.ReadFrom(r); err != nil {
-			wholeFiles.Put(f)
+			f.giveBack()
 			return nil, err
 		}
 		f.in = buf.Bytes()
 		text, err := f.d.Gunzip(f.out, f.in)
 		if err != nil {
-			wholeFiles.Put(f)
+			f.giveBack()
 			return nil, err
 		}
 		f.out, f.text = text, text
@@ -44,7 +54,7 @@ func init() {
 
 func (f *wholeFile) Read(p []byte) (int, error) {
 	if len(f.text) == 0 {
-		wholeFiles.Put(f)
+		f.giveBack()
 		return 0, io.EOF
 	}
 	n := copy(p, f.text)
@@ -57,6 +67,6 @@ func (f *wholeFile) Read(p []byte) (int, error) {
 func (f *wholeFile) WriteTo(w io.Writer) (int64, error) {
 	n, err := w.Write(f.text)
 	f.text = nil
-	wholeFiles.Put(f)
+	f.giveBack()
 	return int64(n), err
 }
