@@ -105,6 +105,7 @@ fuzz:
 	$(GO) test ./detect/ -run '^$$' -fuzz '^FuzzScan$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./detect/ -run '^$$' -fuzz '^FuzzFastAndMapPathsAgree$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./detect/ -run '^$$' -fuzz '^FuzzJSONPathsAgree$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./detect/ -run '^$$' -fuzz '^FuzzKeylessNamesLoseNothing$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./detect/ -run '^$$' -fuzz '^FuzzSplitterPieces$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./detect/ -run '^$$' -fuzz '^FuzzSplitterBlocksAgree$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/jsonblock/ -run '^$$' -fuzz '^FuzzSkipAgreesWithLoop$$' -fuzztime $(FUZZTIME)

@@ -527,6 +527,63 @@ func FuzzJSONPathsAgree(f *testing.F) {
 	})
 }
 
+// FuzzKeylessNamesLoseNothing is the differential check of looking for
+// the names of the users watched without a key in a record's raw text:
+// read with a list that names them (the engine's, while there are few),
+// any text gives every event that the same list, unable to name them
+// (then every IAM user's call without an ARN near, and every access key
+// call, is a candidate), gives of such a user's calls and of the calls
+// that name one. A name spelled with escapes is the escape pass's.
+func FuzzKeylessNamesLoseNothing(f *testing.F) {
+	jsonSeeds(f)
+	for _, name := range []string{"keyless", "alice", `k\u0065yless`} {
+		f.Add([]byte(`{"eventVersion":"1.08","eventName":"ConsoleLogin","recipientAccountId":"111122223333","userIdentity":{"type":"IAMUser","userName":"` + name + `","accountId":"111122223333"}}`))
+	}
+	d := detect.New(detect.Options{EventKeys: []string{"log", "message"}})
+	names := watch{keys: map[string]bool{"AKIAEXAMPLEEXPOSED01": true}, users: map[string]bool{"111122223333/keyless": true, "111122223333/ci-deployer": true}}
+	f.Fuzz(func(t *testing.T, text []byte) {
+		every, _, err := d.ScanJSON(text, cannotSay{names}, fileTime, nil)
+		if err != nil {
+			return
+		}
+		read, _, err := d.ScanJSON(text, names, fileTime, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]int{}
+		for _, o := range read {
+			got[eventOf(o.Event)]++
+		}
+		for _, o := range every {
+			if e := o.Event; namesKeyless(e, names) {
+				if got[eventOf(e)] == 0 {
+					t.Fatalf("lost %s", eventOf(e))
+				}
+				got[eventOf(e)]--
+			}
+		}
+	})
+}
+
+// cannotSay is a watch list that cannot name its users without a key.
+type cannotSay struct{ watch }
+
+func (cannotSay) KeylessNames() ([][]byte, bool) { return nil, false }
+
+// namesKeyless: the event is a call of a user w watches without a key,
+// or names one (an access key call on that user), as the engine reads it.
+func namesKeyless(e *cloudtrail.Event, w watch) bool {
+	account := e.Actor.AccountID
+	if account == "" {
+		account = e.Account
+	}
+	return e.Actor.Type == "IAMUser" && w.users[account+"/"+e.Actor.UserName] || w.users[e.Account+"/"+e.Param("userName")]
+}
+
+func eventOf(e *cloudtrail.Event) string {
+	return strings.Join([]string{e.ID, e.Name, e.Time, e.Actor.Type, e.Actor.UserName, e.Param("userName")}, "|")
+}
+
 // BenchmarkSplitterBlocks frames the corpus's events as JSON lines (an
 // export) and as a log file, from blocks' bits and a byte at a time
 // alternately; x-bytes is how many times longer a byte at a time takes.

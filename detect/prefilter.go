@@ -30,8 +30,9 @@ type Watch interface {
 // quarantine policy names (also in the error message of a call a
 // quarantine denied), the RISK_ of AWS Health's exposure codes; with keys
 // on the watch list, AKIA followed by a watched key id, DeleteUser, and,
-// for users watched without a key, IAMUser (with that user's ARN nearby)
-// and AccessKey (in a record that holds such a user's name). Where the
+// for users watched without a key, IAMUser and AccessKey, each in a record
+// that holds such a user's name (IAMUser with that user's ARN nearby,
+// when one is). Where the
 // build has the vectorised sweep (internal/pairs), one pass finds them
 // all, by a pair of bytes of each; else each pattern is found by hopping
 // with bytes.IndexByte over its rarest byte ('Q' is 0.04% of CloudTrail's
@@ -52,7 +53,8 @@ type pattern struct {
 	check func(w Watch, data []byte, start int) bool
 	// inRecord, when set, must hold of the whole record the hit is in.
 	// Where no record is known (HasCandidate over a file) the hit counts
-	// as it is: that only ever frames more.
+	// as it is: that only ever frames more. Every pattern that has one has
+	// the same (namesKeylessUser): candidate keeps one verdict a record.
 	inRecord func(w Watch, rec []byte) bool
 }
 
@@ -63,7 +65,10 @@ var (
 	akia       = pattern{text: []byte("AKIA"), at: 1, check: watchedKey}
 	accessKey  = pattern{text: []byte("AccessKey"), at: 6, gap: 6, inRecord: namesKeylessUser}
 	deleteUser = pattern{text: []byte("DeleteUser"), at: 6, pairAt: 5, gap: 1}
-	iamUser    = pattern{text: []byte("IAMUser"), at: 3, pairAt: 2, gap: 1, check: watchedUserNear}
+	// An IAM user's call with no user ARN near its type (a failed console
+	// login hides its user's) is a candidate only when it names a user
+	// watched without a key: a flood of them is not decoded one by one.
+	iamUser = pattern{text: []byte("IAMUser"), at: 3, pairAt: 2, gap: 1, check: watchedUserNear, inRecord: namesKeylessUser}
 
 	// The passes' patterns for each state of the watch list, built once so
 	// a scan allocates nothing.
@@ -308,7 +313,8 @@ func watchedKey(w Watch, data []byte, start int) bool {
 }
 
 // MaxKeylessNames bounds the names a record is searched for, one by one;
-// past it every AccessKey call is a candidate.
+// past it every AccessKey call, and every IAM user's call with no ARN
+// near, is a candidate.
 const MaxKeylessNames = 64
 
 // namesKeylessUser: the record holds the name of a user watched without
@@ -333,8 +339,8 @@ func namesKeylessUser(w Watch, rec []byte) bool {
 const userWindow = 400
 
 // watchedUserNear: an IAM user's call, and the user's ARN near it names a
-// user watched without a key; with no ARN near, the record is a candidate
-// anyway (decoding it decides).
+// user watched without a key; with no ARN near, the record decides
+// (iamUser's inRecord: it names such a user).
 func watchedUserNear(w Watch, data []byte, start int) bool {
 	lo, hi := max(0, start-userWindow), min(len(data), start+userWindow)
 	window := data[lo:hi]

@@ -116,9 +116,10 @@ func TestNoAllocationsWithAWatchList(t *testing.T) {
 			clean = append(clean, e)
 		}
 	}
-	// With users watched without a key, IAM users' calls whose ARN the
-	// prefilter cannot see near their type, and calls naming AccessKey,
-	// become candidates: they are decoded and the engine decides.
+	// With more users watched without a key than MaxKeylessNames, IAM
+	// users' calls whose ARN the prefilter cannot see near their type, and
+	// calls naming AccessKey, become candidates: they are decoded and the
+	// engine decides.
 	t.Logf("%d of 475 corpus events are no candidates with 1,000 keys and 1,000 key-less users watched", len(clean))
 	if len(clean) < 400 {
 		t.Fatalf("only %d of 475 corpus events are no candidates", len(clean))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -163,4 +164,56 @@ func usesOf(t *testing.T, o Options) ([]string, *Result) {
 		}
 	}
 	return uses, res
+}
+
+// A user quarantined without a key named is watched by name: its calls
+// are uses, whether their identity holds the user's ARN or not (a failed
+// console login's does not), and another IAM user's calls without an
+// ARN are not decoded (a flood of failed logins would otherwise each
+// be). A name past IAM's 64 bytes is watched by its digest, and its calls
+// are found all the same. Files read before and after the
+// quarantine is given: the workers' first look and the merge's again.
+func TestKeylessUserCallsWithOrWithoutARN(t *testing.T) {
+	t0 := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
+	account := "111122223333"
+	for _, user := range []string{"ci-deployer", "u" + strings.Repeat("x", 70)} {
+		q, _ := sequence.Event("rules/aws.iam.quarantine_applied/positive/attach_user_v2")
+		q["recipientAccountId"], q["eventTime"] = account, t0.Format(time.RFC3339)
+		q["requestParameters"] = map[string]any{"userName": user, "policyArn": "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV2"}
+		call := func(id, name string, arn bool, at time.Time) map[string]any {
+			e, _ := sequence.Event("events/ec2_describe_instances_by_key")
+			ident := map[string]any{"type": "IAMUser", "userName": name, "accountId": account}
+			if arn {
+				ident["arn"] = "arn:aws:iam::" + account + ":user/" + name
+			}
+			e["eventID"], e["eventTime"], e["recipientAccountId"], e["userIdentity"] = id, at.Format(time.RFC3339), account, ident
+			return e
+		}
+		file := func(stamp time.Time, name string, events ...any) source.Object {
+			return source.Memory(archive.LogFile(account, "us-east-1", stamp, name), archive.Gzip(archive.Records(events)))
+		}
+		objs := []source.Object{file(t0.Add(5*time.Minute), "q", q)}
+		var want []string
+		for i := range 6 {
+			at := t0.Add(time.Duration(i+1) * time.Hour)
+			events := []any{call(fmt.Sprintf("use-%d-arn", i), user, true, at), call(fmt.Sprintf("use-%d-no-arn", i), user, false, at.Add(time.Second))}
+			want = append(want, fmt.Sprintf("use-%d-arn", i), fmt.Sprintf("use-%d-no-arn", i))
+			for j := range 20 {
+				events = append(events, call(fmt.Sprintf("alice-%d-%d", i, j), "alice", false, at.Add(2*time.Second)))
+			}
+			objs = append(objs, file(at.Add(5*time.Minute), fmt.Sprint(i), events...))
+		}
+		for _, workers := range []int{1, 4} {
+			uses, res := usesOf(t, Options{Objects: objs, Workers: workers, Lookahead: 64})
+			if !slices.Equal(uses, want) {
+				t.Errorf("%.12s, workers=%d: uses %q, want %q", user, workers, uses, want)
+			}
+			// The quarantine and the user's 12 calls, not alice's 120 (a
+			// digest is not in any record's text: then every IAM user's
+			// call without an ARN is decoded).
+			if user == "ci-deployer" && res.Summary.Records > 13 {
+				t.Errorf("%.12s, workers=%d: %d records decoded (%+v)", user, workers, res.Summary.Records, res.Summary)
+			}
+		}
+	}
 }

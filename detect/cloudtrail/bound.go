@@ -63,6 +63,10 @@ func Digest(b []byte) string {
 	return digestPrefix + hex.EncodeToString(sum[:16])
 }
 
+// IsDigest reports whether s has the form of a Digest: an identifier past
+// its bound, which no record holds as it is (IAM's names have no colon).
+func IsDigest(s string) bool { return len(s) == DigestLen && strings.HasPrefix(s, digestPrefix) }
+
 // Limit is one bound, as the README's table states it.
 type Limit struct {
 	Field  string // the field, as CloudTrail (or the shape it came in) names it

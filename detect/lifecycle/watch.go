@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/cloudtrail"
 )
 
 // Watch is the watch list as the prefilter reads it while the engine
@@ -26,8 +27,12 @@ type Watch struct {
 	// prefilter looks for them in a record: while there are few enough to
 	// look for one by one, also a list, replaced (never changed in place)
 	// when a name comes or goes.
-	names   map[string]int
-	list    [][]byte
+	names map[string]int
+	list  [][]byte
+	// digests are the names in names that are a digest (cloudtrail.Digest
+	// of a name past IAM's 64 bytes): no record holds one as text, so
+	// while there is one the list cannot say which records name a user.
+	digests int
 	n       atomic.Int64  // entries in both
 	nUsers  atomic.Int64  // entries in keyless
 	version atomic.Uint64 // bumped by every add
@@ -80,7 +85,12 @@ func (w *Watch) Key(id []byte) bool {
 }
 
 // User reports whether the user of the account is watched without a key.
+// A name longer than IAM allows is looked up by its digest, as the event
+// holds it once decoded.
 func (w *Watch) User(account, name []byte) bool {
+	if len(name) > cloudtrail.MaxUserName {
+		name = []byte(cloudtrail.Digest(name))
+	}
 	var buf [128]byte
 	k := append(append(append(buf[:0], account...), 0), name...)
 	if hinted && !w.userHints.may(k) {
@@ -96,7 +106,7 @@ func (w *Watch) User(account, name []byte) bool {
 func (w *Watch) KeylessNames() ([][]byte, bool) {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
-	return w.list, len(w.names) <= detect.MaxKeylessNames
+	return w.list, len(w.names) <= detect.MaxKeylessNames && w.digests == 0
 }
 
 // Version changes whenever an entry is added.
@@ -153,6 +163,9 @@ func (w *Watch) name(k string, by int) {
 	case by:
 	default:
 		return
+	}
+	if cloudtrail.IsDigest(n) {
+		w.digests += by
 	}
 	if len(w.names) > detect.MaxKeylessNames {
 		w.list = nil

@@ -161,7 +161,13 @@ func (g *gen) life(i int) string {
 		name := pick(rng, "GetCallerIdentity", "ListBuckets", "DescribeInstances", "GetObject")
 		errorCode := pick(rng, "", "", "", "AccessDenied", "NoSuchKey")
 		internal := rng.IntN(8) == 0
-		g.add(Event{Body: call(g.id("call"), account, user, k, name, errorCode, "", internal, at), At: at, Kind: Other, Subjects: subj, After: after, Account: account, Region: pick(rng, "us-east-1", "eu-west-1")})
+		body := call(g.id("call"), account, user, k, name, errorCode, "", internal, at)
+		if g.n%3 == 0 {
+			// An identity without the user's ARN, as a failed console
+			// login's: the prefilter knows the call by the user's name.
+			delete(body["userIdentity"].(map[string]any), "arn")
+		}
+		g.add(Event{Body: body, At: at, Kind: Other, Subjects: subj, After: after, Account: account, Region: pick(rng, "us-east-1", "eu-west-1")})
 		about += " call"
 	}
 	if !quarantinedAt.IsZero() {
