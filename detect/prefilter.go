@@ -31,13 +31,12 @@ type Watch interface {
 // quarantine denied), the RISK_ of AWS Health's exposure codes; with keys
 // on the watch list, AKIA followed by a watched key id, DeleteUser, and,
 // for users watched without a key, IAMUser and AccessKey, each in a record
-// that holds such a user's name (IAMUser with that user's ARN nearby,
-// when one is). Where the
-// build has the vectorised sweep (internal/pairs), one pass finds them
-// all, by a pair of bytes of each; else each pattern is found by hopping
-// with bytes.IndexByte over its rarest byte ('Q' is 0.04% of CloudTrail's
-// bytes, 'x' 0.25%, 'K' 0.16%, 'U' 0.09%), patterns sharing a hop byte
-// sharing the pass. The two find the same records (FuzzFusedPassAgrees).
+// that holds such a user's name (IAMUser with that user's ARN nearby, when
+// one is). Where the build has the vectorised sweep (internal/pairs), one
+// pass finds them all, by a pair of bytes of each; else each pattern is
+// found by hopping with bytes.IndexByte over its rarest byte ('Q' is 0.04%
+// of CloudTrail's bytes, 'x' 0.25%, 'K' 0.16%, 'U' 0.09%), patterns sharing
+// a hop byte sharing the pass. The two find the same records (FuzzFusedPassAgrees).
 type pattern struct {
 	text []byte
 	at   int // offset of the hop byte in text

@@ -168,11 +168,12 @@ func usesOf(t *testing.T, o Options) ([]string, *Result) {
 
 // A user quarantined without a key named is watched by name: its calls
 // are uses, whether their identity holds the user's ARN or not (a failed
-// console login's does not), and another IAM user's calls without an
-// ARN are not decoded (a flood of failed logins would otherwise each
-// be). A name past IAM's 64 bytes is watched by its digest, and its calls
-// are found all the same. Files read before and after the
-// quarantine is given: the workers' first look and the merge's again.
+// console login's does not), and another IAM user's calls without an ARN
+// are not decoded (a flood of failed logins would otherwise each be). A
+// name past IAM's 64 bytes is watched by its digest, and its calls are
+// found all the same. The files are read ahead of the merge, before or
+// after it gives the quarantine (the merge's second look at a file, or a
+// worker's first).
 func TestKeylessUserCallsWithOrWithoutARN(t *testing.T) {
 	t0 := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
 	account := "111122223333"
