@@ -27,7 +27,15 @@ type Decompressor struct {
 	d *C.struct_libdeflate_decompressor
 }
 
-func New() *Decompressor { return &Decompressor{C.libdeflate_alloc_decompressor()} }
+// New allocates a decompressor; without the memory for one a benchmark
+// cannot go on, so it panics rather than crash in C on a NULL later.
+func New() *Decompressor {
+	d := C.libdeflate_alloc_decompressor()
+	if d == nil {
+		panic("libdeflate: no memory for a decompressor")
+	}
+	return &Decompressor{d}
+}
 
 // Gunzip decodes src, one gzip member, into dst's storage (grown to the
 // size the member's trailer states) and returns the text.
