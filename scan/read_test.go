@@ -1,6 +1,7 @@
 package scan
 
 import (
+	"bytes"
 	"encoding/json"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/cloudtrail"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/scan/source"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/sequence"
 )
@@ -144,4 +146,42 @@ func TestNamesOfReadsUndecodedParts(t *testing.T) {
 	if !ok || !got["build-bot"] || !got["AKIAEXAMPLENEWKEY001"] {
 		t.Fatalf("names %q (%v)", names, ok)
 	}
+}
+
+// accountOf finds the first "recipientAccountId":" as bytes.Index does,
+// whatever the A's before it, and gives its account only when that is
+// 12 digits.
+func TestAccountOf(t *testing.T) {
+	for rec, want := range map[string]string{
+		`{"eventVersion":"1.08","recipientAccountId":"111122223333","x":"A"}`: "111122223333",
+		`{"a":"AAAA AKIAEXAMPLE Action","recipientAccountId":"111122223333"}`: "111122223333",
+		`"recipientAccountId":"111122223333"`:                                 "111122223333",
+		`{"recipientAccountId":"12","recipientAccountId":"111122223333"}`:     "",
+		`{"recipientAccountId": "111122223333"}`:                              "",
+		`{"recipientAccountId":"1111`:                                         "",
+		`{"recipientaccountid":"111122223333"}`:                               "",
+		`{"A":"AccountId","recipientAccountId":"11112222333x"}`:               "",
+	} {
+		if got := accountOf([]byte(rec)); got != want {
+			t.Errorf("accountOf(%s) = %q, want %q", rec, got, want)
+		}
+	}
+}
+
+// FuzzAccountOfAgreesWithIndex holds the hop over the key's A to the
+// plain search for the whole key.
+func FuzzAccountOfAgreesWithIndex(f *testing.F) {
+	for _, s := range []string{`{"recipientAccountId":"111122223333"}`, `AAA"recipientAccountId":"1111222233`, `"recipientAccountId":"recipientAccountId":"111122223333"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, rec []byte) {
+		const key = `"recipientAccountId":"`
+		want := ""
+		if i := bytes.Index(rec, []byte(key)); i >= 0 && i+len(key)+12 <= len(rec) && source.IsAccount(string(rec[i+len(key):i+len(key)+12])) {
+			want = string(rec[i+len(key) : i+len(key)+12])
+		}
+		if got := accountOf(rec); got != want {
+			t.Fatalf("accountOf(%q) = %q, bytes.Index says %q", rec, got, want)
+		}
+	})
 }
