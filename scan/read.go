@@ -48,8 +48,8 @@ type decoded struct {
 	file  int           // the object's place in the scan's sorted list
 	seen  map[int]bool  // starts of the records of text decoded so far
 	spans []detect.Span // the records of text, once framed
-	// starts are where the text's "eventVersion" keys are, while held
-	starts []int
+	// keys are where the text's "eventVersion" keys are, while held
+	keys eventKeys
 	// guessed: spans are logRecords' guess, each to be checked before use
 	guessed bool
 	ver     uint64 // the watch list's version the prefilter last ran with
@@ -133,10 +133,10 @@ func (r *reader) readAll(ctx context.Context, obj source.Object, fetched []byte,
 	}
 	defer o.close()
 	text := r.textBuf(obj.Size, o.size)
-	defer func() { d.text = text }()
+	defer func() { d.text = text; d.keys.finish(text) }()
 	// The events are counted as the text comes, while it is in the
 	// cache. CloudTrail's events are a kilobyte or more each.
-	d.starts = make([]int, 0, cap(text)>>10+16)
+	d.keys = eventKeys{at: make([]int, 0, cap(text)>>10+16), stop: make([]int, 0, cap(text)>>10+16)}
 	for {
 		if len(text) == cap(text) {
 			text = append(text, 0)[:len(text)]
@@ -144,7 +144,7 @@ func (r *reader) readAll(ctx context.Context, obj source.Object, fetched []byte,
 		n, err := o.text.Read(text[len(text):cap(text)])
 		from := detect.NextFrom(len(text))
 		text = text[:len(text)+n]
-		d.starts = detect.EventStarts(text, from, d.starts)
+		d.keys.add(text, from)
 		if err == io.EOF {
 			return nil
 		}
@@ -196,7 +196,7 @@ func (r *reader) release(d *decoded) int {
 		default:
 		}
 	}
-	d.text, d.seen, d.spans, d.guessed, d.starts = nil, nil, nil, false, nil
+	d.text, d.seen, d.spans, d.guessed, d.keys = nil, nil, nil, false, eventKeys{}
 	return n
 }
 
@@ -211,7 +211,7 @@ func (r *reader) readHeld(ctx context.Context, obj source.Object, file int, fetc
 	}()
 	d.err = r.readAll(ctx, obj, fetched, d)
 	d.size = int64(len(d.text))
-	d.events = len(d.starts)
+	d.events = len(d.keys.at)
 	if errors.Is(d.err, context.Canceled) {
 		return d
 	}
@@ -245,7 +245,7 @@ func (r *reader) refilter(d *decoded, w detect.Watch) (int, error) {
 	// stands: the text has not changed.
 	spans, ok := d.spans, d.guessed
 	if !ok {
-		spans, ok = logRecords(d.text, d.starts)
+		spans, ok = logRecords(d.text, &d.keys)
 	}
 	if ok && r.candidates(d, spans, &f) {
 		return len(d.obs) - before, nil
@@ -277,35 +277,72 @@ func (r *reader) refilter(d *decoded, w detect.Watch) (int, error) {
 // is framed the slow way.
 var recordStart = []byte(`{"eventVersion":`)
 
-// logRecords guesses the records of a log file's text from where its
-// "eventVersion" keys start (EventStarts); ok is false when the text is
-// not one as AWS writes them.
-func logRecords(text []byte, keys []int) (spans []detect.Span, ok bool) {
+// eventKeys are where a text's "eventVersion" keys start (EventStarts)
+// and, for each that opens an object as AWS writes a record, where what
+// comes before it ends, separators left out; else -1. Both are noted as
+// the text is read, while it is in the cache: framing a log file then
+// does not go back to the text at every record (a cache miss each).
+type eventKeys struct {
+	at   []int
+	stop []int // one for each of at noted so far
+}
+
+// add notes the keys of text from from on, and the stops of those whose
+// {"eventVersion": has been read whole.
+func (k *eventKeys) add(text []byte, from int) {
+	k.at = detect.EventStarts(text, from, k.at)
+	k.mark(text, false)
+}
+
+// finish notes the stops of the keys left: the text is whole.
+func (k *eventKeys) finish(text []byte) { k.mark(text, true) }
+
+func (k *eventKeys) mark(text []byte, whole bool) {
+	for i := len(k.stop); i < len(k.at); i++ {
+		p := k.at[i] - 1
+		if !whole && p+len(recordStart) > len(text) {
+			return
+		}
+		stop := -1
+		if p >= 0 && bytes.HasPrefix(text[p:], recordStart) {
+			for stop = p; stop > 0 && separator(text[stop-1]); stop-- {
+			}
+		}
+		k.stop = append(k.stop, stop)
+	}
+}
+
+// separator: what may stand between the records of a log file.
+func separator(c byte) bool { return c == ',' || c == ' ' || c == '\n' || c == '\r' || c == '\t' }
+
+// logRecords guesses the records of a log file's text from its keys; ok
+// is false when the text is not one as AWS writes them.
+func logRecords(text []byte, keys *eventKeys) (spans []detect.Span, ok bool) {
 	body := bytes.TrimSpace(text)
 	off := len(text) - len(bytes.TrimLeft(text, " \t\r\n"))
 	if !bytes.HasPrefix(body, []byte(`{"Records":[`)) || !bytes.HasSuffix(body, []byte("]}")) {
 		return nil, false
 	}
 	end := off + len(body) - 2 // the array's ]
-	spans = make([]detect.Span, 0, len(keys))
-	k := 0
-	for i := off + len(`{"Records":[`); i < end; {
-		if !bytes.HasPrefix(text[i:], recordStart) {
-			return nil, false
-		}
+	i := off + len(`{"Records":[`)
+	if i < end && !bytes.HasPrefix(text[i:], recordStart) {
+		return nil, false
+	}
+	spans = make([]detect.Span, 0, len(keys.at))
+	for k := 0; i < end; {
 		// The next record start: a key that opens an object, wholly
-		// after this one's {"eventVersion": and before the array's end.
-		next := end
-		for ; k < len(keys); k++ {
-			at := keys[k] - 1
-			if at >= i+len(recordStart) && at+len(recordStart) <= end && bytes.HasPrefix(text[at:], recordStart) {
-				next = at
+		// after this one's {"eventVersion": and before the array's end;
+		// this record ends where the separators before it start.
+		next, stop := end, -1
+		for ; k < len(keys.stop); k++ {
+			if at := keys.at[k] - 1; at >= i+len(recordStart) && at+len(recordStart) <= end && keys.stop[k] >= 0 {
+				next, stop = at, keys.stop[k]
 				break
 			}
 		}
-		stop := next
-		for stop > i && (text[stop-1] == ',' || text[stop-1] == ' ' || text[stop-1] == '\n' || text[stop-1] == '\r' || text[stop-1] == '\t') {
-			stop--
+		if stop < 0 {
+			for stop = next; stop > i && separator(text[stop-1]); stop-- {
+			}
 		}
 		spans = append(spans, detect.Span{Start: i, End: stop, Element: true})
 		i = next

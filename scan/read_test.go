@@ -23,7 +23,8 @@ import (
 // event does (the guess is then found wrong, and the text framed).
 func TestGuessedRecordsDecodeAsFramed(t *testing.T) {
 	for name, text := range guessTexts(t) {
-		_, guessed := logRecords([]byte(text), detect.EventStarts([]byte(text), 0, nil))
+		keys := keysOf([]byte(text), len(text))
+		_, guessed := logRecords([]byte(text), &keys)
 		if got, want, ok := guessedAndFramed([]byte(text)); !ok || got != want || want == "" {
 			t.Errorf("%s (guessed %v): %s, framed %s", name, guessed, got, want)
 		}
@@ -58,11 +59,48 @@ func guessedAndFramed(text []byte) (got, want string, ok bool) {
 	if err != nil {
 		return "", "", false
 	}
-	d := &decoded{text: text, starts: detect.EventStarts(text, 0, nil)}
+	// The keys noted as readAll notes them, the text coming in pieces.
+	d := &decoded{text: text, keys: keysOf(text, 1+len(text)%97)}
 	if _, err := newReader(det, nil).refilter(d, noWatch{}); err != nil {
 		return "", "", false
 	}
 	return ids(d.obs), ids(framed), true
+}
+
+// The keys and their records' stops are the same however the text
+// comes, and a stop is noted exactly where {"eventVersion": opens an
+// object, after the separators before it.
+func TestKeysNotedInPieces(t *testing.T) {
+	for name, text := range guessTexts(t) {
+		whole := keysOf([]byte(text), len(text))
+		if len(whole.at) == 0 || len(whole.stop) != len(whole.at) {
+			t.Fatalf("%s: %d keys, %d stops", name, len(whole.at), len(whole.stop))
+		}
+		for i, at := range whole.at {
+			opens := at > 0 && strings.HasPrefix(text[at-1:], `{"eventVersion":`)
+			if stop := whole.stop[i]; opens != (stop >= 0) || opens && (strings.TrimRight(text[:at-1], ", \t\r\n") != text[:stop]) {
+				t.Errorf("%s: key at %d: stop %d", name, at, stop)
+			}
+		}
+		for _, piece := range []int{1, 2, 15, 16, 17, 100, 4096} {
+			if k := keysOf([]byte(text), piece); !slices.Equal(k.at, whole.at) || !slices.Equal(k.stop, whole.stop) {
+				t.Errorf("%s in pieces of %d: %v %v, whole %v %v", name, piece, k.at, k.stop, whole.at, whole.stop)
+			}
+		}
+	}
+}
+
+// keysOf notes the keys of text as readAll does, the text growing by
+// piece bytes at a time.
+func keysOf(text []byte, piece int) eventKeys {
+	var k eventKeys
+	for n := 0; n < len(text); {
+		from := detect.NextFrom(n)
+		n = min(len(text), n+piece)
+		k.add(text[:n], from)
+	}
+	k.finish(text)
+	return k
 }
 
 // guessTexts are log files as AWS writes them, in another key order, and
