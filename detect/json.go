@@ -93,7 +93,7 @@ func EventStarts(data []byte, from int, dst []int) []int {
 // nextEventVersion is where the first "eventVersion" at or after from
 // starts, or -1; the V is rare in CloudTrail.
 func nextEventVersion(data []byte, from int) int {
-	return indexHop(data, from, eventVersion, len(`"event`))
+	return IndexHop(data, from, eventVersion, len(`"event`))
 }
 
 // NextFrom is where EventStarts looks from once data has grown past n

@@ -345,7 +345,7 @@ func watchedUserNear(w Watch, data []byte, start int) bool {
 	window := data[lo:hi]
 	found := false
 	// Hopping over the slash: a colon is in every JSON member, a slash in few.
-	for i := indexHop(window, 0, userMarker, len(":user")); i >= 0; i = indexHop(window, i+1, userMarker, len(":user")) {
+	for i := IndexHop(window, 0, userMarker, len(":user")); i >= 0; i = IndexHop(window, i+1, userMarker, len(":user")) {
 		if account, name, ok := userARNAt(window, i); ok {
 			found = true
 			if w.User(account, name) {
@@ -358,9 +358,10 @@ func watchedUserNear(w Watch, data []byte, start int) bool {
 
 var userMarker = []byte(":user/")
 
-// indexHop finds text in b from from on by hopping with bytes.IndexByte
-// over its byte at at, the rarest of it where text is looked for.
-func indexHop(b []byte, from int, text []byte, at int) int {
+// IndexHop finds text in b from from on by hopping with bytes.IndexByte
+// over its byte at at, the rarest of it where text is looked for (where
+// bytes.Index would hop over its first byte, a quote in JSON's keys).
+func IndexHop(b []byte, from int, text []byte, at int) int {
 	for i := from + at; i < len(b); i++ {
 		j := bytes.IndexByte(b[i:], text[at])
 		if j < 0 {

@@ -290,28 +290,21 @@ func (x *index) close() {
 }
 
 // accountOf reads a record's recipientAccountId without decoding it
-// (a record whose key is not written so is kept for every account). It
-// hops over the key's A, which is rare in CloudTrail, where bytes.Index
-// would hop over its quote, in every member.
+// (a record whose key is not written so is kept for every account),
+// hopping over the key's A, rare in CloudTrail.
 func accountOf(rec []byte) string {
-	const key, at = `"recipientAccountId":"`, len(`"recipient`)
-	for i := at; i < len(rec); i++ {
-		j := bytes.IndexByte(rec[i:], key[at])
-		if j < 0 {
-			return ""
-		}
-		i += j
-		if !bytes.HasPrefix(rec[i-at:], []byte(key)) {
-			continue
-		}
-		s := i - at + len(key)
-		if s+12 > len(rec) || !source.IsAccount(string(rec[s:s+12])) {
-			return ""
-		}
-		return string(rec[s : s+12])
+	i := detect.IndexHop(rec, 0, recipientKey, len(`"recipient`))
+	if i < 0 {
+		return ""
 	}
-	return ""
+	s := i + len(recipientKey)
+	if s+12 > len(rec) || !source.IsAccount(string(rec[s:s+12])) {
+		return ""
+	}
+	return string(rec[s : s+12])
 }
+
+var recipientKey = []byte(`"recipientAccountId":"`)
 
 // readStreamed reads a file outside the layout (or too large to hold)
 // once, streaming: its records are framed and each looked at with the
