@@ -3,11 +3,11 @@ package detect_test
 import (
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/pairs"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/alternate"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/fbchunk"
 )
@@ -126,7 +126,7 @@ func BenchmarkPrefilterSweep(b *testing.B) {
 		w := fusedWatches[i]
 		b.Run(name, func(b *testing.B) {
 			b.SetBytes(int64(len(text)))
-			b.ReportMetric(alternately(b, detect.UseFused, func() {
+			b.ReportMetric(alternate.Ratio(b, detect.UseFused, func() {
 				var f detect.Filter
 				f.Reset(text, w)
 				for _, sp := range spans {
@@ -135,22 +135,4 @@ func BenchmarkPrefilterSweep(b *testing.B) {
 			}), "x-hop")
 		})
 	}
-}
-
-// alternately runs run with a fast way on and then off (use turns it so
-// until the func it returns restores it) in each iteration, and returns
-// how many times longer it took off: timed in one run, so a neighbour's
-// load on a shared machine falls on both ways alike.
-func alternately(b *testing.B, use func(on bool) (restore func()), run func()) float64 {
-	var took [2]time.Duration // on, off
-	for b.Loop() {
-		for k, on := range []bool{true, false} {
-			restore := use(on)
-			start := time.Now()
-			run()
-			took[k] += time.Since(start)
-			restore()
-		}
-	}
-	return float64(took[1]) / float64(took[0])
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/lifecycle"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect/rules"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/value"
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/alternate"
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/corpus"
 )
 
@@ -605,7 +606,7 @@ func BenchmarkSplitterBlocks(b *testing.B) {
 	}{{"lines", lines}, {"logfile", logFile}} {
 		b.Run(c.name, func(b *testing.B) {
 			b.SetBytes(int64(len(c.text)))
-			b.ReportMetric(alternately(b, detect.UseBlocks, func() {
+			b.ReportMetric(alternate.Ratio(b, detect.UseBlocks, func() {
 				var s detect.Splitter
 				for {
 					if _, ok, err := s.Next(c.text, true); err != nil || !ok {

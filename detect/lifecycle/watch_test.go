@@ -5,7 +5,8 @@ import (
 	"runtime"
 	"sync"
 	"testing"
-	"time"
+
+	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/test/alternate"
 )
 
 // The hints answer "not watched" without the lock only when that is the
@@ -93,17 +94,12 @@ func BenchmarkWatchLookup(b *testing.B) {
 			name = "every-core"
 		}
 		b.Run(name, func(b *testing.B) {
-			var took [2]time.Duration // hints, lock alone
-			for b.Loop() {
-				for k, on := range []bool{true, false} {
-					hinted = on
-					start := time.Now()
-					lookups(w, probe, parallel)
-					took[k] += time.Since(start)
-				}
+			useHints := func(on bool) func() {
+				old := hinted
+				hinted = on
+				return func() { hinted = old }
 			}
-			hinted = true
-			b.ReportMetric(float64(took[1])/float64(took[0]), "x-lock")
+			b.ReportMetric(alternate.Ratio(b, useHints, func() { lookups(w, probe, parallel) }), "x-lock")
 		})
 	}
 }
