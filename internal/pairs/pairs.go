@@ -131,10 +131,8 @@ func (h *Hits) Next() int {
 		// the last bytes (under 48) are swept in a copy with zeros after
 		// them, which no pair holds.
 		if end := len(h.data) - MaxGap - 32; vectorised {
-			var mask uint32
 			if h.next <= end {
-				h.base, mask, h.next = sweep(h.data, h.next, end, h.s)
-				h.mask = uint64(mask)
+				h.base, h.mask, h.next = sweep(h.data, h.next, end, h.s)
 			} else {
 				h.base, h.mask, h.next = h.next, h.tail(h.data[h.next:]), len(h.data)
 			}
@@ -156,7 +154,7 @@ func (h *Hits) tail(last []byte) uint64 {
 	var m uint64
 	for blk := 0; blk < n; blk += 32 {
 		if base, mask, _ := sweep(pad[:], blk, blk, h.s); mask != 0 {
-			m |= uint64(mask) << base
+			m |= mask << base
 		}
 	}
 	return m & (1<<n - 1)
