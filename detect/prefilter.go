@@ -337,9 +337,14 @@ func namesKeylessUser(w Watch, rec []byte) bool {
 // CloudTrail's userIdentity it follows the type within a hundred bytes.
 const userWindow = 400
 
-// watchedUserNear: an IAM user's call, and the user's ARN near it names a
-// user watched without a key; with no ARN near, the record decides
-// (iamUser's inRecord: it names such a user).
+// watchedUserNear: an IAM user's call, and a user ARN near its type
+// names a user watched without a key; with no ARN near, the record
+// decides (iamUser's inRecord: it names such a user). An ARN near may be
+// another user's (in the user agent the caller sent, at the end of the
+// record before) while the caller's is missing (a failed console login's
+// identity has none): so the identity's own userName and accountId (the
+// first after the type, in CloudTrail's order and sorted alike; the
+// account, keys sorted, just before it) decide too.
 func watchedUserNear(w Watch, data []byte, start int) bool {
 	lo, hi := max(0, start-userWindow), min(len(data), start+userWindow)
 	window := data[lo:hi]
@@ -353,7 +358,51 @@ func watchedUserNear(w Watch, data []byte, start int) bool {
 			}
 		}
 	}
-	return !found
+	if !found {
+		return true
+	}
+	after := window[start-lo:]
+	name, account := valueAfter(after, userNameKey, userNameByte), valueAfter(after, accountIDKey, isDigit)
+	if account == nil {
+		account = valueAfter(window[max(0, start-lo-identityBefore):start-lo], accountIDKey, isDigit)
+	}
+	return name != nil && len(account) == 12 && w.User(account, name)
+}
+
+// identityBefore is how far before the type an identity's accountId is
+// looked for (its keys sorted: accessKeyId, accountId, arn, principalId).
+const identityBefore = 200
+
+var accountIDKey, userNameKey = []byte("accountId"), []byte("userName")
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// valueAfter is the first value of key in b, JSON text or msgpack: the
+// run of bytes all in that follows the key, past what stands between a
+// key and a string value (a quote, a colon, spaces, a msgpack string's
+// header); nil when there is none.
+func valueAfter(b, key []byte, in func(byte) bool) []byte {
+	for i := 0; ; {
+		j := bytes.Index(b[i:], key)
+		if j < 0 {
+			return nil
+		}
+		i += j + len(key)
+		k := i
+		if k+1 < len(b) && b[k] == 0xd9 {
+			k += 2 // msgpack's str8: its length byte may be one of a name's
+		}
+		for n := 0; n < 4 && k < len(b) && !in(b[k]); n++ {
+			k++
+		}
+		end := k
+		for end < len(b) && in(b[end]) {
+			end++
+		}
+		if end > k {
+			return b[k:end]
+		}
+	}
 }
 
 var userMarker = []byte(":user/")

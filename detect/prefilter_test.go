@@ -1,6 +1,8 @@
 package detect_test
 
 import (
+	"bytes"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -173,5 +175,57 @@ func TestScanEachFollowsTheWatchList(t *testing.T) {
 	obs, st := d.Scan(c, fresh, nil)
 	if len(obs) != 1 || st.Candidates != 1 {
 		t.Fatalf("Scan with a list nothing changes: %d events in %d candidates, want the notice alone", len(obs), st.Candidates)
+	}
+}
+
+// Another user's ARN near a watched user's call that holds none (a
+// failed console login's identity) hides nothing: one in the user agent
+// the caller sent (another name, or its own in another account), one at
+// the end of the record before. The identity's
+// userName decides, with a list that can name its users and with one
+// that cannot, in JSON and in a chunk (where a name of 32 bytes or more
+// has a two-byte header). A user not watched stays no candidate.
+func TestAnotherARNNearHidesNoCall(t *testing.T) {
+	const account = "111122223333"
+	alice := "arn:aws:iam::" + account + ":user/alice"
+	d := detect.New(detect.Options{})
+	for _, name := range []string{"ci-deployer", "ci-" + strings.Repeat("d", 47)} {
+		// Few members, so the type is near the record's start as in
+		// CloudTrail's order, whatever order the shape writes keys in.
+		login := map[string]any{"eventVersion": "1.09", "eventName": "ConsoleLogin", "eventSource": "signin.amazonaws.com",
+			"eventTime": "2026-11-20T09:02:11Z", "recipientAccountId": account, "responseElements": map[string]any{"ConsoleLogin": "Failure"},
+			"userIdentity": map[string]any{"type": "IAMUser", "accountId": account, "accessKeyId": "", "userName": name}}
+		inAgent, sameName := maps.Clone(login), maps.Clone(login)
+		inAgent["userAgent"] = "Mozilla/5.0 " + alice
+		// Its own name, in another account: the account decides too.
+		sameName["userAgent"] = "Mozilla/5.0 arn:aws:iam::444455556666:user/" + name
+		before := map[string]any{"eventName": "GetUser", "requestParameters": map[string]any{"userName": "alice"},
+			"resources": []any{map[string]any{"ARN": alice}}}
+		watched := watch{users: map[string]bool{account + "/" + name: true}}
+		many := cannotSay{watch{users: map[string]bool{account + "/" + name: true}}}
+		for i := range detect.MaxKeylessNames + 1 {
+			many.users[fmt.Sprintf("%s/other-%d", account, i)] = true
+		}
+		shapes := map[string]any{"agent": inAgent, "agent, its name elsewhere": sameName, "record before": map[string]any{"Records": []any{before, login}}}
+		for shape, body := range shapes {
+			text, chunk := value.ToJSON(body), fbchunk.AppendV2(nil, t0, nil, body)
+			for _, b := range [][]byte{text, chunk} {
+				if at := bytes.Index(b, []byte("IAMUser")); at < 0 || !bytes.Contains(b[max(0, at-400):min(len(b), at+400)], []byte(":user/")) {
+					t.Fatalf("%s: no other user's ARN near the type: %q", shape, b)
+				}
+			}
+			for wname, w := range map[string]detect.Watch{"the user": watched, "more users than it names": many} {
+				if !detect.HasCandidate(text, w) {
+					t.Errorf("%.12s, %s, %s watched: no candidate in the JSON", name, shape, wname)
+				}
+				if _, st := d.Scan(chunk, w, nil); st.Candidates == 0 {
+					t.Errorf("%.12s, %s, %s watched: no candidate in the chunk", name, shape, wname)
+				}
+			}
+			nobody := watch{keys: map[string]bool{"AKIAEXAMPLEUNRELATE2": true}, users: map[string]bool{account + "/nobody": true, "444455556666/" + name: true}}
+			if _, st := d.Scan(fbchunk.AppendV2(nil, t0, nil, inAgent), nobody, nil); st.Candidates != 0 {
+				t.Errorf("%.12s, %s: a candidate with other users watched", name, shape)
+			}
+		}
 	}
 }

@@ -218,3 +218,54 @@ func TestKeylessUserCallsWithOrWithoutARN(t *testing.T) {
 		}
 	}
 }
+
+// Another user's ARN near a watched user's call that holds none (a failed
+// console login) does not hide the call: one in the user agent the
+// caller sent, or at the end of the record before it.
+func TestKeylessUserCallNotHiddenByAnotherARN(t *testing.T) {
+	t0 := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
+	account, user := "111122223333", "ci-deployer"
+	aliceARN := "arn:aws:iam::" + account + ":user/alice"
+	q, _ := sequence.Event("rules/aws.iam.quarantine_applied/positive/attach_user_v2")
+	q["recipientAccountId"], q["eventTime"] = account, t0.Format(time.RFC3339)
+	q["requestParameters"] = map[string]any{"userName": user, "policyArn": "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV2"}
+	login := func(id string, at time.Time, agent string) map[string]any {
+		return map[string]any{"eventVersion": "1.08", "eventID": id, "eventTime": at.Format(time.RFC3339),
+			"userIdentity": map[string]any{"type": "IAMUser", "accountId": account, "accessKeyId": "", "userName": user},
+			"eventSource":  "signin.amazonaws.com", "eventName": "ConsoleLogin", "awsRegion": "us-east-1",
+			"sourceIPAddress": "203.0.113.7", "userAgent": agent, "errorMessage": "Failed authentication",
+			"responseElements": map[string]any{"ConsoleLogin": "Failure"}, "recipientAccountId": account}
+	}
+	aliceCall := func(id string, at time.Time) map[string]any {
+		return map[string]any{"eventVersion": "1.08", "eventID": id, "eventTime": at.Format(time.RFC3339),
+			"userIdentity": map[string]any{"type": "AssumedRole", "accountId": account, "arn": "arn:aws:sts::" + account + ":assumed-role/admin/s"},
+			"eventSource":  "iam.amazonaws.com", "eventName": "GetUser", "awsRegion": "us-east-1",
+			"requestParameters": map[string]any{"userName": "alice"}, "resources": []any{map[string]any{"ARN": aliceARN}},
+			"recipientAccountId": account}
+	}
+	at := t0.Add(time.Hour)
+	events := []any{
+		login("agent", at, "Mozilla/5.0 "+aliceARN),
+		aliceCall("alice", at), login("after-alice", at.Add(time.Second), "Mozilla/5.0"),
+	}
+	objs := []source.Object{
+		source.Memory(archive.LogFile(account, "us-east-1", t0.Add(5*time.Minute), "q"), archive.Gzip(archive.Records([]any{q}))),
+		source.Memory(archive.LogFile(account, "us-east-1", at.Add(5*time.Minute), "logins"), archive.Gzip(archive.Records(events))),
+	}
+	if text := string(archive.Records(events)); strings.Index(text, aliceARN)-strings.Index(text, `"IAMUser"`) > 400 ||
+		strings.LastIndex(text, `"IAMUser"`)-strings.LastIndex(text, aliceARN) > 400 {
+		t.Fatalf("alice's ARN is not near each login's type: %s", text)
+	}
+	// And in an export outside the layout, read before the merge: its
+	// records are kept aside by the users they name, the login's by its
+	// userName too.
+	exported := login("export-agent", at.Add(2*time.Second), "Mozilla/5.0 "+aliceARN)
+	objs = append(objs, source.Memory("exports/logins.json", append(value.ToJSON(exported), '\n')))
+	want := []string{"after-alice", "agent", "export-agent"}
+	for _, workers := range []int{1, 4} {
+		uses, _ := usesOf(t, Options{Objects: objs, Workers: workers, Lookahead: 64})
+		if slices.Sort(uses); !slices.Equal(uses, want) {
+			t.Errorf("workers=%d: uses %q, want %q", workers, uses, want)
+		}
+	}
+}
