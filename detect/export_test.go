@@ -15,3 +15,7 @@ func UseBlocks(on bool) (restore func()) {
 	blocks = on
 	return func() { blocks = old }
 }
+
+// UserNameAfter is the first userName value in b, as the prefilter reads
+// an identity's.
+func UserNameAfter(b []byte) []byte { return valueAfter(b, userNameKey, userNameByte) }

@@ -389,8 +389,8 @@ func valueAfter(b, key []byte, in func(byte) bool) []byte {
 		}
 		i += j + len(key)
 		k := i
-		if k+1 < len(b) && b[k] == 0xd9 {
-			k += 2 // msgpack's str8: its length byte may be one of a name's
+		if k+1 < len(b) && (b[k] == 0xd9 || b[k] == 0xc4) {
+			k += 2 // msgpack's str8 or bin8: the length byte may be one of a name's
 		}
 		for n := 0; n < 4 && k < len(b) && !in(b[k]); n++ {
 			k++

@@ -229,3 +229,25 @@ func TestAnotherARNNearHidesNoCall(t *testing.T) {
 		}
 	}
 }
+
+// An identity's userName is read in every form a record may hold it:
+// JSON, spaced or not, and msgpack strings and binaries, whose header
+// can read as a name's byte (a length of 48 to 57 is a digit).
+func TestUserNameAfter(t *testing.T) {
+	name := "ci-" + strings.Repeat("d", 47) // 50 bytes: '2' as a length
+	for form, b := range map[string]string{
+		"json":           `"type":"IAMUser","userName":"` + name + `","x":1`,
+		"spaced json":    `"type": "IAMUser", "userName": "` + name + `"}`,
+		"msgpack fixstr": "\xa4type\xa7IAMUser\xa8userName\xab" + "ci-deployer" + "\xa1x",
+		"msgpack str8":   "\xa4type\xa7IAMUser\xa8userName\xd9\x32" + name + "\xa1x",
+		"msgpack bin8":   "\xa4type\xa7IAMUser\xa8userName\xc4\x32" + name + "\xa1x",
+	} {
+		want := name
+		if form == "msgpack fixstr" {
+			want = "ci-deployer"
+		}
+		if got := string(detect.UserNameAfter([]byte(b))); got != want {
+			t.Errorf("%s: %q, want %q", form, got, want)
+		}
+	}
+}

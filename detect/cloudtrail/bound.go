@@ -117,13 +117,30 @@ func init() {
 	}
 }
 
-// bounded wraps emit so every event is bounded before anyone sees it: the
-// one place every record shape, on both the fast and the map path, goes
-// through.
+// bounded wraps emit so every event is bounded, and its outcome read,
+// before anyone sees it: the one place every record shape, on both the
+// fast and the map path, goes through.
 func bounded(emit func(*Event)) func(*Event) {
 	return func(e *Event) {
 		bound(e)
+		failedWithoutCode(e)
 		emit(e)
+	}
+}
+
+// Failure is the error code of an event that failed without one: a
+// failed console sign-in, which CloudTrail writes with an errorMessage
+// ("Failed authentication") and no errorCode, or an ECS or OCSF record
+// that says its call failed but lost the code.
+const Failure = "failure"
+
+// failedWithoutCode gives an event that holds an error message and no
+// code the code Failure: a call that succeeded has no message, and a
+// failed sign-in must not read as a successful one (a use's outcome and
+// severity, a quarantine applied or not, go by the code).
+func failedWithoutCode(e *Event) {
+	if e.ErrorCode == "" && e.ErrorMessage != "" {
+		e.ErrorCode = Failure
 	}
 }
 

@@ -48,7 +48,7 @@ func fromOCSF(m map[string]any, op string) *Event {
 	if e.ErrorCode == "" && ocsfFailed(m) {
 		// As for ECS: a record that says the call failed but lost its error
 		// code must never read as a successful quarantine.
-		e.ErrorCode = "failure"
+		e.ErrorCode = Failure
 	}
 	return e
 }

@@ -138,7 +138,7 @@ func fromECS(m map[string]any, action string) *Event {
 	if errCode == "" && strings.EqualFold(pathStr(m, "event.outcome"), "failure") {
 		// ECS keeps the outcome even where the integration dropped the code;
 		// a failed call must never read as a successful quarantine.
-		errCode = "failure"
+		errCode = Failure
 	}
 	account := pathStr(m, "cloud.account.id")
 	return &Event{

@@ -125,7 +125,11 @@ var keyUsed = Rule{
 	References:  quarantineDocs,
 	Title: func(e *cloudtrail.Event, f Finding) string {
 		outcome := "succeeded"
-		if e.ErrorCode != "" {
+		switch e.ErrorCode {
+		case "":
+		case cloudtrail.Failure:
+			outcome = "failed"
+		default:
 			outcome = "failed with " + e.ErrorCode
 		}
 		return fmt.Sprintf("Exposed access key %s of %s was used: %s:%s in account %s from %s %s%s",

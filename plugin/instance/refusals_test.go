@@ -164,7 +164,8 @@ func TestTooBigAlertIsCutThenSetAside(t *testing.T) {
 	}
 	huge["eventID"] = "huge-fields"
 	// Fields of its own past what the receiver takes, even cut to their
-	// bounds (a user agent to 4 KiB, an error message to 8 KiB).
+	// bounds (a user agent to 4 KiB, an error message to 8 KiB): with an
+	// error message, the quarantine is one that failed.
 	huge["userAgent"] = strings.Repeat("y", 20000)
 	huge["errorMessage"] = strings.Repeat("z", 20000)
 	c := &choosy{max: 8000}
@@ -185,7 +186,7 @@ func TestTooBigAlertIsCutThenSetAside(t *testing.T) {
 			t.Errorf("%s: event_truncated %v, event present %v", d["event_id"], d["event_truncated"], d["event"] != nil)
 		}
 	}
-	if calls > 2 || !strings.Contains(log.String(), "set aside alert aws.iam.quarantine_applied/huge-fields") ||
+	if calls > 2 || !strings.Contains(log.String(), "set aside alert aws.iam.quarantine_attempt_failed/huge-fields") ||
 		!strings.Contains(log.String(), "it is sent without its original event (event_truncated)") {
 		t.Fatalf("%d calls\n%s", calls, log)
 	}
