@@ -344,7 +344,8 @@ const userWindow = 400
 // record before) while the caller's is missing (a failed console login's
 // identity has none): so the identity's own userName and accountId (the
 // first after the type, in CloudTrail's order and sorted alike; the
-// account, keys sorted, just before it) decide too.
+// account, keys sorted, just before it) decide too, read only when the
+// list cannot name its users or one of the names follows the type.
 func watchedUserNear(w Watch, data []byte, start int) bool {
 	lo, hi := max(0, start-userWindow), min(len(data), start+userWindow)
 	window := data[lo:hi]
@@ -361,7 +362,10 @@ func watchedUserNear(w Watch, data []byte, start int) bool {
 	if !found {
 		return true
 	}
-	after := window[start-lo:]
+	after := window[start-lo : min(len(window), start-lo+identityAfter)]
+	if !namesKeylessUser(w, after) {
+		return false // no watched name follows the type: nor does the identity's
+	}
 	name, account := valueAfter(after, userNameKey, userNameByte), valueAfter(after, accountIDKey, isDigit)
 	if account == nil {
 		account = valueAfter(window[max(0, start-lo-identityBefore):start-lo], accountIDKey, isDigit)
@@ -369,9 +373,11 @@ func watchedUserNear(w Watch, data []byte, start int) bool {
 	return name != nil && len(account) == 12 && w.User(account, name)
 }
 
-// identityBefore is how far before the type an identity's accountId is
-// looked for (its keys sorted: accessKeyId, accountId, arn, principalId).
-const identityBefore = 200
+// identityAfter and identityBefore are how far after the type an
+// identity without an ARN has its userName and accountId (in CloudTrail's
+// order: principalId, accountId, accessKeyId, userName), and how far
+// before it the accountId is (its keys sorted: accessKeyId, accountId).
+const identityAfter, identityBefore = 256, 200
 
 var accountIDKey, userNameKey = []byte("accountId"), []byte("userName")
 

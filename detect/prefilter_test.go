@@ -25,6 +25,9 @@ func (w watch) Key(id []byte) bool { return w.keys[string(id)] }
 func (w watch) KeylessUsers() bool { return len(w.users) > 0 }
 func (w watch) Version() uint64    { return uint64(len(w.keys) + len(w.users)) }
 func (w watch) KeylessNames() ([][]byte, bool) {
+	if len(w.users) > detect.MaxKeylessNames {
+		return nil, false // as the real watch list: too many to name, and nothing allocated
+	}
 	var names [][]byte
 	for u := range w.users {
 		names = append(names, []byte(u[strings.IndexByte(u, '/')+1:]))
