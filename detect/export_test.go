@@ -18,4 +18,7 @@ func UseBlocks(on bool) (restore func()) {
 
 // UserNameAfter is the first userName value in b, as the prefilter reads
 // an identity's.
-func UserNameAfter(b []byte) []byte { return valueAfter(b, userNameKey, userNameByte) }
+func UserNameAfter(b []byte) []byte {
+	v, _ := valueAfter(b, userNameKey, userNameByte)
+	return v
+}

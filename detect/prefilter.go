@@ -366,11 +366,21 @@ func watchedUserNear(w Watch, data []byte, start int) bool {
 	if !namesKeylessUser(w, after) {
 		return false // no watched name follows the type: nor does the identity's
 	}
-	name, account := valueAfter(after, userNameKey, userNameByte), valueAfter(after, accountIDKey, isDigit)
-	if account == nil {
-		account = valueAfter(window[max(0, start-lo-identityBefore):start-lo], accountIDKey, isDigit)
+	name, _ := valueAfter(after, userNameKey, userNameByte)
+	if name == nil {
+		return false
 	}
-	return name != nil && len(account) == 12 && w.User(account, name)
+	// The account: the first after the type, or, keys sorted, one just
+	// before it; a record next to it may hold others, so each is tried.
+	account, _ := valueAfter(after, accountIDKey, isDigit)
+	for rest := window[max(0, start-lo-identityBefore) : start-lo]; ; account, rest = valueAfter(rest, accountIDKey, isDigit) {
+		if len(account) == 12 && w.User(account, name) {
+			return true
+		}
+		if rest == nil {
+			return false
+		}
+	}
 }
 
 // identityAfter and identityBefore are how far after the type an
@@ -386,12 +396,12 @@ func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 // valueAfter is the first value of key in b, JSON text or msgpack: the
 // run of bytes all in that follows the key, past what stands between a
 // key and a string value (a quote, a colon, spaces, a msgpack string's
-// header); nil when there is none.
-func valueAfter(b, key []byte, in func(byte) bool) []byte {
+// header); nil when there is none. rest is what follows it.
+func valueAfter(b, key []byte, in func(byte) bool) (value, rest []byte) {
 	for i := 0; ; {
 		j := bytes.Index(b[i:], key)
 		if j < 0 {
-			return nil
+			return nil, nil
 		}
 		i += j + len(key)
 		k := i
@@ -406,7 +416,7 @@ func valueAfter(b, key []byte, in func(byte) bool) []byte {
 			end++
 		}
 		if end > k {
-			return b[k:end]
+			return b[k:end], b[end:]
 		}
 	}
 }

@@ -184,7 +184,8 @@ func TestScanEachFollowsTheWatchList(t *testing.T) {
 // Another user's ARN near a watched user's call that holds none (a
 // failed console login's identity) hides nothing: one in the user agent
 // the caller sent (another name, or its own in another account), one at
-// the end of the record before. The identity's
+// the end of the record before; nor does another account in the record
+// after. The identity's
 // userName decides, with a list that can name its users and with one
 // that cannot, in JSON and in a chunk (where a name of 32 bytes or more
 // has a two-byte header). A user not watched stays no candidate.
@@ -209,7 +210,11 @@ func TestAnotherARNNearHidesNoCall(t *testing.T) {
 		for i := range detect.MaxKeylessNames + 1 {
 			many.users[fmt.Sprintf("%s/other-%d", account, i)] = true
 		}
-		shapes := map[string]any{"agent": inAgent, "agent, its name elsewhere": sameName, "record before": map[string]any{"Records": []any{before, login}}}
+		// A record after it whose parameters name another account, nearer
+		// than the identity's own when keys are sorted.
+		after := map[string]any{"eventName": "X", "requestParameters": map[string]any{"accountId": "999999999999"}}
+		shapes := map[string]any{"agent": inAgent, "agent, its name elsewhere": sameName, "record before": map[string]any{"Records": []any{before, login}},
+			"agent, an account after": map[string]any{"Records": []any{inAgent, after}}}
 		for shape, body := range shapes {
 			text, chunk := value.ToJSON(body), fbchunk.AppendV2(nil, t0, nil, body)
 			for _, b := range [][]byte{text, chunk} {
