@@ -305,11 +305,19 @@ func (k *eventKeys) mark(text []byte, whole bool) {
 		}
 		stop := -1
 		if p >= 0 && bytes.HasPrefix(text[p:], recordStart) {
-			for stop = p; stop > 0 && separator(text[stop-1]); stop-- {
-			}
+			stop = trimSeparators(text, 0, p)
 		}
 		k.stop = append(k.stop, stop)
 	}
+}
+
+// trimSeparators is where text[lo:end] ends without the separators that
+// may stand between the records of a log file.
+func trimSeparators(text []byte, lo, end int) int {
+	for end > lo && separator(text[end-1]) {
+		end--
+	}
+	return end
 }
 
 // separator: what may stand between the records of a log file.
@@ -341,8 +349,7 @@ func logRecords(text []byte, keys *eventKeys) (spans []detect.Span, ok bool) {
 			}
 		}
 		if stop < 0 {
-			for stop = next; stop > i && separator(text[stop-1]); stop-- {
-			}
+			stop = trimSeparators(text, i, next)
 		}
 		spans = append(spans, detect.Span{Start: i, End: stop, Element: true})
 		i = next
