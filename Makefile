@@ -111,6 +111,7 @@ fuzz:
 	$(GO) test ./internal/jsonblock/ -run '^$$' -fuzz '^FuzzSkipAgreesWithLoop$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./scan/ -run '^$$' -fuzz '^FuzzAccountOfAgreesWithIndex$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./detect/ -run '^$$' -fuzz '^FuzzFusedPassAgrees$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./detect/ -run '^$$' -fuzz '^FuzzNameAnchorAgrees$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/pairs/ -run '^$$' -fuzz '^FuzzSweepAgreesWithLoop$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./alert/ -run '^$$' -fuzz '^FuzzEncode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./scan/ -run '^$$' -fuzz '^FuzzGuessedRecordsDecodeAsFramed$$' -fuzztime $(FUZZTIME)

@@ -2,6 +2,7 @@ package detect_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/detect"
@@ -17,12 +18,22 @@ import (
 // rarest byte) must let the same records through, for JSON text and for
 // chunks, with each state of the watch list.
 
-// fusedWatches are the watch list's states: nothing, a key, and users
-// watched without a key (one of them the user of the seeds' calls).
+// fusedWatches are the watch list's states: nothing, a key, users
+// watched without a key (one of them the user of the seeds' calls), and
+// one such user, whose name the walk looks for (anchorWatches).
 var fusedWatches = []detect.Watch{
 	nil,
 	watch{keys: map[string]bool{"AKIAIOSFODNN7EXAMPLE": true}},
 	watch{keys: map[string]bool{"AKIAIOSFODNN7EXAMPLE": true}, users: map[string]bool{"123456789012/alice": true, "111122223333/someone": true}},
+	anchorWatches[0],
+}
+
+// anchorWatches each watch one user without a key: the walk looks for its
+// name where it would look for every IAMUser.
+var anchorWatches = []detect.Watch{
+	watch{users: map[string]bool{"123456789012/alice": true}},
+	watch{keys: map[string]bool{"AKIAIOSFODNN7EXAMPLE": true}, users: map[string]bool{"111122223333/ci-deployer": true}},
+	watch{users: map[string]bool{"111122223333/Ops.Admin@2026": true}},
 }
 
 // verdicts are which records of text the prefilter lets through (by the
@@ -104,11 +115,101 @@ func FuzzFusedPassAgrees(f *testing.F) {
 	})
 }
 
+// checkAnchorAgrees: looking for the one watched name gives each record
+// and each chunk the verdict that looking for every IAMUser gives, fused
+// and hopping. The text's own verdict (Filter.Reset) may differ: it only
+// says whether there is anything to frame, and each way's covers its
+// records'.
+func checkAnchorAgrees(t *testing.T, d *detect.Detector, text, chunk []byte) {
+	t.Helper()
+	for _, fused := range []bool{false, true} {
+		restoreFused := detect.UseFused(fused)
+		for i, w := range anchorWatches {
+			restore := detect.UseAnchor(false)
+			typeJSON, typeChunk := verdicts(text, w)[1:], chunkCandidates(d, chunk, w)
+			restore()
+			nameJSON, nameChunk := verdicts(text, w)[1:], chunkCandidates(d, chunk, w)
+			if !slices.Equal(typeJSON, nameJSON) || typeChunk != nameChunk {
+				restoreFused()
+				t.Fatalf("fused %v, watch %d: by IAMUser %v (chunk %d), by the name %v (chunk %d), text %q", fused, i, typeJSON, typeChunk, nameJSON, nameChunk, text)
+			}
+		}
+		restoreFused()
+	}
+}
+
+func TestNameAnchorAgreesOnCorpus(t *testing.T) {
+	d := detect.New(detect.Options{EventKeys: []string{"log"}})
+	var all []any
+	for _, ex := range corpus.Examples(t) {
+		all = append(all, ex.Event)
+		checkAnchorAgrees(t, d, value.ToJSON(ex.Event), fbchunk.AppendV2(nil, t0, nil, ex.Event))
+	}
+	all = append(all, corpus.Panther(t)...)
+	logFile := map[string]any{"Records": all}
+	checkAnchorAgrees(t, d, value.ToJSON(logFile), fbchunk.AppendV2(nil, t0, nil, logFile))
+}
+
+// FuzzNameAnchorAgrees: any text, the watched name or every IAMUser
+// looked for, the same records through.
+func FuzzNameAnchorAgrees(f *testing.F) {
+	for _, s := range []string{
+		`{"eventName":"GetUser","userIdentity":{"type":"IAMUser","arn":"arn:aws:iam::123456789012:user/alice"}}`,
+		`{"userIdentity":{"type":"IAMUser","accountId":"111122223333","userName":"ci-deployer"},"userAgent":"arn:aws:iam::123456789012:user/bob"}`,
+		`{"a":"arn:aws:iam::123456789012:user/alice"}{"userIdentity":{"type":"IAMUser","userName":"alice","accountId":"123456789012"}}`,
+		`{"userIdentity":{"type":"IAMUser"},"x":"` + strings.Repeat("y", 500) + `","requestParameters":{"userName":"alice"}}`,
+		`{"Records":[{"userIdentity":{"type":"IAMUser","arn":"arn:aws:iam::111122223333:user/Ops.Admin@2026"}},{"n":"Ops.Admin@2026"}]}`,
+		`{"type":"IAMUser","userName":"ali\u0063e"}{"type":"IAMUser","arn":"arn:aws:iam::123456789012:user/path/alice"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Add(value.ToJSON(map[string]any{"Records": []any{use(f), use(f)}}))
+	d := detect.New(detect.Options{EventKeys: []string{"log"}})
+	f.Fuzz(func(t *testing.T, text []byte) {
+		checkAnchorAgrees(t, d, text, fbchunk.AppendV2(nil, t0, nil, map[string]any{"log": string(text)}))
+	})
+}
+
+// BenchmarkNameAnchor is the prefilter over the corpus's events as a log
+// file (8 MiB), with one user watched without a key, looking for its name
+// and for every IAMUser alternately: x-type is the second's time over
+// the first's.
+func BenchmarkNameAnchor(b *testing.B) {
+	text, spans := sweepText(b)
+	b.SetBytes(int64(len(text)))
+	b.ReportMetric(alternate.Ratio(b, detect.UseAnchor, func() {
+		var f detect.Filter
+		f.Reset(text, anchorWatches[1])
+		for _, sp := range spans {
+			f.Candidate(sp.Start, sp.End)
+		}
+	}), "x-type")
+}
+
 // BenchmarkPrefilterSweep is the prefilter over a text of the corpus's
 // events (a log file of them, repeated to 8 MiB), fused and hopping
 // alternately, with each state of the watch list, every record asked
 // about as a scan asks: x-hop is hopping's time over the sweep's.
 func BenchmarkPrefilterSweep(b *testing.B) {
+	text, spans := sweepText(b)
+	for i, name := range []string{"empty", "keys", "keyless", "keyless-one"} {
+		w := fusedWatches[i]
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(text)))
+			b.ReportMetric(alternate.Ratio(b, detect.UseFused, func() {
+				var f detect.Filter
+				f.Reset(text, w)
+				for _, sp := range spans {
+					f.Candidate(sp.Start, sp.End)
+				}
+			}), "x-hop")
+		})
+	}
+}
+
+// sweepText is the corpus's events as log files, repeated to 8 MiB, and
+// their records.
+func sweepText(b *testing.B) ([]byte, []detect.Span) {
 	var text []byte
 	for len(text) < 8<<20 {
 		text = append(text, value.ToJSON(map[string]any{"Records": corpus.Panther(b)})...)
@@ -122,17 +223,5 @@ func BenchmarkPrefilterSweep(b *testing.B) {
 		}
 		spans = append(spans, sp)
 	}
-	for i, name := range []string{"empty", "keys", "keyless"} {
-		w := fusedWatches[i]
-		b.Run(name, func(b *testing.B) {
-			b.SetBytes(int64(len(text)))
-			b.ReportMetric(alternate.Ratio(b, detect.UseFused, func() {
-				var f detect.Filter
-				f.Reset(text, w)
-				for _, sp := range spans {
-					f.Candidate(sp.Start, sp.End)
-				}
-			}), "x-hop")
-		})
-	}
+	return text, spans
 }

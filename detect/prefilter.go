@@ -2,6 +2,8 @@ package detect
 
 import (
 	"bytes"
+	"slices"
+	"sync"
 
 	"github.com/cloudtrail-quarantine/cloudtrail_quarantine/internal/pairs"
 )
@@ -32,7 +34,8 @@ type Watch interface {
 // on the watch list, AKIA followed by a watched key id, DeleteUser, and,
 // for users watched without a key, IAMUser and AccessKey, each in a record
 // that holds such a user's name (IAMUser with that user's ARN nearby, when
-// one is). Where the build has the vectorised sweep (internal/pairs), one
+// one is); with one such user, its name, in a record whose IAMUser would
+// do. Where the build has the vectorised sweep (internal/pairs), one
 // pass finds them all, by a pair of bytes of each; else each pattern is
 // found by hopping with bytes.IndexByte over its rarest byte ('Q' is 0.04%
 // of CloudTrail's bytes, 'x' 0.25%, 'K' 0.16%, 'U' 0.09%), patterns sharing
@@ -52,22 +55,36 @@ type pattern struct {
 	check func(w Watch, data []byte, start int) bool
 	// inRecord, when set, must hold of the whole record the hit is in.
 	// Where no record is known (HasCandidate over a file) the hit counts
-	// as it is: that only ever frames more. Every pattern that has one has
-	// the same (namesKeylessUser): candidate keeps one verdict a record.
-	inRecord func(w Watch, rec []byte) bool
+	// as it is: that only ever frames more. candidate keeps one verdict of
+	// each a record.
+	inRecord recordCheck
 }
+
+// recordCheck is what must hold of a record for a hit in it to count.
+type recordCheck uint8
+
+const (
+	anyRecord     recordCheck = iota
+	namesKeyless              // namesKeylessUser
+	callerKeyless             // callerWatched
+	recordChecks
+)
 
 var (
 	quarantine = pattern{text: []byte("Quarantine")}
 	legacy     = pattern{text: []byte("xposedCredentialPolicy")}
 	health     = pattern{text: []byte("RISK_"), at: 3}
 	akia       = pattern{text: []byte("AKIA"), at: 1, check: watchedKey}
-	accessKey  = pattern{text: []byte("AccessKey"), at: 6, gap: 6, inRecord: namesKeylessUser}
+	accessKey  = pattern{text: []byte("AccessKey"), at: 6, gap: 6, inRecord: namesKeyless}
 	deleteUser = pattern{text: []byte("DeleteUser"), at: 6, pairAt: 5, gap: 1}
 	// An IAM user's call with no user ARN near its type (a failed console
 	// login hides its user's) is a candidate only when it names a user
 	// watched without a key: a flood of them is not decoded one by one.
-	iamUser = pattern{text: []byte("IAMUser"), at: 3, pairAt: 2, gap: 1, check: watchedUserNear, inRecord: namesKeylessUser}
+	// With one user watched without a key (the usual incident), the walk
+	// looks for that user's name instead (namePattern), where the type
+	// stands in nearly every record and its checks cost more than the
+	// sweep; the record then decides as the type's hits would have.
+	iamUser = pattern{text: []byte("IAMUser"), at: 3, pairAt: 2, gap: 1, check: watchedUserNear, inRecord: namesKeyless}
 
 	// The passes' patterns for each state of the watch list, built once so
 	// a scan allocates nothing.
@@ -88,31 +105,45 @@ const (
 var fused = pairs.Fast
 
 // fusedPasses are the fused pass's patterns and pairs for each state of
-// the watch list, without and with the escape patterns of JSON text.
-var fusedPasses = func() (out [3][2]struct {
-	patterns []pattern
-	pairs    pairs.Set
-}) {
+// the watch list, without and with the escape patterns of JSON text;
+// anchoredPasses are those of the keyless state without IAMUser, the
+// watched name's pattern to be added (anchor).
+var fusedPasses, anchoredPasses = func() (out [3][2]fusedSet, anchored [2]fusedSet) {
 	for state := range out {
 		for j := range out[state] {
-			f := &out[state][j]
-			f.patterns = append(append(append(append([]pattern{}, quarantineOnly...), legacyOnly...), kPatterns[state]...), uPatterns[state]...)
-			if j == 1 {
-				f.patterns = append(f.patterns, escapeOnly...)
-			}
-			for k := range f.patterns {
-				pt := &f.patterns[k]
-				if pt.gap == 0 {
-					pt.pairAt, pt.gap = pt.at, 1
-				}
-				if pt.pairAt+pt.gap >= len(pt.text) || !f.pairs.Add(pt.text[pt.pairAt], pt.text[pt.pairAt+pt.gap], pt.gap) {
-					panic("detect: a pattern's pair is not in its text, or too many pairs")
-				}
-			}
+			out[state][j] = newFusedSet(quarantineOnly, legacyOnly, kPatterns[state], uPatterns[state], escapeOnly[:j*len(escapeOnly)])
 		}
 	}
-	return out
+	for j := range anchored {
+		anchored[j] = newFusedSet(quarantineOnly, legacyOnly, kPatterns[keyless], uPatterns[keys], escapeOnly[:j*len(escapeOnly)])
+		if probe := anchored[j].pairs; !probe.Add(1, 2, 1) {
+			panic("detect: no room for a watched name's pair")
+		}
+	}
+	return out, anchored
 }()
+
+// fusedSet is the patterns of a fused pass, and the pairs it sweeps for.
+type fusedSet struct {
+	patterns []pattern
+	pairs    pairs.Set
+}
+
+func newFusedSet(lists ...[]pattern) (f fusedSet) {
+	for _, l := range lists {
+		f.patterns = append(f.patterns, l...)
+	}
+	for k := range f.patterns {
+		pt := &f.patterns[k]
+		if pt.gap == 0 {
+			pt.pairAt, pt.gap = pt.at, 1
+		}
+		if pt.pairAt+pt.gap >= len(pt.text) || !f.pairs.Add(pt.text[pt.pairAt], pt.text[pt.pairAt+pt.gap], pt.gap) {
+			panic("detect: a pattern's pair is not in its text, or too many pairs")
+		}
+	}
+	return f
+}
 
 func b2i(b bool) int {
 	if b {
@@ -146,7 +177,7 @@ type prefilter struct {
 	data    []byte
 	watch   Watch
 	version uint64 // the watch list's when the passes were set up
-	passes  [5]pass
+	passes  [6]pass
 	n       int
 }
 
@@ -165,8 +196,15 @@ func (p *prefilter) reset(data []byte, w Watch, from int, asJSON bool) {
 			state = keyless
 		}
 	}
+	var a *anchor
+	if state == keyless {
+		a = anchorFor(w)
+	}
 	if fused {
 		f := &fusedPasses[state][b2i(asJSON)]
+		if a != nil {
+			f = &a.sets[b2i(asJSON)]
+		}
 		ps := &p.passes[0]
 		*ps = pass{pairs: &f.pairs, patterns: f.patterns, last: -1}
 		ps.hits.Reset(data, &f.pairs, from)
@@ -179,6 +217,11 @@ func (p *prefilter) reset(data []byte, w Watch, from int, asJSON bool) {
 	p.passes[1] = pass{hop: 'x', patterns: legacyOnly}
 	p.passes[2] = pass{hop: 'K', patterns: k}
 	p.n = 3
+	if a != nil {
+		u = uPatterns[keys]
+		p.passes[p.n] = pass{hop: a.name[0].text[a.name[0].at], patterns: a.name}
+		p.n++
+	}
 	if u != nil {
 		p.passes[p.n] = pass{hop: 'U', patterns: u}
 		p.n++
@@ -190,6 +233,70 @@ func (p *prefilter) reset(data []byte, w Watch, from int, asJSON bool) {
 	for i := range p.n {
 		p.passes[i].seek(data, w, from)
 	}
+}
+
+// An anchor is the passes that look for a watched user's name: the
+// keyless state's fused sets with its pattern instead of IAMUser's, and
+// the pattern alone for hopping. They are built once a name and kept
+// (a scan allocates nothing; a prefilter holding pointers into itself
+// would be put on the heap), up to maxAnchors names, then made anew.
+type anchor struct {
+	sets [2]fusedSet // without and with the escape patterns
+	name []pattern
+}
+
+var anchors struct {
+	sync.RWMutex
+	byName map[string]*anchor
+}
+
+const maxAnchors = 256
+
+// anchoring: the walk looks for the one name (tests turn it off to hold
+// the two ways against each other).
+var anchoring = true
+
+// anchorFor is the anchor of the one user w watches without a key, when
+// the walk can look for its name; else nil. (A name holding a zero byte
+// has no pair the sweep can look for: zeros pad a text's last bytes.)
+func anchorFor(w Watch) *anchor {
+	if !anchoring {
+		return nil
+	}
+	names, ok := w.KeylessNames()
+	if !ok || len(names) != 1 || len(names[0]) < 2 || bytes.IndexByte(names[0], 0) >= 0 {
+		return nil
+	}
+	name := names[0]
+	anchors.RLock()
+	a := anchors.byName[string(name)]
+	anchors.RUnlock()
+	if a != nil {
+		return a
+	}
+	a = &anchor{name: []pattern{namePattern(bytes.Clone(name))}}
+	pt := a.name[0]
+	for j := range a.sets {
+		base := &anchoredPasses[j]
+		a.sets[j] = fusedSet{patterns: append(slices.Clone(base.patterns), pt), pairs: base.pairs}
+		if !a.sets[j].pairs.Add(pt.text[pt.pairAt], pt.text[pt.pairAt+1], 1) {
+			panic("detect: no room for a watched name's pair") // anchoredPasses kept one
+		}
+	}
+	anchors.Lock()
+	defer anchors.Unlock()
+	if anchors.byName == nil || len(anchors.byName) >= maxAnchors {
+		anchors.byName = map[string]*anchor{}
+	}
+	anchors.byName[string(name)] = a
+	return a
+}
+
+// namePattern looks for a watched user's name, by its rarest byte or
+// pair in CloudTrail; the record counts when it is that user's call, as
+// IAMUser's hits in it would decide.
+func namePattern(name []byte) pattern {
+	return pattern{text: name, at: rarestByte(name), pairAt: rarestPair(name), gap: 1, inRecord: callerKeyless}
 }
 
 // seek finds the pass's next hit at or after from.
@@ -214,7 +321,7 @@ var (
 // candidate reports whether data[start:end], one record, holds a hit.
 func (p *prefilter) candidate(start, end int) bool {
 	hit := false
-	inRecord := 0 // the record's verdict for inRecord patterns: 0 unknown, 1 holds, -1 not
+	var holds [recordChecks]int8 // the record's verdict for each inRecord: 0 unknown, 1 holds, -1 not
 	for i := range p.n {
 		ps := &p.passes[i]
 		if ps.next >= 0 && ps.next < start {
@@ -223,17 +330,17 @@ func (p *prefilter) candidate(start, end int) bool {
 		}
 		for ps.next >= 0 && ps.next < end {
 			check := ps.patterns[ps.pat].inRecord
-			if check == nil {
+			if check == anyRecord {
 				hit = true
 				break
 			}
-			if inRecord == 0 {
-				inRecord = -1
-				if check(p.watch, p.data[start:end]) {
-					inRecord = 1
+			if holds[check] == 0 {
+				holds[check] = -1
+				if recordHolds(check, p.watch, p.data, start, end) {
+					holds[check] = 1
 				}
 			}
-			if inRecord > 0 {
+			if holds[check] > 0 {
 				hit = true
 				break
 			}
@@ -309,6 +416,30 @@ func (ps *pass) walk(data []byte, w Watch, from int) (int, int) {
 // watchedKey: the 20-byte access key id starting at start is watched.
 func watchedKey(w Watch, data []byte, start int) bool {
 	return start+20 <= len(data) && w.Key(data[start:start+20])
+}
+
+// recordHolds reports whether check holds of the record data[start:end].
+func recordHolds(check recordCheck, w Watch, data []byte, start, end int) bool {
+	if check == callerKeyless {
+		return callerWatched(w, data, start, end)
+	}
+	return namesKeylessUser(w, data[start:end])
+}
+
+// callerWatched: the record is a call of a user watched without a key,
+// as its IAMUser hits would have made it a candidate (iamUser's check
+// and inRecord), data around it read as they read it.
+func callerWatched(w Watch, data []byte, start, end int) bool {
+	if !namesKeylessUser(w, data[start:end]) {
+		return false
+	}
+	within := data[:min(len(data), end+len(iamUser.text)-1)] // a hit starts inside the record
+	for i := IndexHop(within, start, iamUser.text, iamUser.at); i >= 0; i = IndexHop(within, i+1, iamUser.text, iamUser.at) {
+		if watchedUserNear(w, data, i) {
+			return true
+		}
+	}
+	return false
 }
 
 // MaxKeylessNames bounds the names a record is searched for, one by one;
