@@ -44,41 +44,9 @@ func (l *S3Lister) List(ctx context.Context, f *Filter, emit func(Object) error)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	slots := make(chan struct{}, max(1, l.Concurrency))
-	var emitMu sync.Mutex
-	var wg sync.WaitGroup
-	var walk func(prefix string)
-	walk = func(prefix string) {
-		defer wg.Done()
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			return
-		}
-		subs, err := l.level(ctx, c, prefix, f, func(o Object) error {
-			emitMu.Lock()
-			defer emitMu.Unlock()
-			return emit(o)
-		})
-		<-slots
-		if err != nil {
-			cancel(err)
-			return
-		}
-		for _, sub := range subs {
-			wg.Add(1)
-			go walk(sub)
-		}
-	}
-	wg.Add(1)
-	go walk(l.Prefix)
-	wg.Wait()
-	if err := context.Cause(ctx); err != nil && err != context.Canceled {
-		return err
-	}
-	return ctx.Err()
+	return walkTree(ctx, l.Prefix, l.Concurrency, func(ctx context.Context, prefix string, emit func(Object) error) ([]string, error) {
+		return l.level(ctx, c, prefix, f, emit)
+	}, emit)
 }
 
 // level lists one prefix: its objects go to emit, its sub-prefixes the

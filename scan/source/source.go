@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,9 +46,8 @@ func (o *Object) Parquet() bool {
 
 // Lister finds the objects under one of the paths a scan is given.
 type Lister interface {
-	// List calls emit for each object the filter may take, in path
-	// order: a layout's files of one account and region come in time
-	// order.
+	// List calls emit for each object the filter may take, from one
+	// goroutine at a time, in no particular order (the scan sorts them).
 	List(ctx context.Context, f *Filter, emit func(Object) error) error
 }
 
@@ -72,6 +70,9 @@ func ForPath(p string, s3 func(context.Context) (S3API, error), concurrency int)
 
 type localLister struct{ root string }
 
+// localListers is how many directories a local listing reads at once.
+const localListers = 8
+
 func (l localLister) List(ctx context.Context, f *Filter, emit func(Object) error) error {
 	info, err := os.Stat(l.root)
 	if err != nil {
@@ -80,29 +81,37 @@ func (l localLister) List(ctx context.Context, f *Filter, emit func(Object) erro
 	if !info.IsDir() {
 		return emit(localObject(l.root, info.Size()))
 	}
-	return filepath.WalkDir(l.root, func(p string, d fs.DirEntry, err error) error {
+	return walkTree(ctx, l.root, localListers, func(ctx context.Context, dir string, emit func(Object) error) ([]string, error) {
+		entries, err := os.ReadDir(dir)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		place := ParsePlace(filepath.ToSlash(p))
-		if d.IsDir() {
-			if p != l.root && (!f.Takes(place) || !logDir(d.Name())) {
-				return filepath.SkipDir
+		var subs []string
+		for _, d := range entries {
+			if err := ctx.Err(); err != nil {
+				return nil, err
 			}
-			return nil
+			p := filepath.Join(dir, d.Name())
+			place := ParsePlace(filepath.ToSlash(p))
+			if d.IsDir() {
+				if f.Takes(place) && logDir(d.Name()) {
+					subs = append(subs, p)
+				}
+				continue
+			}
+			if !d.Type().IsRegular() || !f.Takes(place) || strings.HasPrefix(d.Name(), ".") {
+				continue
+			}
+			info, err := d.Info()
+			if err != nil {
+				return nil, err
+			}
+			if err := emit(localObject(p, info.Size())); err != nil {
+				return nil, err
+			}
 		}
-		if !d.Type().IsRegular() || !f.Takes(place) || strings.HasPrefix(d.Name(), ".") {
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		return emit(localObject(p, info.Size()))
-	})
+		return subs, nil
+	}, emit)
 }
 
 // logDir: CloudTrail's digest files (hashes of the log files, no events)
