@@ -111,6 +111,59 @@ func TestKeyWatchedAfterItsFilesWereRead(t *testing.T) {
 	}
 }
 
+// Any look-ahead, down to one file, and any number of workers finish the
+// scan with the same uses: the merge, woken for files a few at a time
+// (wakeEvery), never waits for a file no reader would read. Two accounts,
+// so two merges run at once with two workers or more.
+func TestEveryLookaheadFinishes(t *testing.T) {
+	t0 := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
+	noise := corpus.Panther(t)[:20]
+	var objs []source.Object
+	var want []string
+	for a, account := range []string{"111122223333", "444455556666"} {
+		key := fmt.Sprintf("AKIAEXAMPLEEXPOSED%02d", a+1)
+		withKey := func(e map[string]any) { // each account's own key, as keys are
+			id := e["userIdentity"].(map[string]any)
+			id["accessKeyId"], id["accountId"], id["arn"] = key, account, "arn:aws:iam::"+account+":user/ci-deployer"
+			e["recipientAccountId"] = account
+		}
+		q, _ := sequence.Event("rules/aws.iam.quarantine_applied/positive/put_user_legacy_inline")
+		withKey(q)
+		q["eventTime"], q["eventID"] = t0.Format(time.RFC3339), fmt.Sprint("q-", a)
+		file := func(stamp time.Time, name string, events ...any) source.Object {
+			return source.Memory(archive.LogFile(account, "us-east-1", stamp, name), archive.Gzip(archive.Records(append(events, noise...))))
+		}
+		objs = append(objs, file(t0.Add(5*time.Minute), "q", q))
+		for i := range 3 * wakeEvery {
+			use, _ := sequence.Event("events/ec2_describe_instances_by_key")
+			id := fmt.Sprintf("use-%d-%02d", a, i)
+			withKey(use)
+			use["eventID"] = id
+			use["eventTime"] = t0.Add(time.Duration(10+i) * time.Minute).Format(time.RFC3339)
+			objs = append(objs, file(t0.Add(time.Duration(15+i)*time.Minute), fmt.Sprint(i), use))
+			want = append(want, id)
+		}
+	}
+	for _, workers := range []int{1, 2, 3} {
+		for _, look := range []int{1, 2, wakeEvery - 1, wakeEvery, wakeEvery + 1, 64} {
+			done := make(chan []string)
+			go func() {
+				uses, _ := usesOf(t, Options{Objects: objs, Workers: workers, Lookahead: look})
+				slices.Sort(uses)
+				done <- uses
+			}()
+			select {
+			case uses := <-done:
+				if !slices.Equal(uses, want) {
+					t.Errorf("workers=%d, look-ahead %d: uses %q, want %q", workers, look, uses, want)
+				}
+			case <-time.After(2 * time.Minute): // liveness, not speed: a scan of 26 small files
+				t.Fatalf("workers=%d, look-ahead %d: the scan did not finish", workers, look)
+			}
+		}
+	}
+}
+
 // Security Lake rows that only a watched key makes candidates are kept
 // aside by their place in the file and read again, alone, once the key
 // is watched: the quarantine's later uses alert, the earlier one does not.

@@ -15,7 +15,8 @@ type job struct {
 	obj  source.Object
 	file int      // its place in the scan's list of objects, by name
 	acct *account // nil: a file read whole before the merge (see index.go)
-	// done is closed when res is set.
+	// done is closed once res is set, at the latest when a reader would
+	// wait (see wakeEvery).
 	done    chan struct{}
 	res     *decoded
 	state   int // queued, started, finished (under sched.mu)
@@ -43,7 +44,17 @@ type sched struct {
 	maxAhead   int
 	maxBytes   int64
 	stopped    bool
+	unwoken    []*job // finished, done not closed yet
 }
+
+// wakeEvery is how many files the readers finish before they wake the
+// merge waiting for the first of them. Waking a goroutine whose thread
+// sleeps is a system call on the reader's time (a futex: about 25 µs a
+// file on a 2-vCPU VM, a CPU profile of the worst case on one worker),
+// and the merge, faster than the reading, slept for every file. A file
+// the merge asked for is woken for at once; all are before a reader
+// waits, so the merge never waits for a file a reader would not read.
+const wakeEvery = 4
 
 func newSched(maxAhead int, maxBytes int64) *sched {
 	s := &sched{maxAhead: maxAhead, maxBytes: maxBytes}
@@ -65,6 +76,7 @@ func (s *sched) take() *job {
 	defer s.mu.Unlock()
 	for {
 		if s.stopped {
+			s.wake()
 			return nil
 		}
 		for len(s.demanded) > 0 {
@@ -82,8 +94,17 @@ func (s *sched) take() *job {
 			s.next++
 			return s.start(j)
 		}
+		s.wake()
 		s.cond.Wait()
 	}
+}
+
+// wake closes the done of the jobs finished since the last wake (under mu).
+func (s *sched) wake() {
+	for _, j := range s.unwoken {
+		close(j.done)
+	}
+	s.unwoken = s.unwoken[:0]
 }
 
 func (s *sched) start(j *job) *job {
@@ -102,8 +123,11 @@ func (s *sched) finish(j *job, d *decoded) {
 	if d != nil {
 		s.aheadBytes += int64(cap(d.text))
 	}
+	s.unwoken = append(s.unwoken, j)
+	if j.demand || len(s.unwoken) >= wakeEvery {
+		s.wake()
+	}
 	s.mu.Unlock()
-	close(j.done)
 	s.cond.Broadcast()
 }
 
@@ -111,6 +135,10 @@ func (s *sched) finish(j *job, d *decoded) {
 // started; nil when the scan was stopped before it was read.
 func (s *sched) need(ctx context.Context, j *job) *decoded {
 	s.mu.Lock()
+	if j.state == finished {
+		s.mu.Unlock()
+		return j.res
+	}
 	if j.state == queued && !j.demand {
 		if ctx.Err() != nil {
 			s.mu.Unlock()
