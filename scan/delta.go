@@ -178,7 +178,7 @@ func (r *reader) refilterNames(d *decoded, w detect.Watch, names [][]byte, g gro
 	}
 	slices.Sort(hits)
 	if d.spans == nil {
-		d.spans, d.guessed = logRecords(d.text, &d.keys)
+		d.spans, d.guessed = logRecords(d.text, &d.keys, d.spanBuf)
 	}
 	spans, _ := d.records()
 	if d.seen == nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -50,6 +51,8 @@ type decoded struct {
 	spans []detect.Span // the records of text, once framed
 	// keys are where the text's "eventVersion" keys are, while held
 	keys eventKeys
+	// spanBuf is where logRecords guesses the text's records (spans may be it)
+	spanBuf []detect.Span
 	// guessed: spans are logRecords' guess, each to be checked before use
 	guessed bool
 	ver     uint64 // the watch list's version the prefilter last ran with
@@ -72,12 +75,14 @@ type reader struct {
 	// sync.Pool loses them at every GC, and a new buffer of a few MB is a
 	// few MB of memory cleared).
 	texts chan []byte
+	// framings keeps the slices released texts were framed in, likewise.
+	framings chan framing
 	// rowGroups bounds the Parquet row groups read at once.
 	rowGroups chan struct{}
 }
 
 func newReader(det *detect.Detector, progress *atomic.Int64) *reader {
-	r := &reader{det: det, storedBytes: progress, texts: make(chan []byte, 64)}
+	r := &reader{det: det, storedBytes: progress, texts: make(chan []byte, 64), framings: make(chan framing, 64)}
 	r.bufs.New = func() any { return bufio.NewReaderSize(nil, 64<<10) }
 	return r
 }
@@ -136,7 +141,8 @@ func (r *reader) readAll(ctx context.Context, obj source.Object, fetched []byte,
 	defer func() { d.text = text; d.keys.finish(text) }()
 	// The events are counted as the text comes, while it is in the
 	// cache. CloudTrail's events are a kilobyte or more each.
-	d.keys = eventKeys{at: make([]int, 0, cap(text)>>10+16), stop: make([]int, 0, cap(text)>>10+16)}
+	fr := r.framing(cap(text)>>10 + 16)
+	d.keys, d.spanBuf = eventKeys{at: fr.at, stop: fr.stop}, fr.spans
 	for {
 		if len(text) == cap(text) {
 			text = append(text, 0)[:len(text)]
@@ -187,6 +193,26 @@ func (r *reader) textBuf(stored, text int64) []byte {
 	return make([]byte, 0, want)
 }
 
+// framing is the slices a held text is framed in: where its events
+// start, where the record before each stops, and its records guessed.
+// They go back with the text for the next file: made anew for each, they
+// were a few MB of memory cleared a scan.
+type framing struct {
+	at, stop []int
+	spans    []detect.Span
+}
+
+// framing gives a released text's slices, else new ones, each with room
+// for n events.
+func (r *reader) framing(n int) framing {
+	var f framing
+	select {
+	case f = <-r.framings:
+	default:
+	}
+	return framing{slices.Grow(f.at[:0], n), slices.Grow(f.stop[:0], n), slices.Grow(f.spans[:0], n)}
+}
+
 // release gives a held text back for the next file.
 func (r *reader) release(d *decoded) int {
 	n := cap(d.text)
@@ -195,8 +221,12 @@ func (r *reader) release(d *decoded) int {
 		case r.texts <- d.text[:0]:
 		default:
 		}
+		select {
+		case r.framings <- framing{d.keys.at, d.keys.stop, d.spanBuf}:
+		default:
+		}
 	}
-	d.text, d.seen, d.spans, d.guessed, d.keys = nil, nil, nil, false, eventKeys{}
+	d.text, d.seen, d.spans, d.spanBuf, d.guessed, d.keys = nil, nil, nil, nil, false, eventKeys{}
 	return n
 }
 
@@ -245,7 +275,7 @@ func (r *reader) refilter(d *decoded, w detect.Watch) (int, error) {
 	// stands: the text has not changed.
 	spans, ok := d.spans, d.guessed
 	if !ok {
-		spans, ok = logRecords(d.text, &d.keys)
+		spans, ok = logRecords(d.text, &d.keys, d.spanBuf)
 	}
 	if ok && r.candidates(d, spans, &f) {
 		return len(d.obs) - before, nil
@@ -323,9 +353,9 @@ func trimSeparators(text []byte, lo, end int) int {
 // separator: what may stand between the records of a log file.
 func separator(c byte) bool { return c == ',' || c == ' ' || c == '\n' || c == '\r' || c == '\t' }
 
-// logRecords guesses the records of a log file's text from its keys; ok
-// is false when the text is not one as AWS writes them.
-func logRecords(text []byte, keys *eventKeys) (spans []detect.Span, ok bool) {
+// logRecords guesses the records of a log file's text from its keys, in
+// dst's array; ok is false when the text is not one as AWS writes them.
+func logRecords(text []byte, keys *eventKeys, dst []detect.Span) (spans []detect.Span, ok bool) {
 	body := bytes.TrimSpace(text)
 	off := len(text) - len(bytes.TrimLeft(text, " \t\r\n"))
 	if !bytes.HasPrefix(body, []byte(`{"Records":[`)) || !bytes.HasSuffix(body, []byte("]}")) {
@@ -336,7 +366,7 @@ func logRecords(text []byte, keys *eventKeys) (spans []detect.Span, ok bool) {
 	if i < end && !bytes.HasPrefix(text[i:], recordStart) {
 		return nil, false
 	}
-	spans = make([]detect.Span, 0, len(keys.at))
+	spans = slices.Grow(dst[:0], len(keys.at))
 	for k := 0; i < end; {
 		// The next record start: a key that opens an object, wholly
 		// after this one's {"eventVersion": and before the array's end;

@@ -2,7 +2,10 @@ package scan
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -24,7 +27,7 @@ import (
 func TestGuessedRecordsDecodeAsFramed(t *testing.T) {
 	for name, text := range guessTexts(t) {
 		keys := keysOf([]byte(text), len(text))
-		_, guessed := logRecords([]byte(text), &keys)
+		_, guessed := logRecords([]byte(text), &keys, nil)
 		if got, want, ok := guessedAndFramed([]byte(text)); !ok || got != want || want == "" {
 			t.Errorf("%s (guessed %v): %s, framed %s", name, guessed, got, want)
 		}
@@ -65,6 +68,34 @@ func guessedAndFramed(text []byte) (got, want string, ok bool) {
 		return "", "", false
 	}
 	return ids(d.obs), ids(framed), true
+}
+
+// A held text's framing goes back with it for the next file: the next
+// file's keys, stops and guessed records are its own, whatever the last
+// one left (a larger file before a smaller one, and the other way).
+func TestFramingReusedClean(t *testing.T) {
+	det := detect.New(detect.Options{})
+	texts := guessTexts(t)
+	names := slices.Sorted(maps.Keys(texts))
+	var files []source.Object
+	for i, name := range names {
+		files = append(files, source.Memory(fmt.Sprintf("AWSLogs/111122223333/CloudTrail/us-east-1/2026/11/20/111122223333_CloudTrail_us-east-1_20261120T08%02dZ_x.json", i), []byte(texts[name])))
+	}
+	fresh := func(obj source.Object) *decoded {
+		return newReader(det, nil).readHeld(context.Background(), obj, 0, nil, noWatch{})
+	}
+	r := newReader(det, nil)
+	for _, order := range [][]int{{0, 1, 2, 0, 2, 1}, {2, 0, 1, 2}} {
+		for _, i := range order {
+			obj := files[i%len(files)]
+			got, want := r.readHeld(context.Background(), obj, 0, nil, noWatch{}), fresh(obj)
+			if !slices.Equal(got.keys.at, want.keys.at) || !slices.Equal(got.keys.stop, want.keys.stop) ||
+				!slices.Equal(got.spans, want.spans) || ids(got.obs) != ids(want.obs) {
+				t.Fatalf("%s after others: keys %v %v spans %v, fresh %v %v %v", names[i%len(names)], got.keys.at, got.keys.stop, got.spans, want.keys.at, want.keys.stop, want.spans)
+			}
+			r.release(got)
+		}
+	}
 }
 
 // The keys and their records' stops are the same however the text
