@@ -549,11 +549,18 @@ func FuzzKeylessNamesLoseNothing(f *testing.F) {
 		for _, names := range lists {
 			every, _, err := d.ScanJSON(text, cannotSay{names}, fileTime, nil)
 			if err != nil {
-				return
+				continue
 			}
 			read, _, err := d.ScanJSON(text, names, fileTime, nil)
 			if err != nil {
-				t.Fatal(err)
+				// Text that is not JSON is framed only where a pattern
+				// stands: the one name (the walk looks for it) where no
+				// IAMUser is, say. Then the list that cannot name its
+				// users framed nothing, and found nothing to lose.
+				if len(every) > 0 {
+					t.Fatalf("%d names: %v, where %d events were found", len(names.users), err, len(every))
+				}
+				continue
 			}
 			got := map[string]int{}
 			for _, o := range read {
