@@ -430,12 +430,12 @@ func recordHolds(check recordCheck, w Watch, data []byte, start, end int) bool {
 // as its IAMUser hits would have made it a candidate (iamUser's check
 // and inRecord), data around it read as they read it.
 func callerWatched(w Watch, data []byte, start, end int) bool {
-	if !namesKeylessUser(w, data[start:end]) {
+	if !recordHolds(iamUser.inRecord, w, data, start, end) {
 		return false
 	}
 	within := data[:min(len(data), end+len(iamUser.text)-1)] // a hit starts inside the record
 	for i := IndexHop(within, start, iamUser.text, iamUser.at); i >= 0; i = IndexHop(within, i+1, iamUser.text, iamUser.at) {
-		if watchedUserNear(w, data, i) {
+		if iamUser.check(w, data, i) {
 			return true
 		}
 	}
