@@ -202,15 +202,15 @@ type framing struct {
 	spans    []detect.Span
 }
 
-// framing gives a released text's slices, else new ones, each with room
-// for n events.
+// framing gives a released text's slices, else new ones, the keys' with
+// room for n events (logRecords sizes the spans, for the texts it frames).
 func (r *reader) framing(n int) framing {
 	var f framing
 	select {
 	case f = <-r.framings:
 	default:
 	}
-	return framing{slices.Grow(f.at[:0], n), slices.Grow(f.stop[:0], n), slices.Grow(f.spans[:0], n)}
+	return framing{slices.Grow(f.at[:0], n), slices.Grow(f.stop[:0], n), f.spans[:0]}
 }
 
 // release gives a held text back for the next file.
