@@ -26,12 +26,6 @@ func TestRunInProcess(t *testing.T) {
 	root := t.TempDir()
 	noise := corpus.Panther(t)[:100]
 	t0 := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
-	// Each account's own key, as keys are.
-	withKey := func(e map[string]any, account, key string) {
-		id := e["userIdentity"].(map[string]any)
-		id["accessKeyId"], id["accountId"], id["arn"] = key, account, "arn:aws:iam::"+account+":user/ci-deployer"
-		e["recipientAccountId"] = account
-	}
 	// The corpus's events in a file happened when the file's other events
 	// did, as in a trail (their own times are years apart).
 	noiseAt := func(at time.Time) []any {
@@ -78,6 +72,14 @@ func TestRunInProcess(t *testing.T) {
 	}
 }
 
+// withKey makes e a call of ci-deployer of account with its own key, as
+// keys are each account's.
+func withKey(e map[string]any, account, key string) {
+	id := e["userIdentity"].(map[string]any)
+	id["accessKeyId"], id["accountId"], id["arn"] = key, account, "arn:aws:iam::"+account+":user/ci-deployer"
+	e["recipientAccountId"] = account
+}
+
 // One pass: files read ahead with the watch list empty (every file here
 // is read before the quarantine is given to the engine) still give the
 // key's later uses, found by running the prefilter again over their held
@@ -122,13 +124,8 @@ func TestEveryLookaheadFinishes(t *testing.T) {
 	var want []string
 	for a, account := range []string{"111122223333", "444455556666"} {
 		key := fmt.Sprintf("AKIAEXAMPLEEXPOSED%02d", a+1)
-		withKey := func(e map[string]any) { // each account's own key, as keys are
-			id := e["userIdentity"].(map[string]any)
-			id["accessKeyId"], id["accountId"], id["arn"] = key, account, "arn:aws:iam::"+account+":user/ci-deployer"
-			e["recipientAccountId"] = account
-		}
 		q, _ := sequence.Event("rules/aws.iam.quarantine_applied/positive/put_user_legacy_inline")
-		withKey(q)
+		withKey(q, account, key)
 		q["eventTime"], q["eventID"] = t0.Format(time.RFC3339), fmt.Sprint("q-", a)
 		file := func(stamp time.Time, name string, events ...any) source.Object {
 			return source.Memory(archive.LogFile(account, "us-east-1", stamp, name), archive.Gzip(archive.Records(append(events, noise...))))
@@ -137,7 +134,7 @@ func TestEveryLookaheadFinishes(t *testing.T) {
 		for i := range 3 * wakeEvery {
 			use, _ := sequence.Event("events/ec2_describe_instances_by_key")
 			id := fmt.Sprintf("use-%d-%02d", a, i)
-			withKey(use)
+			withKey(use, account, key)
 			use["eventID"] = id
 			use["eventTime"] = t0.Add(time.Duration(10+i) * time.Minute).Format(time.RFC3339)
 			objs = append(objs, file(t0.Add(time.Duration(15+i)*time.Minute), fmt.Sprint(i), use))
